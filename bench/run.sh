@@ -1,0 +1,518 @@
+#!/usr/bin/env bash
+# Proxy benchmark: our gateway vs NGINX in front of the same upstream, on this
+# machine, loopback only. See bench/README.md for the knobs and the method.
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+WORKERS=${BENCH_WORKERS:-1}
+ROUNDS=${BENCH_ROUNDS:-5}
+CONNS=${BENCH_CONNECTIONS:-64}
+DURATION=${BENCH_DURATION:-10s}
+WARMUP=${BENCH_WARMUP:-3s}
+THREADS=${BENCH_WRK_THREADS:-1}
+UP_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
+EXTRA_YAML=${BENCH_EXTRA_GATEWAY_YAML:-}
+GATEWAY_BIN=${BENCH_GATEWAY_BIN:-$ROOT/target/release/gateway}
+UPSTREAM_BIN=${BENCH_UPSTREAM_BIN:-$ROOT/target/release/examples/demo_upstream}
+OUT_DIR=$ROOT/target/bench
+OUT_JSON=$OUT_DIR/proxy.json
+READY_TIMEOUT=30
+
+say() { printf '[bench] %s\n' "$*"; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes
+# Background jobs of a non-interactive shell ignore SIGINT, so on Ctrl-C
+# nothing dies unless we kill it here.
+TMP=""
+WRK_PID=""
+PIDS=()
+declare -A PID=()
+
+stop_pid() {
+    local pid=$1 kids i
+    kill -0 "$pid" 2>/dev/null || return 0
+    # nginx workers are children of the master; collect them before the
+    # master exits and they get reparented out of reach.
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    kill -TERM "$pid" $kids 2>/dev/null || true
+    # actix drains gracefully for up to 30 s by default; we don't wait that long.
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    # shellcheck disable=SC2086
+    kill -KILL "$pid" $kids 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM ERR
+    local i
+    [[ -z $WRK_PID ]] || stop_pid "$WRK_PID"
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+    if [[ -n $TMP && -d $TMP ]]; then
+        if ((rc != 0)); then
+            local f
+            for f in "$TMP"/*.err "$TMP"/nginx/nginx-error.log; do
+                [[ -s $f ]] || continue
+                printf '[bench] --- last lines of %s ---\n' "${f#"$TMP"/}" >&2
+                tail -n 20 "$f" >&2 || true
+            done
+        fi
+        if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+            say "kept work dir $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'printf "[bench] ERROR: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# start NAME STDOUT_FILE CMD...: stderr goes to $TMP/NAME.err. Appending
+# (O_APPEND) lets us truncate access logs between rounds while they are open.
+start() {
+    local name=$1 out=$2
+    shift 2
+    "$@" >>"$out" 2>"$TMP/$name.err" &
+    PIDS+=("$!")
+    PID[$name]=$!
+}
+
+# ---------------------------------------------------------------- helpers
+http_get() { # URL -> body on stdout; fails unless 2xx
+    if command -v curl >/dev/null; then
+        curl -fsS --max-time 2 "$1"
+    else
+        python3 -c 'import sys,urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "$1"
+    fi
+}
+
+wait_ready() { # NAME URL
+    local name=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT))
+    while ! http_get "$url" >/dev/null 2>&1; do
+        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during startup"
+        ((SECONDS < deadline)) || die "$name not ready at $url after ${READY_TIMEOUT}s"
+        sleep 0.2
+    done
+}
+
+dur_secs() { # wrk duration (10, 10s, 2m, 1h) -> seconds
+    [[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 2m)"
+    case ${BASH_REMATCH[2]} in
+        m) echo $((BASH_REMATCH[1] * 60)) ;;
+        h) echo $((BASH_REMATCH[1] * 3600)) ;;
+        *) echo "${BASH_REMATCH[1]}" ;;
+    esac
+}
+
+# CPU time (clock ticks) used so far by PID and its direct children (nginx
+# workers). Fields after the ")" of /proc/PID/stat: utime is 12th, stime 13th.
+cpu_ticks() {
+    local p total=0 rest f
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        rest=${rest##*) }
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# wrk --latency output -> "rps p50_ms p99_ms requests secs socket_errors non2xx"
+parse_wrk() {
+    awk '
+    function ms(v,   n, u) {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") return n / 1000
+        if (u == "ms") return n
+        if (u == "s")  return n * 1000
+        if (u == "m")  return n * 60000
+        if (u == "h")  return n * 3600000
+        return -1
+    }
+    /^ +50% /                    { p50 = ms($2) }
+    /^ +99% /                    { p99 = ms($2) }
+    / requests in /              { reqs = $1; d = $4; sub(/,$/, "", d); secs = ms(d) / 1000 }
+    /^Requests\/sec:/            { rps = $2 }
+    /^ +Socket errors:/          { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+    /^ +Non-2xx or 3xx responses:/ { non2xx = $NF }
+    END {
+        if (rps == "" || p50 == "" || p99 == "" || reqs == "") exit 1
+        printf "%s %.3f %.3f %d %.2f %d %d\n", rps, p50, p99, reqs, secs, sock + 0, non2xx + 0
+    }'
+}
+
+# ---------------------------------------------------------------- checks
+for v in WORKERS ROUNDS CONNS THREADS UP_WORKERS; do
+    [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"
+done
+DUR_S=$(dur_secs "$DURATION")
+WARM_S=$(dur_secs "$WARMUP")
+if [[ -n $EXTRA_YAML ]]; then
+    [[ -r $EXTRA_YAML ]] || die "BENCH_EXTRA_GATEWAY_YAML=$EXTRA_YAML is not a readable file"
+    EXTRA_YAML=$(cd "$(dirname "$EXTRA_YAML")" && pwd)/$(basename "$EXTRA_YAML")
+fi
+
+# ---------------------------------------------------------------- tools
+find_nginx() {
+    command -v nginx 2>/dev/null && return 0
+    [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx
+}
+
+ensure_tools() {
+    local pkgs=()
+    find_nginx >/dev/null || pkgs+=(nginx)
+    command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    ((${#pkgs[@]})) || return 0
+    command -v apt-get >/dev/null || die "missing ${pkgs[*]} and no apt-get to install them"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "missing ${pkgs[*]}; need root or sudo to install"
+        sudo=(sudo -n)
+    fi
+    say "installing ${pkgs[*]} with apt-get"
+    "${sudo[@]}" apt-get update -qq
+    # nginx-light is the smallest build with the proxy module; newer Debian
+    # releases dropped it, so fall back to plain nginx.
+    local i
+    for i in "${!pkgs[@]}"; do
+        if [[ ${pkgs[i]} == nginx ]] &&
+            apt-cache policy nginx-light 2>/dev/null | grep -q 'Candidate: [0-9]'; then
+            pkgs[i]=nginx-light
+        fi
+    done
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}
+
+# ---------------------------------------------------------------- build
+say "building gateway and demo_upstream (release)"
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+    cargo build --release --bin gateway --example demo_upstream
+fi
+[[ -x $GATEWAY_BIN ]] || die "no gateway binary at $GATEWAY_BIN"
+[[ -x $UPSTREAM_BIN ]] || die "no upstream binary at $UPSTREAM_BIN"
+
+ensure_tools
+NGINX=$(find_nginx) || die "nginx not found after install"
+NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
+
+if pgrep -x nginx >/dev/null; then
+    say "WARNING: an nginx not started by this script is running; it adds noise"
+fi
+
+# ---------------------------------------------------------------- CPU layout
+# The proxy under test gets CPUs of its own; the upstream and wrk share CPU 0.
+# Both proxies get the same CPUs and worker count, and only one is loaded at a
+# time, so neither competes with the load generator for its core.
+NCPU=$(nproc)
+# Command prefixes rather than a wrapper function, so that `cmd &` forks the
+# real process and $! is its pid (taskset execs).
+PROXY_PIN=() LOAD_PIN=()
+if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && ((NCPU >= WORKERS + 1)); then
+    if ((WORKERS == 1)); then PROXY_CPUS=1; else PROXY_CPUS="1-$WORKERS"; fi
+    PROXY_PIN=(taskset -c "$PROXY_CPUS")
+    LOAD_PIN=(taskset -c 0)
+    PINNING="proxy on CPU $PROXY_CPUS; upstream + wrk on CPU 0 (taskset)"
+else
+    PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$NCPU)"
+fi
+
+# ---------------------------------------------------------------- setup
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench.XXXXXX")
+# nginx workers drop to an unprivileged user when the master runs as root;
+# they must be able to reach the temp dirs inside.
+chmod 755 "$TMP"
+mkdir -p "$TMP/nginx" "$OUT_DIR"
+rm -f "$OUT_JSON"
+
+read -r P_UP P_GW P_ADMIN P_NGINX < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(4)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+')
+
+cat >"$TMP/gateway.yaml" <<EOF
+server:
+  listen: "127.0.0.1:$P_GW"
+  workers: $WORKERS
+admin:
+  listen: "127.0.0.1:$P_ADMIN"
+logging:
+  level: "info"
+  format: "json"
+upstreams:
+  demo:
+    targets: ["http://127.0.0.1:$P_UP"]
+routes:
+  - name: "demo"
+    path_prefix: "/demo"
+    strip_prefix: "/demo"
+    upstream: "demo"
+EOF
+if [[ -n $EXTRA_YAML ]]; then
+    printf '\n# appended from %s\n' "$EXTRA_YAML" >>"$TMP/gateway.yaml"
+    cat "$EXTRA_YAML" >>"$TMP/gateway.yaml"
+fi
+
+# Every temp path nginx was built with must point inside $TMP, or nginx
+# creates it under /var at startup.
+NGINX_BUILD=$("$NGINX" -V 2>&1)
+NGINX_TEMP_PATHS="client_body_temp_path $TMP/nginx/client_body;
+    proxy_temp_path $TMP/nginx/proxy;"
+for m in fastcgi uwsgi scgi; do
+    [[ $NGINX_BUILD == *"--without-http_${m}_module"* ]] ||
+        NGINX_TEMP_PATHS+="
+    ${m}_temp_path $TMP/nginx/$m;"
+done
+
+# The access log mirrors the gateway's JSON line (src/middleware/access_log.rs):
+# the same fields, one unbuffered write per request. nginx cannot compute
+# milliseconds, so the duration is in seconds.
+cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes $WORKERS;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/nginx-error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+http {
+    $NGINX_TEMP_PATHS
+    default_type application/octet-stream;
+    server_tokens off;
+    tcp_nodelay on;
+    # nginx closes a keep-alive connection after 1000 requests by default;
+    # actix does not, and the reconnects would be work only nginx pays for.
+    keepalive_requests 10000000;
+    keepalive_timeout 15s;
+
+    log_format gwjson escape=json
+        '{"ts":"\$time_iso8601","level":"INFO","msg":"request",'
+        '"request_id":"\$request_id","method":"\$request_method","path":"\$uri",'
+        '"status":\$status,"duration_s":\$request_time,"route":"demo",'
+        '"upstream":"demo","target":"http://\$upstream_addr",'
+        '"client_ip":"\$remote_addr","user":"\$remote_user"}';
+    access_log $TMP/nginx-access.log gwjson;
+
+    upstream demo {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+
+    server {
+        listen 127.0.0.1:$P_NGINX;
+
+        # Same as the gateway route: prefix /demo stripped, so /demo/hello
+        # reaches the upstream as /hello.
+        location /demo/ {
+            proxy_pass http://demo/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # Host stays nginx's default (the upstream's), as the gateway
+            # sends the target's host unless a route sets preserve_host.
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id always;
+        }
+        location / {
+            return 404;
+        }
+    }
+}
+EOF
+
+NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf")
+# -e (1.19.5+) keeps nginx from touching its compiled-in error log before it
+# has read the config.
+if "$NGINX" -h 2>&1 | grep -q -- '-e filename'; then
+    NGINX_ARGS+=(-e "$TMP/nginx/nginx-error.log")
+fi
+"$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$TMP/nginx-check.err" ||
+    die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
+
+# ---------------------------------------------------------------- start
+say "work dir $TMP; ports upstream=$P_UP gateway=$P_GW admin=$P_ADMIN nginx=$P_NGINX"
+start upstream "$TMP/upstream.out" \
+    "${LOAD_PIN[@]}" "$UPSTREAM_BIN" --listen "127.0.0.1:$P_UP" --workers "$UP_WORKERS"
+wait_ready upstream "http://127.0.0.1:$P_UP/hello"
+UP_BODY=$(http_get "http://127.0.0.1:$P_UP/hello")
+
+start gateway "$TMP/gateway-access.log" \
+    "${PROXY_PIN[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
+wait_ready gateway "http://127.0.0.1:$P_ADMIN/health/ready"
+
+start nginx "$TMP/nginx.out" "${PROXY_PIN[@]}" "$NGINX" "${NGINX_ARGS[@]}"
+wait_ready nginx "http://127.0.0.1:$P_NGINX/demo/hello"
+
+declare -A URL=(
+    [gateway]="http://127.0.0.1:$P_GW/demo/hello"
+    [nginx]="http://127.0.0.1:$P_NGINX/demo/hello"
+)
+declare -A ACCESS_LOG=(
+    [gateway]="$TMP/gateway-access.log"
+    [nginx]="$TMP/nginx-access.log"
+)
+PROXIES=(gateway nginx)
+
+# Both proxies must return exactly what the upstream returns, or we would be
+# timing an error page.
+for p in "${PROXIES[@]}"; do
+    body=$(http_get "${URL[$p]}") || die "$p: GET ${URL[$p]} failed"
+    [[ $body == "$UP_BODY" ]] || die "$p: body differs from upstream's: '$body' vs '$UP_BODY'"
+done
+
+# ---------------------------------------------------------------- measure
+CLK_TCK=$(getconf CLK_TCK)
+RESULTS=$TMP/results.tsv
+ERRORS=0
+
+# run_wrk PROXY DURATION OUT_FILE -> sets LAST (parsed fields + cpu%, log lines)
+run_wrk() {
+    local proxy=$1 dur=$2 out=$3 secs t0 t1
+    secs=$(dur_secs "$dur")
+    : >"${ACCESS_LOG[$proxy]}"
+    t0=$(cpu_ticks "${PID[$proxy]}")
+    # In the background and waited for: a trapped Ctrl-C interrupts `wait`
+    # at once, whereas a foreground wrk would swallow it and exit 0.
+    "${LOAD_PIN[@]}" timeout --kill-after=5 $((secs + 30)) \
+        wrk -t"$THREADS" -c"$CONNS" -d"$dur" --latency "${URL[$proxy]}" >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || die "wrk against $proxy failed: $(tail -n 5 "$out")"
+    WRK_PID=""
+    t1=$(cpu_ticks "${PID[$proxy]}")
+    kill -0 "${PID[$proxy]}" 2>/dev/null || die "$proxy died during the run"
+    local parsed
+    parsed=$(parse_wrk <"$out") || die "could not parse wrk output for $proxy: $(cat "$out")"
+    local rps p50 p99 reqs wsecs sock non2xx
+    read -r rps p50 p99 reqs wsecs sock non2xx <<<"$parsed"
+    # Lines written by an async logger may trail by a few; good enough to
+    # show both sides really logged every request.
+    local lines
+    lines=$(wc -l <"${ACCESS_LOG[$proxy]}")
+    : >"${ACCESS_LOG[$proxy]}"
+    LAST=$(awk -v t=$((t1 - t0)) -v hz="$CLK_TCK" -v s="$wsecs" -v r="$reqs" \
+        'BEGIN { c = t / hz; printf "%.0f %.0f", (s > 0 ? 100 * c / s : 0), (c > 0 ? r / c : 0) }')
+    LAST="$rps $p50 $p99 $reqs $sock $non2xx $LAST $lines"
+}
+
+say "setup: workers=$WORKERS (gateway and nginx), upstream workers=$UP_WORKERS," \
+    "wrk -t$THREADS -c$CONNS -d$DURATION, rounds=$ROUNDS, warm-up=$WARMUP"
+say "pinning: $PINNING"
+say "expect about $((2 * (WARM_S + ROUNDS * DUR_S) + 10))s"
+
+for p in "${PROXIES[@]}"; do
+    say "warm-up $p ($WARMUP)"
+    run_wrk "$p" "$WARMUP" "$TMP/wrk-warmup-$p.txt"
+    read -r _ _ _ _ sock non2xx _ <<<"$LAST"
+    ((sock + non2xx == 0)) || die "$p: $sock socket errors, $non2xx non-2xx during warm-up"
+done
+
+printf '\n%-5s %-8s %11s %9s %9s %10s %6s %9s %11s %7s\n' \
+    round proxy 'req/s' 'p50_ms' 'p99_ms' requests 'cpu%' 'req/cpu_s' 'log_lines' errors
+for ((r = 1; r <= ROUNDS; r++)); do
+    for p in "${PROXIES[@]}"; do
+        run_wrk "$p" "$DURATION" "$TMP/wrk-$r-$p.txt"
+        read -r rps p50 p99 reqs sock non2xx cpu rpc lines <<<"$LAST"
+        errs=$((sock + non2xx))
+        ERRORS=$((ERRORS + errs))
+        printf '%-5s %-8s %11s %9s %9s %10s %6s %9s %11s %7s\n' \
+            "$r" "$p" "$rps" "$p50" "$p99" "$reqs" "$cpu" "$rpc" "$lines" "$errs"
+        printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' \
+            "$r" "$p" "$rps" "$p50" "$p99" "$reqs" "$sock" "$non2xx" "$cpu" "$rpc" "$lines" >>"$RESULTS"
+        if ((errs)); then
+            say "round $r $p: $sock socket errors, $non2xx non-2xx responses:"
+            grep -E 'Socket errors|Non-2xx' "$TMP/wrk-$r-$p.txt" || true
+        fi
+    done
+done
+
+# ---------------------------------------------------------------- summary
+GIT_REV=$(git rev-parse --short HEAD 2>/dev/null || echo none)
+# Values go to Python through the environment, never pasted into its source.
+B_ROUNDS=$ROUNDS B_WORKERS=$WORKERS B_UP_WORKERS=$UP_WORKERS B_THREADS=$THREADS \
+B_CONNS=$CONNS B_DURATION=$DURATION B_WARMUP=$WARMUP B_PINNING=$PINNING B_NCPU=$NCPU \
+B_NGINX=$NGINX_VERSION B_WRK=$WRK_VERSION B_EXTRA=$EXTRA_YAML B_GIT=$GIT_REV \
+    python3 - "$RESULTS" "$OUT_JSON" <<'EOF'
+import json, os, statistics, sys, time
+
+env = os.environ
+rows = []
+with open(sys.argv[1]) as f:
+    for line in f:
+        r, proxy, rps, p50, p99, reqs, sock, non2xx, cpu, rpc, lines = line.rstrip("\n").split("\t")
+        rows.append(dict(round=int(r), proxy=proxy, rps=float(rps), p50_ms=float(p50),
+                         p99_ms=float(p99), requests=int(reqs), socket_errors=int(sock),
+                         non_2xx=int(non2xx), cpu_pct=float(cpu), req_per_cpu_s=float(rpc),
+                         log_lines=int(lines)))
+
+summary = {}
+for proxy in ("gateway", "nginx"):
+    mine = [r for r in rows if r["proxy"] == proxy]
+    med = lambda k: statistics.median(r[k] for r in mine)
+    summary[proxy] = dict(rps_median=round(med("rps"), 2), p50_ms_median=round(med("p50_ms"), 3),
+                          p99_ms_median=round(med("p99_ms"), 3), cpu_pct_median=med("cpu_pct"),
+                          req_per_cpu_s_median=med("req_per_cpu_s"),
+                          errors=sum(r["socket_errors"] + r["non_2xx"] for r in mine))
+g, n = summary["gateway"], summary["nginx"]
+ratio = lambda a, b: round(a / b, 3) if b else None
+ratios = dict(rps=ratio(g["rps_median"], n["rps_median"]),
+              p99=ratio(g["p99_ms_median"], n["p99_ms_median"]),
+              req_per_cpu_s=ratio(g["req_per_cpu_s_median"], n["req_per_cpu_s_median"]))
+
+print()
+print(f"{'median':<8} {'req/s':>11} {'p50_ms':>9} {'p99_ms':>9} {'cpu%':>6} {'req/cpu_s':>9}"
+      f"   (over {env['B_ROUNDS']} rounds)")
+for proxy in ("gateway", "nginx"):
+    s = summary[proxy]
+    print(f"{proxy:<8} {s['rps_median']:>11.2f} {s['p50_ms_median']:>9.3f} {s['p99_ms_median']:>9.3f}"
+          f" {s['cpu_pct_median']:>6.0f} {s['req_per_cpu_s_median']:>9.0f}")
+print(f"gateway/nginx: req/s {ratios['rps']}  p99 {ratios['p99']}  req/cpu_s {ratios['req_per_cpu_s']}")
+for r in rows:
+    if r["log_lines"] < r["requests"]:
+        print(f"WARNING: round {r['round']} {r['proxy']}: {r['log_lines']} access-log lines for "
+              f"{r['requests']} requests; it is not doing the same logging work")
+print(f"RESULT gateway_rps_median={g['rps_median']} nginx_rps_median={n['rps_median']} "
+      f"ratio={ratios['rps']} gateway_p99_ms={g['p99_ms_median']} nginx_p99_ms={n['p99_ms_median']} "
+      f"p99_ratio={ratios['p99']}")
+
+doc = dict(
+    benchmark="proxy", ok=(g["errors"] + n["errors"] == 0),
+    time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), git_rev=env["B_GIT"],
+    setup=dict(workers=int(env["B_WORKERS"]), upstream_workers=int(env["B_UP_WORKERS"]),
+               wrk_threads=int(env["B_THREADS"]), connections=int(env["B_CONNS"]),
+               duration=env["B_DURATION"], warmup=env["B_WARMUP"], rounds=int(env["B_ROUNDS"]),
+               pinning=env["B_PINNING"], nproc=int(env["B_NCPU"]), path="/demo/hello -> /hello",
+               nginx=env["B_NGINX"], wrk=env["B_WRK"], extra_gateway_yaml=env["B_EXTRA"] or None),
+    summary=summary, ratio_gateway_over_nginx=ratios, rounds=rows)
+with open(sys.argv[2], "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+EOF
+say "wrote ${OUT_JSON#"$ROOT"/}"
+
+if ((ERRORS)); then
+    die "$ERRORS failed requests (socket errors or non-2xx) across the rounds; results are not valid"
+fi

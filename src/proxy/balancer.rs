@@ -1,0 +1,199 @@
+//! Target selection and passive health, shared by every worker.
+//!
+//! Called by the proxy handler once per attempt. State is a handful of
+//! atomics per target, so workers never take a lock to pick a target.
+//! A target that fails to connect `max_fails` times in a row is skipped for
+//! `fail_timeout`; after that one request probes it again (half-open).
+
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use crate::settings::{Balance, UpstreamSettings};
+
+fn now_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+#[derive(Debug)]
+pub struct Target {
+    /// `scheme://host:port`, also the metrics label.
+    pub url: String,
+    in_flight: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    /// `now_ms()` until which the target is skipped; 0 = healthy.
+    down_until_ms: AtomicU64,
+}
+
+impl Target {
+    fn new(url: String) -> Self {
+        Self {
+            url,
+            in_flight: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            down_until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// True unless passive health is skipping the target right now.
+    pub fn is_available(&self) -> bool {
+        let until = self.down_until_ms.load(Ordering::Relaxed);
+        until == 0 || now_ms() >= until
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub fn consecutive_failures(&self) -> u32 {
+        self.consecutive_failures.load(Ordering::Relaxed)
+    }
+}
+
+/// What a failure did to the target's health.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HealthChange {
+    None,
+    MarkedDown,
+    Recovered,
+}
+
+#[derive(Debug)]
+pub struct Upstream {
+    pub settings: UpstreamSettings,
+    pub targets: Vec<Target>,
+    next: AtomicUsize,
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings) -> Self {
+        let targets = settings.targets.iter().cloned().map(Target::new).collect();
+        Self {
+            settings,
+            targets,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// Picks a target not in `exclude`, preferring available ones. Returns
+    /// `None` when every target is excluded or down.
+    pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
+        let n = self.targets.len();
+        let usable = |i: usize| !exclude.contains(&i) && self.targets[i].is_available();
+        match self.settings.balance {
+            Balance::RoundRobin => {
+                let start = self.next.fetch_add(1, Ordering::Relaxed);
+                (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
+            }
+            Balance::Random => {
+                let start = fastrand::usize(..n.max(1));
+                (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
+            }
+            Balance::LeastRequests => {
+                // Random start breaks ties fairly instead of always favouring target 0.
+                let start = fastrand::usize(..n.max(1));
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .filter(|&i| usable(i))
+                    .min_by_key(|&i| self.targets[i].in_flight())
+            }
+        }
+    }
+
+    /// Counts a request against a target (for least_requests); pair with `end`.
+    pub fn begin(&self, idx: usize) {
+        self.targets[idx].in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn end(&self, idx: usize) {
+        self.targets[idx].in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub fn record_success(&self, idx: usize) -> HealthChange {
+        let t = &self.targets[idx];
+        let was_failing = t.consecutive_failures.swap(0, Ordering::Relaxed) >= self.settings.max_fails;
+        t.down_until_ms.store(0, Ordering::Relaxed);
+        if was_failing {
+            HealthChange::Recovered
+        } else {
+            HealthChange::None
+        }
+    }
+
+    pub fn record_connect_failure(&self, idx: usize) -> HealthChange {
+        let t = &self.targets[idx];
+        let failures = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if failures >= self.settings.max_fails {
+            let until = now_ms() + duration_ms(self.settings.fail_timeout).max(1);
+            let previous = t.down_until_ms.swap(until, Ordering::Relaxed);
+            if previous == 0 {
+                return HealthChange::MarkedDown;
+            }
+        }
+        HealthChange::None
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    d.as_millis().min(u128::from(u64::MAX)) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(balance: Balance, n: usize) -> Upstream {
+        Upstream::new(UpstreamSettings {
+            name: "u".into(),
+            targets: (0..n).map(|i| format!("http://127.0.0.1:{}", 1000 + i)).collect(),
+            balance,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            retries: 1,
+            max_fails: 2,
+            fail_timeout: Duration::from_secs(60),
+            pool_max_connections: 0,
+            pool_keep_alive: Duration::from_secs(1),
+        })
+    }
+
+    #[test]
+    fn round_robin_cycles() {
+        let u = upstream(Balance::RoundRobin, 3);
+        let picks: Vec<_> = (0..6).map(|_| u.pick(&[]).unwrap()).collect();
+        assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
+    }
+
+    #[test]
+    fn least_requests_prefers_idle_target() {
+        let u = upstream(Balance::LeastRequests, 3);
+        u.begin(0);
+        u.begin(2);
+        for _ in 0..20 {
+            assert_eq!(u.pick(&[]), Some(1));
+        }
+    }
+
+    #[test]
+    fn failing_target_is_skipped_then_recovers() {
+        let u = upstream(Balance::RoundRobin, 2);
+        assert_eq!(u.record_connect_failure(0), HealthChange::None);
+        assert_eq!(u.record_connect_failure(0), HealthChange::MarkedDown);
+        for _ in 0..10 {
+            assert_eq!(u.pick(&[]), Some(1));
+        }
+        assert_eq!(u.record_success(0), HealthChange::Recovered);
+        let picks: Vec<_> = (0..4).map(|_| u.pick(&[]).unwrap()).collect();
+        assert!(picks.contains(&0));
+    }
+
+    #[test]
+    fn excluded_and_down_targets_leave_nothing() {
+        let u = upstream(Balance::Random, 2);
+        u.record_connect_failure(1);
+        u.record_connect_failure(1);
+        assert_eq!(u.pick(&[0]), None);
+        assert_eq!(u.pick(&[]), Some(0));
+    }
+}

@@ -1,0 +1,409 @@
+//! The proxy handler: the end of the pipeline for every matched request.
+//!
+//! Builds the upstream request (path with `strip_prefix` applied, query
+//! untouched, end-to-end headers plus `X-Forwarded-*` and `X-Request-Id`),
+//! picks a target, sends it with the worker's pooled awc client and streams
+//! both bodies: nothing is buffered beyond awc's own chunks, so memory stays
+//! flat whatever the body size. Connect failures feed passive health and
+//! are retried on another target for idempotent requests without a body.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use actix_http::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use awc::error::SendRequestError;
+use bytes::Bytes;
+use futures_util::Stream;
+use slog::{debug, warn};
+
+use super::balancer::HealthChange;
+use super::headers::{
+    for_each_end_to_end, forwarded_for, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    X_REQUEST_ID,
+};
+use crate::error::GatewayError;
+use crate::middleware::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
+use crate::routing::strip_segment_prefix;
+use crate::settings::UpstreamSettings;
+use crate::state::Gateway;
+
+/// One awc client per upstream, per worker: awc clients are `!Send`, and a
+/// client per upstream lets each upstream have its own connect timeout and
+/// pool bounds. Built in the `HttpServer` factory, reused for every request.
+pub struct UpstreamClients(pub Vec<awc::Client>);
+
+impl UpstreamClients {
+    pub fn new(upstreams: &[UpstreamSettings]) -> Self {
+        Self(upstreams.iter().map(client_for).collect())
+    }
+}
+
+fn client_for(u: &UpstreamSettings) -> awc::Client {
+    let connector = awc::Connector::new()
+        .timeout(u.connect_timeout)
+        .limit(u.pool_max_connections)
+        .conn_keep_alive(u.pool_keep_alive);
+    awc::Client::builder()
+        .connector(connector)
+        // A proxy passes redirects to the client; it never follows them.
+        .disable_redirects()
+        // The client's own User-Agent goes upstream, not awc's.
+        .no_default_headers()
+        .timeout(u.request_timeout)
+        .finish()
+}
+
+/// How the request body reaches the upstream.
+enum RequestBody {
+    Empty,
+    Sized(u64),
+    Chunked,
+}
+
+fn request_body_kind(req: &HttpRequest) -> Result<RequestBody, ()> {
+    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
+        let len = len
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .ok_or(())?;
+        return Ok(if len == 0 {
+            RequestBody::Empty
+        } else {
+            RequestBody::Sized(len)
+        });
+    }
+    if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Ok(RequestBody::Chunked);
+    }
+    Ok(RequestBody::Empty)
+}
+
+fn is_idempotent(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+pin_project_lite::pin_project! {
+    /// Passes the client's body through, failing once it passes `limit`
+    /// bytes (for bodies without Content-Length, which is checked up front).
+    struct LimitedBody {
+        #[pin]
+        inner: web::Payload,
+        seen: u64,
+        limit: u64,
+        exceeded: Rc<Cell<bool>>,
+    }
+}
+
+impl Stream for LimitedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                *this.seen += chunk.len() as u64;
+                if *this.seen > *this.limit {
+                    this.exceeded.set(true);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The upstream's response body, holding the target's in-flight count
+    /// until the last byte has gone to the client (or the client left).
+    struct ResponseBody<S> {
+        #[pin]
+        inner: S,
+        in_flight: Option<InFlightOwned>,
+    }
+}
+
+impl<S, E> Stream for ResponseBody<S>
+where
+    S: Stream<Item = Result<Bytes, E>>,
+{
+    type Item = Result<Bytes, E>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let polled = this.inner.poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            this.in_flight.take();
+        }
+        polled
+    }
+}
+
+/// Counts a request against its target until dropped. It owns a handle to
+/// the gateway because it travels with the response body, which outlives
+/// the handler.
+#[must_use = "the target counts the request as in flight until this is dropped"]
+struct InFlightOwned {
+    gw: web::Data<Gateway>,
+    upstream: usize,
+    target: usize,
+}
+
+impl InFlightOwned {
+    fn begin(gw: &web::Data<Gateway>, upstream: usize, target: usize) -> Self {
+        gw.upstreams[upstream].begin(target);
+        Self {
+            gw: gw.clone(),
+            upstream,
+            target,
+        }
+    }
+}
+
+impl Drop for InFlightOwned {
+    fn drop(&mut self) {
+        self.gw.upstreams[self.upstream].end(self.target);
+    }
+}
+
+/// Default service: forwards the matched request upstream.
+pub async fn forward(
+    req: HttpRequest,
+    payload: web::Payload,
+    gw: web::Data<Gateway>,
+    clients: web::Data<UpstreamClients>,
+) -> HttpResponse {
+    let (request_id, matched, client) = {
+        let ext = req.extensions();
+        (
+            ext.get::<RequestId>().cloned(),
+            ext.get::<MatchedRoute>().cloned(),
+            ext.get::<ClientInfo>().copied(),
+        )
+    };
+    let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
+    let (Some(matched), Some(client)) = (matched, client) else {
+        // The route stage always runs first; reaching here without it is a bug.
+        return GatewayError::Internal.to_response(request_id.as_str());
+    };
+    let fail = |err: GatewayError| err.to_response(request_id.as_str());
+
+    let route = gw.routes.get(matched.index);
+    let upstream_idx = route.upstream;
+    let upstream = &gw.upstreams[upstream_idx];
+    let limit = gw.settings.server.max_body_bytes;
+
+    let body_kind = match request_body_kind(&req) {
+        Ok(kind) => kind,
+        Err(()) => return fail(GatewayError::BadPath),
+    };
+    if let RequestBody::Sized(len) = body_kind {
+        if len > limit {
+            return fail(GatewayError::BodyTooLarge { limit });
+        }
+    }
+
+    let path = match &route.strip_prefix {
+        Some(prefix) => strip_segment_prefix(&matched.path, prefix),
+        None => std::borrow::Cow::Borrowed(matched.path.as_str()),
+    };
+    let path_and_query = match req.uri().query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+
+    let incoming = req.headers();
+    let xff = forwarded_for(
+        client.peer,
+        incoming.get(X_FORWARDED_FOR),
+        client.peer_trusted,
+    );
+    let proto = match incoming.get(X_FORWARDED_PROTO) {
+        Some(v) if client.peer_trusted => v.clone(),
+        _ if req.app_config().secure() => HeaderValue::from_static("https"),
+        _ => HeaderValue::from_static("http"),
+    };
+    let host = incoming
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let forwarded_host = match incoming.get(X_FORWARDED_HOST) {
+        Some(v) if client.peer_trusted => Some(v.clone()),
+        _ => host.clone(),
+    };
+
+    let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
+    let max_attempts = if retryable {
+        1 + upstream.settings.retries as usize
+    } else {
+        1
+    };
+    let mut payload = Some(payload);
+    let mut tried: Vec<usize> = Vec::new();
+    let exceeded = Rc::new(Cell::new(false));
+
+    loop {
+        let Some(target_idx) = upstream.pick(&tried) else {
+            return fail(if tried.is_empty() {
+                GatewayError::NoHealthyUpstream
+            } else {
+                GatewayError::UpstreamConnect
+            });
+        };
+        let target = &upstream.targets[target_idx];
+        let url = format!("{}{}", target.url, path_and_query);
+        let mut up = clients.0[upstream_idx]
+            .request(req.method().clone(), url)
+            .no_decompress();
+        {
+            let h = up.headers_mut();
+            for_each_end_to_end(incoming, &gw.request_skip, |name, value| {
+                h.append(name.clone(), value.clone());
+            });
+            if route.preserve_host {
+                if let Some(host) = &host {
+                    h.insert(header::HOST, host.clone());
+                }
+            }
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                h.insert(X_FORWARDED_FOR, v);
+            }
+            h.insert(X_FORWARDED_PROTO, proto.clone());
+            if let Some(fh) = &forwarded_host {
+                h.insert(X_FORWARDED_HOST, fh.clone());
+            }
+            h.insert(X_REQUEST_ID, request_id.0.clone());
+        }
+
+        let in_flight = InFlightOwned::begin(&gw, upstream_idx, target_idx);
+        let sent_at = Instant::now();
+        let result = match body_kind {
+            RequestBody::Empty => up.send_body(actix_http::body::None::new()).await,
+            RequestBody::Sized(len) => match payload.take() {
+                Some(p) => up.send_body(SizedStream::new(len, p)).await,
+                None => return fail(GatewayError::Internal),
+            },
+            RequestBody::Chunked => match payload.take() {
+                Some(p) => {
+                    let body = LimitedBody {
+                        inner: p,
+                        seen: 0,
+                        limit,
+                        exceeded: exceeded.clone(),
+                    };
+                    up.send_body(BodyStream::new(body)).await
+                }
+                None => return fail(GatewayError::Internal),
+            },
+        };
+        req.extensions_mut().insert(UpstreamUsed {
+            upstream: upstream_idx,
+            target: target_idx,
+        });
+        let labels = [upstream.settings.name.as_str(), target.url.as_str()];
+
+        match result {
+            Ok(resp) => {
+                gw.metrics
+                    .upstream_duration
+                    .with_label_values(&labels)
+                    .observe(sent_at.elapsed().as_secs_f64());
+                if upstream.record_success(target_idx) == HealthChange::Recovered {
+                    gw.metrics.target_healthy.with_label_values(&labels).set(1);
+                    warn!(gw.log, "upstream target recovered";
+                        "upstream" => labels[0], "target" => labels[1]);
+                }
+                // The count now travels with the response body.
+                return build_response(&req, resp, in_flight);
+            }
+            Err(err) => {
+                drop(in_flight);
+                let (kind, gateway_error) = classify(&err, exceeded.get(), limit);
+                gw.metrics
+                    .upstream_errors
+                    .with_label_values(&[labels[0], labels[1], kind])
+                    .inc();
+                debug!(gw.log, "upstream exchange failed";
+                    "upstream" => labels[0], "target" => labels[1], "kind" => kind,
+                    "error" => %err, "request_id" => request_id.as_str());
+                if kind == "connect" {
+                    if upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown {
+                        gw.metrics.target_healthy.with_label_values(&labels).set(0);
+                        warn!(gw.log, "upstream target marked down";
+                            "upstream" => labels[0], "target" => labels[1],
+                            "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
+                    }
+                    tried.push(target_idx);
+                    if tried.len() < max_attempts {
+                        continue;
+                    }
+                }
+                return fail(gateway_error);
+            }
+        }
+    }
+}
+
+/// Maps an awc failure to a metrics kind and the client-facing error.
+fn classify(err: &SendRequestError, body_exceeded: bool, limit: u64) -> (&'static str, GatewayError) {
+    if body_exceeded {
+        return ("body_limit", GatewayError::BodyTooLarge { limit });
+    }
+    match err {
+        SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
+            ("connect", GatewayError::UpstreamConnect)
+        }
+        SendRequestError::Connect(_) => ("connect", GatewayError::UpstreamConnect),
+        SendRequestError::Timeout => ("timeout", GatewayError::UpstreamTimeout),
+        _ => ("send", GatewayError::UpstreamBroken),
+    }
+}
+
+fn build_response<S>(
+    req: &HttpRequest,
+    resp: awc::ClientResponse<S>,
+    in_flight: InFlightOwned,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let status = resp.status();
+    let mut builder = HttpResponse::build(status);
+    for_each_end_to_end(resp.headers(), &[], |name, value| {
+        builder.append_header((name.clone(), value.clone()));
+    });
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bodiless = req.method() == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        if let Some(len) = length {
+            builder.no_chunking(len);
+        }
+        return builder.finish();
+    }
+    let body = ResponseBody {
+        inner: resp,
+        in_flight: Some(in_flight),
+    };
+    match length {
+        Some(len) => builder.body(SizedStream::new(len, body)),
+        None => builder.body(BodyStream::new(body)),
+    }
+}

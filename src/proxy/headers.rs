@@ -1,0 +1,174 @@
+//! What headers cross the gateway, in each direction.
+//!
+//! Used by the proxy handler when it builds the upstream request and the
+//! client response: hop-by-hop headers (the fixed list and every name listed
+//! in `Connection`) never cross; `X-Forwarded-*` are rebuilt from what the
+//! gateway knows, believing a peer's own forwarding headers only when the
+//! peer is a trusted proxy; identity headers (`X-Auth-*`) from clients are
+//! always dropped, so only the gateway's auth stage can set them.
+
+use std::net::IpAddr;
+
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use ipnet::IpNet;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Headers the auth stage sets for upstreams; clients may never supply them.
+pub const IDENTITY_HEADERS: [&str; 4] =
+    ["x-auth-subject", "x-auth-email", "x-auth-roles", "x-auth-scopes"];
+
+/// RFC 9110 §7.6.1 hop-by-hop headers, plus the de-facto `proxy-connection`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Names listed in `Connection` (lower case); those are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::try_from(name.trim()).ok())
+        .collect()
+}
+
+/// Calls `keep` for every header that may cross the gateway.
+///
+/// `Content-Length` is also left out: the body the gateway forwards carries
+/// its own length. `extra_skip` names more headers the caller sets itself.
+pub fn for_each_end_to_end(
+    headers: &HeaderMap,
+    extra_skip: &[HeaderName],
+    mut keep: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    let listed = if headers.contains_key(header::CONNECTION) {
+        connection_listed(headers)
+    } else {
+        Vec::new()
+    };
+    for (name, value) in headers {
+        if HOP_BY_HOP.contains(name)
+            || name == header::CONTENT_LENGTH
+            || extra_skip.contains(name)
+            || listed.contains(name)
+        {
+            continue;
+        }
+        keep(name, value);
+    }
+}
+
+/// Request headers the gateway sets or refuses to pass on.
+pub fn request_skip_list() -> Vec<HeaderName> {
+    let mut skip = vec![
+        header::HOST,
+        header::EXPECT,
+        X_FORWARDED_FOR,
+        X_FORWARDED_PROTO,
+        X_FORWARDED_HOST,
+        X_REQUEST_ID,
+        HeaderName::from_static("forwarded"),
+    ];
+    skip.extend(IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
+    skip
+}
+
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in
+/// which case `X-Forwarded-For` is read right to left and the first address
+/// that is not itself a trusted proxy is the client.
+pub fn client_ip(peer: IpAddr, xff: Option<&HeaderValue>, trusted: &[IpNet]) -> IpAddr {
+    if trusted.is_empty() || !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let Some(list) = xff.and_then(|v| v.to_str().ok()) else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in list.rsplit(',') {
+        match hop.trim().parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip, trusted) {
+                    break;
+                }
+            }
+            // A hop we cannot parse ends what we can believe.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// `X-Forwarded-For` to send upstream: the trusted chain plus the peer, or
+/// just the peer when it is not trusted (a client's own list is not passed on).
+pub fn forwarded_for(peer: IpAddr, incoming: Option<&HeaderValue>, peer_trusted: bool) -> String {
+    match incoming.and_then(|v| v.to_str().ok()) {
+        Some(list) if peer_trusted && !list.trim().is_empty() => format!("{list}, {peer}"),
+        _ => peer.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let xff = HeaderValue::from_static("1.2.3.4");
+        let peer: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(peer, Some(&xff), &nets(&["10.0.0.0/8"])), peer);
+        assert_eq!(forwarded_for(peer, Some(&xff), false), "9.9.9.9");
+    }
+
+    #[test]
+    fn trusted_chain_is_walked_from_the_right() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let xff = HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7");
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, Some(&xff), &trusted),
+            "1.2.3.4".parse::<IpAddr>().unwrap()
+        );
+        assert_eq!(
+            forwarded_for(peer, Some(&xff), true),
+            "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1"
+        );
+        let garbage = HeaderValue::from_static("not-an-ip");
+        assert_eq!(client_ip(peer, Some(&garbage), &trusted), peer);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_are_dropped() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(HeaderName::from_static("x-secret-hop"), HeaderValue::from_static("1"));
+        h.insert(HeaderName::from_static("keep-alive"), HeaderValue::from_static("timeout=5"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        h.insert(HeaderName::from_static("x-auth-subject"), HeaderValue::from_static("root"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let mut kept = Vec::new();
+        for_each_end_to_end(&h, &request_skip_list(), |n, _| kept.push(n.to_string()));
+        assert_eq!(kept, vec!["accept".to_string()]);
+    }
+}

@@ -1,0 +1,139 @@
+//! Startup and shutdown: builds the shared state, the proxy `HttpServer`
+//! (per-worker awc clients, middleware order) and the admin listener, then
+//! waits for SIGTERM/SIGINT to drain.
+//!
+//! Middleware registration is in reverse of execution order (actix runs the
+//! last-registered `wrap` first); see `middleware/mod.rs` for the pipeline.
+
+use std::io;
+use std::time::Duration;
+
+use actix_web::http::KeepAlive;
+use actix_web::middleware::from_fn;
+use actix_web::{web, App, HttpServer};
+use actix_web_prom::PrometheusMetricsBuilder;
+use prometheus::Registry;
+use slog::{error, info, Logger};
+
+use crate::middleware::{access_log::access_log, request_id::request_id, route_match::route_match};
+use crate::proxy::{forward, UpstreamClients};
+use crate::settings::Settings;
+use crate::state::Gateway;
+use crate::telemetry::{health, metrics::Metrics};
+
+const HEALTH_GAUGE_REFRESH: Duration = Duration::from_secs(1);
+
+fn other(err: impl std::fmt::Display) -> io::Error {
+    io::Error::other(err.to_string())
+}
+
+/// Runs the gateway until a shutdown signal has been handled and every
+/// in-flight request has finished (or `shutdown_timeout_secs` passed).
+pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
+    // 1. Metrics: one registry for our metrics, actix-web-prom's and process metrics.
+    let registry = Registry::new();
+    let metrics = Metrics::new(registry.clone()).map_err(other)?;
+    let prometheus = PrometheusMetricsBuilder::new(crate::telemetry::metrics::NAMESPACE)
+        .registry(registry)
+        .endpoint("/metrics")
+        .build()
+        .map_err(other)?;
+
+    // 2. Shared state, read by every worker.
+    let server_settings = settings.server.clone();
+    let admin_listen = settings.admin_listen;
+    let gateway = web::Data::new(Gateway::new(settings, metrics, log.clone()));
+
+    // 3. The proxy listener.
+    let state = gateway.clone();
+    let proxy = HttpServer::new(move || {
+        let clients = UpstreamClients::new(&state.settings.upstreams);
+        App::new()
+            .app_data(state.clone())
+            .app_data(web::Data::new(clients))
+            .wrap(from_fn(route_match))
+            .wrap(from_fn(access_log))
+            .wrap(from_fn(request_id))
+            .default_service(web::to(forward))
+    })
+    .workers(server_settings.workers)
+    .backlog(server_settings.backlog)
+    .max_connections(server_settings.max_connections)
+    .keep_alive(if server_settings.keep_alive.is_zero() {
+        KeepAlive::Disabled
+    } else {
+        KeepAlive::Timeout(server_settings.keep_alive)
+    })
+    .client_request_timeout(server_settings.client_request_timeout)
+    .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
+    .disable_signals();
+    let proxy = match &server_settings.tls {
+        Some(tls) => proxy.bind_rustls_0_23(server_settings.listen, crate::tls::server_config(tls)?)?,
+        None => proxy.bind(server_settings.listen)?,
+    }
+    .run();
+
+    // 4. The admin listener: metrics and health, never proxied traffic.
+    let state = gateway.clone();
+    let admin = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(prometheus.clone())
+            .configure(health::configure)
+    })
+    .workers(1)
+    .shutdown_timeout(1)
+    .disable_signals()
+    .bind(admin_listen)?
+    .run();
+
+    // 5. Ready: both listeners are bound.
+    gateway.set_ready();
+    info!(log, "gateway listening";
+        "listen" => %server_settings.listen, "admin" => %admin_listen,
+        "workers" => server_settings.workers, "tls" => server_settings.tls.is_some(),
+        "routes" => gateway.routes.routes().len(), "upstreams" => gateway.upstreams.len());
+
+    // 6. Background upkeep and the shutdown sequence.
+    let upkeep = gateway.clone();
+    actix_rt::spawn(async move {
+        let mut tick = actix_rt::time::interval(HEALTH_GAUGE_REFRESH);
+        loop {
+            tick.tick().await;
+            upkeep.refresh_health_gauges();
+        }
+    });
+    let proxy_handle = proxy.handle();
+    let admin_handle = admin.handle();
+    let drain = gateway.clone();
+    actix_rt::spawn(async move {
+        let signal = wait_for_signal().await;
+        drain.start_draining();
+        info!(drain.log, "shutdown signal received; draining";
+            "signal" => signal, "timeout_secs" => server_settings.shutdown_timeout.as_secs());
+        proxy_handle.stop(true).await;
+        info!(drain.log, "proxy listener drained");
+        admin_handle.stop(true).await;
+    });
+
+    let (proxy_result, admin_result) = futures_util::future::join(proxy, admin).await;
+    if let Err(e) = &proxy_result {
+        error!(log, "proxy listener failed"; "error" => %e);
+    }
+    proxy_result.and(admin_result)
+}
+
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process can still be killed; never drain.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}

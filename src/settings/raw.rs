@@ -1,0 +1,368 @@
+//! Serde-facing settings: the exact shape of the files operators write.
+//!
+//! Sits at the very start of the pipeline, before anything runs: figment
+//! layers deserialize into these structs (unknown keys rejected), and
+//! [`super::validate`] turns them into the trusted types the gateway uses.
+//! Every field documents its default; the defaults are named constants so the
+//! docs, the code and the tests agree.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+pub const DEFAULT_BACKLOG: u32 = 2048;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 25_000;
+pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 15;
+pub const DEFAULT_CLIENT_REQUEST_TIMEOUT_MS: u64 = 5_000;
+pub const DEFAULT_SHUTDOWN_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_BODY_BYTES: u64 = 10 * 1024 * 1024;
+pub const DEFAULT_REDIS_POOL_SIZE: usize = 16;
+pub const DEFAULT_REDIS_COMMAND_TIMEOUT_MS: u64 = 100;
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_RETRIES: u32 = 1;
+pub const DEFAULT_MAX_FAILS: u32 = 3;
+pub const DEFAULT_FAIL_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 1024;
+pub const DEFAULT_UPSTREAM_KEEP_ALIVE_SECS: u64 = 30;
+pub const DEFAULT_SESSION_TTL_SECS: u64 = 28_800;
+pub const DEFAULT_SESSION_CACHE_TTL_SECS: u64 = 10;
+
+/// The whole settings document.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSettings {
+    pub server: RawServer,
+    pub admin: RawAdmin,
+    pub logging: RawLogging,
+    pub redis: RawRedis,
+    pub upstreams: BTreeMap<String, RawUpstream>,
+    pub rate_limits: BTreeMap<String, RawRateLimit>,
+    pub auth: RawAuth,
+    pub routes: Vec<RawRoute>,
+}
+
+/// The top-level sections, in document order; anything else is an unknown key.
+pub const SECTIONS: [&str; 8] = [
+    "server",
+    "admin",
+    "logging",
+    "redis",
+    "upstreams",
+    "rate_limits",
+    "auth",
+    "routes",
+];
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawServer {
+    /// Proxy listener address. Default `0.0.0.0:8080`.
+    pub listen: String,
+    /// actix-web worker threads; 0 = one per CPU core. Default 0.
+    pub workers: usize,
+    /// Listen backlog (pending connections). Default 2048.
+    pub backlog: u32,
+    /// Concurrent connections per worker. Default 25000.
+    pub max_connections: usize,
+    /// Idle keep-alive of client connections, seconds (0 disables). Default 15.
+    pub keep_alive_secs: u64,
+    /// Time allowed to receive a request head, ms. Default 5000.
+    pub client_request_timeout_ms: u64,
+    /// Graceful drain on SIGTERM/SIGINT, seconds. Default 30.
+    pub shutdown_timeout_secs: u64,
+    /// Larger request bodies get 413. Default 10 MiB.
+    pub max_body_bytes: u64,
+    /// CIDRs (or addresses) whose X-Forwarded-* headers are believed.
+    pub trusted_proxies: Vec<String>,
+    /// Optional TLS for the proxy listener.
+    pub tls: Option<RawTls>,
+}
+
+impl Default for RawServer {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_owned(),
+            workers: 0,
+            backlog: DEFAULT_BACKLOG,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
+            client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
+            shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trusted_proxies: Vec::new(),
+            tls: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTls {
+    pub cert_file: String,
+    pub key_file: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAdmin {
+    /// Admin listener (metrics and health). Default `0.0.0.0:9090`.
+    pub listen: String,
+}
+
+impl Default for RawAdmin {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_ADMIN_LISTEN.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogging {
+    /// trace | debug | info | warning | error. Default info.
+    pub level: String,
+    /// json | text. Default json.
+    pub format: String,
+    /// One line per request (added key). Default true.
+    pub access_log: bool,
+}
+
+impl Default for RawLogging {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+            format: "json".to_owned(),
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRedis {
+    /// None = embedded in-memory state.
+    pub url: Option<String>,
+    pub cluster: bool,
+    pub pool_size: usize,
+    pub command_timeout_ms: u64,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        Self {
+            url: None,
+            cluster: false,
+            pool_size: DEFAULT_REDIS_POOL_SIZE,
+            command_timeout_ms: DEFAULT_REDIS_COMMAND_TIMEOUT_MS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawUpstream {
+    pub targets: Vec<String>,
+    /// round_robin | least_requests | random.
+    pub balance: String,
+    pub connect_timeout_ms: u64,
+    pub request_timeout_ms: u64,
+    pub retries: u32,
+    /// Consecutive connect failures before a target is skipped (added key).
+    pub max_fails: u32,
+    /// How long a failed target is skipped, seconds (added key).
+    pub fail_timeout_secs: u64,
+    /// Upstream connections per worker for this upstream; 0 = unlimited (added key).
+    pub pool_max_connections: usize,
+    /// Idle pooled upstream connections are closed after this, seconds (added key).
+    pub pool_keep_alive_secs: u64,
+}
+
+impl Default for RawUpstream {
+    fn default() -> Self {
+        Self {
+            targets: Vec::new(),
+            balance: "round_robin".to_owned(),
+            connect_timeout_ms: DEFAULT_CONNECT_TIMEOUT_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            retries: DEFAULT_RETRIES,
+            max_fails: DEFAULT_MAX_FAILS,
+            fail_timeout_secs: DEFAULT_FAIL_TIMEOUT_SECS,
+            pool_max_connections: DEFAULT_UPSTREAM_POOL_LIMIT,
+            pool_keep_alive_secs: DEFAULT_UPSTREAM_KEEP_ALIVE_SECS,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRateLimit {
+    pub requests: u64,
+    pub period_secs: u64,
+    pub burst: u64,
+    /// ip | user | route | global | header:<Name>.
+    pub key: String,
+    /// local | cluster.
+    pub scope: String,
+    /// local | allow | deny.
+    pub on_store_error: String,
+}
+
+impl Default for RawRateLimit {
+    fn default() -> Self {
+        Self {
+            requests: 100,
+            period_secs: 1,
+            burst: 100,
+            key: "ip".to_owned(),
+            scope: "local".to_owned(),
+            on_store_error: "local".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawAuth {
+    pub provider: RawProvider,
+    pub roles_claim: String,
+    pub allowed_redirect_hosts: Vec<String>,
+    pub session: RawSession,
+}
+
+impl Default for RawAuth {
+    fn default() -> Self {
+        Self {
+            provider: RawProvider::default(),
+            roles_claim: "roles".to_owned(),
+            allowed_redirect_hosts: Vec::new(),
+            session: RawSession::default(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawProvider {
+    pub issuer: Option<String>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub introspection_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub jwks_url: Option<String>,
+    pub client_id: String,
+    pub client_secret: String,
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
+    pub redirect_url: String,
+}
+
+impl Default for RawProvider {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            authorization_url: None,
+            token_url: None,
+            introspection_url: None,
+            revocation_url: None,
+            userinfo_url: None,
+            jwks_url: None,
+            client_id: String::new(),
+            client_secret: String::new(),
+            audiences: Vec::new(),
+            scopes: vec!["openid".into(), "profile".into(), "email".into()],
+            redirect_url: "http://localhost:8080/oauth2/callback".to_owned(),
+        }
+    }
+}
+
+// Secrets must never reach a log, not even through `{:?}` of the settings.
+impl std::fmt::Debug for RawProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawProvider")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawSession {
+    pub cookie_name: String,
+    pub cookie_secure: bool,
+    pub secret: String,
+    pub ttl_secs: u64,
+    pub cache_ttl_secs: u64,
+}
+
+impl Default for RawSession {
+    fn default() -> Self {
+        Self {
+            cookie_name: "gateway_session".to_owned(),
+            cookie_secure: true,
+            secret: String::new(),
+            ttl_secs: DEFAULT_SESSION_TTL_SECS,
+            cache_ttl_secs: DEFAULT_SESSION_CACHE_TTL_SECS,
+        }
+    }
+}
+
+impl std::fmt::Debug for RawSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawSession")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("secret", &"<redacted>")
+            .field("ttl_secs", &self.ttl_secs)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRoute {
+    pub name: String,
+    pub path_prefix: String,
+    /// Empty = any method.
+    pub methods: Vec<String>,
+    pub host: Option<String>,
+    pub upstream: String,
+    pub strip_prefix: Option<String>,
+    /// none | session | bearer | session_or_bearer.
+    pub auth: String,
+    pub require: RawRequire,
+    pub rate_limit: Vec<String>,
+    /// Send the client's Host header upstream instead of the target's (added key).
+    pub preserve_host: bool,
+}
+
+impl Default for RawRoute {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            path_prefix: String::new(),
+            methods: Vec::new(),
+            host: None,
+            upstream: String::new(),
+            strip_prefix: None,
+            auth: "none".to_owned(),
+            require: RawRequire::default(),
+            rate_limit: Vec::new(),
+            preserve_host: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRequire {
+    pub scopes: Vec<String>,
+    pub roles: Vec<String>,
+}

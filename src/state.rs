@@ -1,0 +1,99 @@
+//! The gateway's shared state: built once at startup from validated settings
+//! and shared (behind an `Arc`) by every worker and the admin listener.
+//!
+//! Everything here is read-mostly: the route table and settings never change
+//! after startup; the mutable parts are atomics (readiness, target health)
+//! and Prometheus metrics.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use actix_web::http::header::HeaderName;
+use prometheus::Histogram;
+use slog::Logger;
+
+use crate::proxy::balancer::Upstream;
+use crate::routing::RouteTable;
+use crate::settings::Settings;
+use crate::telemetry::metrics::Metrics;
+
+pub struct Gateway {
+    pub settings: Settings,
+    pub routes: RouteTable,
+    /// Per-route latency histograms, indexed like the routes.
+    pub route_histograms: Vec<Histogram>,
+    pub no_route_histogram: Histogram,
+    pub upstreams: Vec<Upstream>,
+    pub metrics: Metrics,
+    pub log: Logger,
+    pub started: Instant,
+    /// Request headers never copied upstream (the gateway sets them itself).
+    pub request_skip: Vec<HeaderName>,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Gateway {
+    pub fn new(settings: Settings, metrics: Metrics, log: Logger) -> Self {
+        let routes = RouteTable::new(settings.routes.clone());
+        let route_histograms = routes
+            .routes()
+            .iter()
+            .map(|r| metrics.route_histogram(&r.name))
+            .collect();
+        let no_route_histogram = metrics.route_histogram(crate::telemetry::metrics::NO_ROUTE);
+        let upstreams: Vec<Upstream> = settings.upstreams.iter().cloned().map(Upstream::new).collect();
+        for u in &upstreams {
+            for t in &u.targets {
+                metrics
+                    .target_healthy
+                    .with_label_values(&[&u.settings.name, &t.url])
+                    .set(1);
+            }
+        }
+        Self {
+            settings,
+            routes,
+            route_histograms,
+            no_route_histogram,
+            upstreams,
+            metrics,
+            log,
+            started: Instant::now(),
+            request_skip: crate::proxy::headers::request_skip_list(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+
+    /// Ready = listening and not draining.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && !self.is_draining()
+    }
+
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+        self.metrics.draining.set(1);
+    }
+
+    /// Brings the target-health gauges in line with passive health (a
+    /// target's cool-down ends by time passing, not by an event).
+    pub fn refresh_health_gauges(&self) {
+        for u in &self.upstreams {
+            for t in &u.targets {
+                self.metrics
+                    .target_healthy
+                    .with_label_values(&[&u.settings.name, &t.url])
+                    .set(i64::from(t.is_available()));
+            }
+        }
+    }
+}
