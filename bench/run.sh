@@ -32,7 +32,7 @@ PIDS=()
 declare -A PID=()
 
 stop_pid() {
-    local pid=$1 kids i
+    local pid=$1 kids i p
     kill -0 "$pid" 2>/dev/null || return 0
     # nginx workers are children of the master; collect them before the
     # master exits and they get reparented out of reach.
@@ -44,8 +44,9 @@ stop_pid() {
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    # shellcheck disable=SC2086
-    kill -KILL "$pid" $kids 2>/dev/null || true
+    for p in $pid $kids; do
+        ! kill -0 "$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+    done
     wait "$pid" 2>/dev/null || true
 }
 
@@ -490,6 +491,10 @@ for proxy in ("gateway", "nginx"):
     print(f"{proxy:<8} {s['rps_median']:>11.2f} {s['p50_ms_median']:>9.3f} {s['p99_ms_median']:>9.3f}"
           f" {s['cpu_pct_median']:>6.0f} {s['req_per_cpu_s_median']:>9.0f}")
 print(f"gateway/nginx: req/s {ratios['rps']}  p99 {ratios['p99']}  req/cpu_s {ratios['req_per_cpu_s']}")
+unsaturated = [p for p in ("gateway", "nginx") if summary[p]["cpu_pct_median"] < 90]
+if unsaturated:
+    print(f"NOTE: {' and '.join(unsaturated)} used under 90% of its CPU: the load side "
+          "(wrk + upstream) limited req/s, so req/cpu_s is the fairer comparison")
 for r in rows:
     if r["log_lines"] < r["requests"]:
         print(f"WARNING: round {r['round']} {r['proxy']}: {r['log_lines']} access-log lines for "

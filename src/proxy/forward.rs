@@ -393,10 +393,14 @@ where
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
     if bodiless {
-        if let Some(len) = length {
-            builder.no_chunking(len);
-        }
-        return builder.finish();
+        return match length {
+            // An empty unsized body with chunking off is the one shape in which
+            // actix-http keeps the upstream's Content-Length (HEAD, 304).
+            Some(len) => builder.no_chunking(len).body(BodyStream::new(
+                futures_util::stream::empty::<Result<Bytes, PayloadError>>(),
+            )),
+            None => builder.finish(),
+        };
     }
     let body = ResponseBody {
         inner: resp,

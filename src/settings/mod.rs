@@ -253,10 +253,11 @@ fn layered_figment(sources: &Sources, problems: &mut Vec<Problem>) -> Figment {
             .extension()
             .and_then(|e| e.to_str())
             .map(str::to_ascii_lowercase);
-        figment = match ext.as_deref() {
-            Some("yaml" | "yml") => figment.merge(Yaml::file_exact(&file)),
-            Some("toml") => figment.merge(Toml::file_exact(&file)),
-            Some("json") => figment.merge(Json::file_exact(&file)),
+        // Each file is parsed on its own first, so a syntax error names it.
+        let parsed = match ext.as_deref() {
+            Some("yaml" | "yml") => Figment::from(Yaml::file_exact(&file)),
+            Some("toml") => Figment::from(Toml::file_exact(&file)),
+            Some("json") => Figment::from(Json::file_exact(&file)),
             _ => {
                 problems.push(Problem {
                     source: shown,
@@ -267,6 +268,17 @@ fn layered_figment(sources: &Sources, problems: &mut Vec<Problem>) -> Figment {
                 continue;
             }
         };
+        if let Err(err) = parsed.data() {
+            for e in err {
+                problems.push(Problem {
+                    source: shown.clone(),
+                    key: "-".into(),
+                    message: e.kind.to_string(),
+                });
+            }
+            continue;
+        }
+        figment = figment.merge(parsed);
     }
     if sources.use_env {
         figment = figment.merge(Env::prefixed(ENV_PREFIX).split("__"));
@@ -294,7 +306,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<Problem>) -> RawSettin
     let top = match figment.data() {
         Ok(mut data) => data.remove(&figment::Profile::Default).unwrap_or_default(),
         Err(err) => {
-            push_figment_errors(err, problems);
+            push_figment_errors(err, "", problems);
             return raw;
         }
     };
@@ -318,7 +330,7 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<Problem>) -> RawSettin
         }
         match figment.extract_inner::<T>(key) {
             Ok(value) => *slot = value,
-            Err(err) => push_figment_errors(err, problems),
+            Err(err) => push_figment_errors(err, key, problems),
         }
     }
     section(figment, "server", &mut raw.server, problems);
@@ -332,32 +344,41 @@ fn extract_sections(figment: &Figment, problems: &mut Vec<Problem>) -> RawSettin
     raw
 }
 
-fn push_figment_errors(err: figment::Error, problems: &mut Vec<Problem>) {
+/// `section` is the key the failed extraction started from: figment appends
+/// it after the inner path, so it is moved back to the front here.
+fn push_figment_errors(err: figment::Error, section: &str, problems: &mut Vec<Problem>) {
     for e in err {
+        let mut path = e.path.clone();
+        if !section.is_empty() && path.last().map(String::as_str) == Some(section) {
+            path.pop();
+            path.insert(0, section.to_owned());
+        }
         let source = e
             .metadata
             .as_ref()
-            .map(|m| match &m.source {
-                Some(figment::Source::File(path)) => path.display().to_string(),
-                _ => m.interpolate(&figment::Profile::Default, &e.path),
-            })
-            .unwrap_or_else(|| "settings".into());
-        let mut key = e.path.join(".");
-        if let figment::error::Kind::UnknownField(field, _) = &e.kind {
-            key = if key.is_empty() {
-                field.clone()
-            } else {
-                format!("{key}.{field}")
-            };
-        }
-        if key.is_empty() {
-            key = "-".into();
-        }
+            .map_or_else(|| "settings".into(), |m| describe_source(m, &path));
+        let key = if path.is_empty() {
+            "-".to_owned()
+        } else {
+            path.join(".")
+        };
         problems.push(Problem {
             source,
             key,
             message: e.kind.to_string(),
         });
+    }
+}
+
+/// A file path, `--set`, or the environment variable that sets `path`.
+fn describe_source(meta: &figment::Metadata, path: &[String]) -> String {
+    match &meta.source {
+        Some(figment::Source::File(file)) => file.display().to_string(),
+        Some(figment::Source::Code(_)) => "--set".into(),
+        _ if meta.name.contains("environment") => {
+            format!("{ENV_PREFIX}{}", path.join("__").to_ascii_uppercase())
+        }
+        _ => meta.name.to_string(),
     }
 }
 
@@ -367,14 +388,8 @@ fn source_of(figment: &Figment, key: &str) -> String {
     let mut probe = key.to_owned();
     loop {
         if let Some(meta) = figment.find_metadata(&probe) {
-            return match &meta.source {
-                Some(figment::Source::File(path)) => path.display().to_string(),
-                Some(figment::Source::Code(_)) => "--set".into(),
-                _ => {
-                    let path: Vec<String> = probe.split('.').map(str::to_owned).collect();
-                    meta.interpolate(&figment::Profile::Default, &path)
-                }
-            };
+            let path: Vec<String> = probe.split('.').map(str::to_owned).collect();
+            return describe_source(meta, &path);
         }
         match probe.rsplit_once('.') {
             Some((parent, _)) => probe = parent.to_owned(),

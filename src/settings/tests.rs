@@ -1,0 +1,254 @@
+//! Settings loading and validation, through figment's `Jail` (a temporary
+//! working directory and environment per test).
+
+use super::*;
+use figment::Jail;
+
+fn sources(files: &[&str], overrides: &[&str]) -> Sources {
+    Sources {
+        config_files: files.iter().map(PathBuf::from).collect(),
+        overrides: overrides.iter().map(|s| s.to_string()).collect(),
+        use_env: true,
+    }
+}
+
+fn problems(result: Result<Settings, Problems>) -> Vec<String> {
+    match result {
+        Ok(_) => panic!("expected problems"),
+        Err(p) => p.0.iter().map(ToString::to_string).collect(),
+    }
+}
+
+const GOOD: &str = r#"
+server:
+  listen: "127.0.0.1:8000"
+  workers: 3
+upstreams:
+  users:
+    targets: ["http://10.0.0.5:8080", "http://10.0.0.6:8080/"]
+    balance: least_requests
+routes:
+  - name: users
+    path_prefix: /api/users/
+    strip_prefix: /api
+    methods: [get, POST]
+    host: API.Example.com:443
+    upstream: users
+"#;
+
+#[test]
+fn defaults_without_any_file() {
+    Jail::expect_with(|_jail| {
+        let s = load(&sources(&[], &[])).expect("defaults are valid");
+        assert_eq!(s.server.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9090");
+        assert!(s.server.workers >= 1);
+        assert_eq!(s.server.max_body_bytes, 10 * 1024 * 1024);
+        assert_eq!(s.server.shutdown_timeout, Duration::from_secs(30));
+        assert!(s.redis.is_none());
+        assert!(s.routes.is_empty());
+        Ok(())
+    });
+}
+
+#[test]
+fn default_file_is_read_when_no_config_given() {
+    Jail::expect_with(|jail| {
+        jail.create_dir("settings")?;
+        jail.create_file("settings/default.yaml", "server: {workers: 5}")?;
+        let s = load(&sources(&[], &[])).unwrap();
+        assert_eq!(s.server.workers, 5);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_good_file_is_validated_into_trusted_types() {
+    Jail::expect_with(|jail| {
+        jail.create_file("gw.yaml", GOOD)?;
+        let s = load(&sources(&["gw.yaml"], &[])).unwrap();
+        assert_eq!(s.server.workers, 3);
+        let u = &s.upstreams[0];
+        assert_eq!(u.targets, vec!["http://10.0.0.5:8080", "http://10.0.0.6:8080"]);
+        assert_eq!(u.balance, Balance::LeastRequests);
+        assert_eq!(u.request_timeout, Duration::from_millis(30_000));
+        let r = &s.routes[0];
+        assert_eq!(r.path_prefix, "/api/users/");
+        assert_eq!(r.strip_prefix.as_deref(), Some("/api"));
+        assert_eq!(r.methods, vec![Method::GET, Method::POST]);
+        assert_eq!(r.host.as_deref(), Some("api.example.com"));
+        Ok(())
+    });
+}
+
+#[test]
+fn layers_apply_in_order_file_env_set() {
+    Jail::expect_with(|jail| {
+        jail.create_file("a.yaml", "server: {workers: 1, backlog: 10}")?;
+        jail.create_file("b.toml", "[server]\nworkers = 2\nkeep_alive_secs = 7\n")?;
+        jail.create_file("c.json", r#"{"server": {"max_connections": 99}}"#)?;
+        jail.set_env("GATEWAY_SERVER__WORKERS", "4");
+        jail.set_env("GATEWAY_REDIS__URL", "redis://r:6379/0");
+        let s = load(&sources(&["a.yaml", "b.toml", "c.json"], &[])).unwrap();
+        assert_eq!(s.server.workers, 4);
+        assert_eq!(s.server.backlog, 10);
+        assert_eq!(s.server.keep_alive, Duration::from_secs(7));
+        assert_eq!(s.server.max_connections, 99);
+        assert_eq!(s.redis.unwrap().urls, vec!["redis://r:6379/0"]);
+        let s = load(&sources(&["a.yaml"], &["server.workers=2"])).unwrap();
+        assert_eq!(s.server.workers, 2);
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_keys_name_file_and_key() {
+    Jail::expect_with(|jail| {
+        jail.create_file("bad.yaml", "server:\n  workerz: 2\nextra: 1\n")?;
+        let p = problems(load(&sources(&["bad.yaml"], &[])));
+        assert!(
+            p.iter().any(|m| m.starts_with("bad.yaml: server.workerz: unknown field")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("bad.yaml: extra: unknown key")),
+            "{p:?}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn unknown_env_key_names_the_variable() {
+    Jail::expect_with(|jail| {
+        jail.set_env("GATEWAY_SERVER__WORKRES", "2");
+        let p = problems(load(&sources(&[], &[])));
+        assert!(p[0].contains("GATEWAY_SERVER__WORKRES"), "{p:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn malformed_yaml_names_the_file() {
+    Jail::expect_with(|jail| {
+        jail.create_file("broken.yaml", "server: [unclosed\n")?;
+        let p = problems(load(&sources(&["broken.yaml"], &[])));
+        assert!(p[0].starts_with("broken.yaml"), "{p:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn missing_file_and_bad_extension_are_reported() {
+    Jail::expect_with(|jail| {
+        jail.create_file("x.ini", "a=1")?;
+        let p = problems(load(&sources(&["nope.yaml", "x.ini"], &[])));
+        assert!(p[0].starts_with("nope.yaml: -: settings file not found"), "{p:?}");
+        assert!(p[1].contains("unsupported settings file extension"), "{p:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn bad_values_are_all_reported_with_their_keys() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "bad.yaml",
+            r#"
+server: {listen: "nowhere", trusted_proxies: ["10.0.0.0/8", "banana"]}
+logging: {level: loud}
+upstreams:
+  u: {targets: ["ftp://x", "http://h:1/path"], balance: fastest, request_timeout_ms: 0}
+rate_limits:
+  p: {key: "cookie", scope: cluster}
+routes:
+  - {name: a, path_prefix: "/a", upstream: missing, rate_limit: [nope], strip_prefix: "/b"}
+  - {name: a, path_prefix: "nope", upstream: u, auth: magic}
+"#,
+        )?;
+        let p = problems(load(&sources(&["bad.yaml"], &[])));
+        let expect = [
+            "bad.yaml: server.listen:",
+            "bad.yaml: server.trusted_proxies[1]:",
+            "bad.yaml: logging.level:",
+            "bad.yaml: upstreams.u.targets[0]:",
+            "bad.yaml: upstreams.u.targets[1]:",
+            "bad.yaml: upstreams.u.balance:",
+            "bad.yaml: upstreams.u.request_timeout_ms: must be greater than 0",
+            "bad.yaml: rate_limits.p.key:",
+            "bad.yaml: rate_limits.p.scope: cluster scope needs redis.url",
+            "bad.yaml: routes[0].upstream: upstream \"missing\" is not defined",
+            "bad.yaml: routes[0].rate_limit: policy \"nope\" is not defined",
+            "bad.yaml: routes[0].strip_prefix:",
+            "bad.yaml: routes[1].name: \"a\" is used by another route",
+            "bad.yaml: routes[1].path_prefix:",
+            "bad.yaml: routes[1].auth:",
+        ];
+        for e in expect {
+            assert!(p.iter().any(|m| m.starts_with(e)), "missing {e:?} in {p:#?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn negative_durations_are_type_errors() {
+    Jail::expect_with(|jail| {
+        jail.create_file("neg.yaml", "server: {keep_alive_secs: -1}")?;
+        let p = problems(load(&sources(&["neg.yaml"], &[])));
+        assert!(p[0].starts_with("neg.yaml: server.keep_alive_secs:"), "{p:?}");
+        Ok(())
+    });
+}
+
+#[test]
+fn auth_routes_need_provider_and_secret() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "auth.yaml",
+            r#"
+upstreams: {u: {targets: ["http://127.0.0.1:1"]}}
+routes:
+  - {name: s, path_prefix: /s, upstream: u, auth: session}
+  - {name: b, path_prefix: /b, upstream: u, auth: bearer, require: {roles: [admin]}}
+  - {name: n, path_prefix: /n, upstream: u, require: {scopes: [x]}}
+"#,
+        )?;
+        let p = problems(load(&sources(&["auth.yaml"], &[])));
+        for e in [
+            "auth.provider.client_id: required",
+            "auth.session.secret: must be at least 32 bytes",
+            "auth.provider: session routes need issuer",
+            "auth.provider: bearer routes need issuer",
+            "routes[2].require: requirements need an authenticated route",
+        ] {
+            assert!(p.iter().any(|m| m.contains(e)), "missing {e:?} in {p:#?}");
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn set_override_must_be_key_value() {
+    Jail::expect_with(|_jail| {
+        let p = problems(load(&sources(&[], &["server.workers"])));
+        assert!(p[0].starts_with("--set: server.workers: expected dotted.key=value"));
+        Ok(())
+    });
+}
+
+#[test]
+fn secrets_stay_out_of_debug_output() {
+    let mut raw = RawSettings::default();
+    raw.auth.provider.client_secret = "s3cr3t-client".into();
+    raw.auth.session.secret = "s3cr3t-session-0123456789abcdef0123".into();
+    let shown = format!("{raw:?}");
+    assert!(!shown.contains("s3cr3t"), "{shown}");
+}
+
+#[test]
+fn strip_port_keeps_ipv6_brackets() {
+    assert_eq!(strip_port("example.com:8080"), "example.com");
+    assert_eq!(strip_port("example.com"), "example.com");
+    assert_eq!(strip_port("[::1]:8080"), "[::1]");
+}

@@ -1,0 +1,445 @@
+//! Shared test harness: real upstream HTTP servers, the real `gateway`
+//! binary on free ports, and an awc client. Nothing here is mocked: each
+//! test talks to the gateway over TCP exactly as a user would.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_gateway");
+
+/// A port nobody listens on right now (the OS picks it; we release it).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        actix_rt::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub fn client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .disable_redirects()
+        .finish()
+}
+
+// ---------------------------------------------------------------------------
+// Upstream
+// ---------------------------------------------------------------------------
+
+/// A real HTTP upstream on a free port, with endpoints that show what the
+/// gateway forwarded.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub name: String,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Upstream {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        // stop() sends the command at once; its future only reports completion.
+        drop(self.handle.stop(false));
+    }
+}
+
+/// FNV-1a, to compare bodies without keeping them.
+pub fn fnv(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+}
+pub const FNV_START: u64 = 0xcbf29ce484222325;
+
+/// Echo: method, path, query, headers and a streamed count + hash of the body.
+async fn echo(req: HttpRequest, mut body: web::Payload, name: web::Data<String>) -> HttpResponse {
+    let mut len = 0u64;
+    let mut hash = FNV_START;
+    while let Some(chunk) = body.next().await {
+        let Ok(chunk) = chunk else {
+            return HttpResponse::BadRequest().finish();
+        };
+        len += chunk.len() as u64;
+        hash = fnv(hash, &chunk);
+    }
+    let mut headers = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        let entry = headers
+            .entry(k.as_str().to_owned())
+            .or_insert_with(|| serde_json::Value::Array(vec![]));
+        if let serde_json::Value::Array(list) = entry {
+            list.push(v.to_str().unwrap_or("<bin>").into());
+        }
+    }
+    HttpResponse::Ok()
+        .insert_header(("x-upstream", name.as_str()))
+        .json(serde_json::json!({
+            "upstream": name.as_str(),
+            "method": req.method().as_str(),
+            "path": req.uri().path(),
+            "query": req.uri().query(),
+            "headers": headers,
+            "body_len": len,
+            "body_fnv": hash,
+        }))
+}
+
+/// `/bytes/{n}`: n bytes of a repeating pattern, streamed in 64 KiB chunks;
+/// `?chunked=1` leaves out Content-Length.
+async fn bytes(path: web::Path<u64>, req: HttpRequest) -> HttpResponse {
+    let total = path.into_inner();
+    let chunk = Bytes::from((0..65_536u32).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let stream = futures_util::stream::unfold(0u64, move |sent| {
+        let chunk = chunk.clone();
+        async move {
+            if sent >= total {
+                return None;
+            }
+            let n = (total - sent).min(chunk.len() as u64) as usize;
+            Some((
+                Ok::<_, actix_web::Error>(chunk.slice(..n)),
+                sent + n as u64,
+            ))
+        }
+    });
+    let mut res = HttpResponse::Ok();
+    res.content_type("application/octet-stream");
+    if req.query_string().contains("chunked=1") {
+        res.streaming(stream)
+    } else {
+        res.no_chunking(total).streaming(stream)
+    }
+}
+
+async fn slow(path: web::Path<u64>, name: web::Data<String>) -> HttpResponse {
+    actix_rt::time::sleep(Duration::from_millis(path.into_inner())).await;
+    HttpResponse::Ok()
+        .insert_header(("x-upstream", name.as_str()))
+        .body("slow done")
+}
+
+async fn status(path: web::Path<u16>) -> HttpResponse {
+    let code = actix_web::http::StatusCode::from_u16(path.into_inner())
+        .unwrap_or(actix_web::http::StatusCode::IM_A_TEAPOT);
+    HttpResponse::build(code).body("status")
+}
+
+
+pub fn spawn_upstream(name: &str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+    let addr = listener.local_addr().expect("upstream addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let label = name.to_owned();
+    std::thread::spawn(move || {
+        actix_rt::System::new().block_on(async move {
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(web::Data::new(label.clone()))
+                    .route("/bytes/{n}", web::to(bytes))
+                    .route("/slow/{ms}", web::to(slow))
+                    .route("/status/{code}", web::to(status))
+                    .default_service(web::to(echo))
+            })
+            .workers(2)
+            .disable_signals()
+            .listen(listener)
+            .expect("listen")
+            .run();
+            tx.send(server.handle()).expect("send handle");
+            let _ = server.await;
+        });
+    });
+    let handle = rx.recv().expect("upstream started");
+    Upstream {
+        addr,
+        name: name.to_owned(),
+        handle,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Gateway process
+// ---------------------------------------------------------------------------
+
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    pub admin_port: u16,
+    pub dir: tempfile::TempDir,
+    stdout: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Gateway {
+    /// Starts the real binary with `yaml` (listen addresses are added on
+    /// free ports) and waits until it reports ready.
+    pub async fn start(yaml: &str) -> Self {
+        let gw = Self::spawn(yaml, &[]);
+        gw.wait_ready().await;
+        gw
+    }
+
+    /// Starts without waiting (for tests of refused configurations).
+    pub fn spawn(yaml: &str, extra_args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("gateway.yaml");
+        File::create(&config)
+            .and_then(|mut f| f.write_all(yaml.as_bytes()))
+            .expect("write config");
+        let stdout = dir.path().join("stdout.log");
+        let stderr = dir.path().join("stderr.log");
+        let port = free_port();
+        let admin_port = free_port();
+        let child = Command::new(GATEWAY_BIN)
+            .arg("--config")
+            .arg(&config)
+            .arg("--set")
+            .arg(format!("server.listen=127.0.0.1:{port}"))
+            .arg("--set")
+            .arg(format!("admin.listen=127.0.0.1:{admin_port}"))
+            .args(extra_args)
+            .current_dir(dir.path())
+            .env_remove("GATEWAY_SERVER__WORKERS")
+            .stdin(Stdio::null())
+            .stdout(File::create(&stdout).expect("stdout file"))
+            .stderr(File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("spawn gateway");
+        Self {
+            child,
+            port,
+            admin_port,
+            dir,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.port, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.admin_port, path)
+    }
+
+    pub async fn wait_ready(&self) {
+        let c = client();
+        let url = self.admin_url("/health/ready");
+        let ready = eventually(Duration::from_secs(20), || {
+            let req = c.get(&url).send();
+            async move { matches!(req.await, Ok(r) if r.status() == 200) }
+        })
+        .await;
+        assert!(
+            ready,
+            "gateway not ready; stderr:\n{}\nstdout:\n{}",
+            self.stderr(),
+            self.stdout_text()
+        );
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Every JSON line the gateway has written to stdout so far.
+    pub fn log_lines(&self) -> Vec<serde_json::Value> {
+        self.stdout_text()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits for the access-log line of `request_id`.
+    pub async fn access_log_for(&self, request_id: &str) -> serde_json::Value {
+        let mut found = None;
+        eventually(Duration::from_secs(10), || {
+            found = self
+                .log_lines()
+                .into_iter()
+                .find(|l| l["msg"] == "request" && l["request_id"] == request_id);
+            let hit = found.is_some();
+            async move { hit }
+        })
+        .await;
+        found.unwrap_or_else(|| panic!("no access log line for {request_id}"))
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits up to `timeout` for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Peak resident memory of the gateway process so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmHWM:")
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        proc_status_kib(self.pid(), "VmRSS:")
+    }
+
+    pub async fn metrics(&self) -> String {
+        let mut res = client()
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics");
+        String::from_utf8_lossy(&res.body().limit(16 << 20).await.expect("body")).into_owned()
+    }
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Reads a whole JSON response body.
+pub async fn json_body<S>(res: &mut awc::ClientResponse<S>) -> serde_json::Value
+where
+    S: futures_util::Stream<Item = Result<Bytes, awc::error::PayloadError>> + Unpin,
+{
+    let body = res.body().limit(16 << 20).await.expect("body");
+    serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)))
+}
+
+/// A response header as text ("" when absent).
+pub fn hdr<S>(res: &awc::ClientResponse<S>, name: &str) -> String {
+    res.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// Sends `request` as raw bytes on a fresh connection and returns what comes
+/// back until the server closes or goes quiet (for headers awc rewrites).
+pub fn raw_request(port: u16, request: &str) -> String {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .expect("timeout");
+    stream.write_all(request.as_bytes()).expect("write");
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                out.extend_from_slice(&buf[..n]);
+                // One response is enough once its declared body has arrived.
+                let text = String::from_utf8_lossy(&out);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                        });
+                    if let Some(len) = len {
+                        if out.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An upstream that answers every request with the same raw bytes (actix
+/// rewrites `Connection`, so hop-by-hop tests need exact control).
+pub fn spawn_raw_upstream(response: &'static str) -> SocketAddr {
+    use std::io::Read;
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind raw upstream");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(response.as_bytes());
+            });
+        }
+    });
+    addr
+}

@@ -1,0 +1,477 @@
+//! End-to-end proxy behaviour: the real gateway binary between an awc client
+//! and real upstream servers.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+
+fn header_values(echo: &serde_json::Value, name: &str) -> Vec<String> {
+    echo["headers"][name]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn basic_config(up: &Upstream, extra_server: &str) -> String {
+    format!(
+        r#"
+server:
+  workers: 2
+  max_body_bytes: 1048576
+  {extra_server}
+upstreams:
+  main:
+    targets: ["{up}"]
+    request_timeout_ms: 2000
+routes:
+  - name: api
+    path_prefix: /api
+    strip_prefix: /api
+    upstream: main
+  - name: readonly
+    path_prefix: /ro
+    methods: [GET, HEAD]
+    upstream: main
+  - name: hosted
+    path_prefix: /api
+    host: special.example.com
+    upstream: main
+    preserve_host: true
+"#,
+        up = up.url()
+    )
+}
+
+#[actix_rt::test]
+async fn forwards_method_path_query_and_body_untouched() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let body = Bytes::from((0..300_000u32).map(|i| (i % 7) as u8).collect::<Vec<u8>>());
+    let mut res = client()
+        .post(gw.url("/api/items/7?b=2&a=%20x&a=y"))
+        .insert_header(("content-type", "application/octet-stream"))
+        .send_body(body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo = json_body(&mut res).await;
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["path"], "/items/7", "strip_prefix removes /api");
+    assert_eq!(echo["query"], "b=2&a=%20x&a=y");
+    assert_eq!(echo["body_len"], 300_000);
+    assert_eq!(echo["body_fnv"], fnv(FNV_START, &body));
+    assert_eq!(header_values(&echo, "content-type"), vec!["application/octet-stream"]);
+}
+
+#[actix_rt::test]
+async fn request_id_is_kept_when_sane_and_minted_otherwise() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let c = client();
+
+    let mut res = c
+        .get(gw.url("/api/x"))
+        .insert_header(("x-request-id", "client-id-123"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hdr(&res, "x-request-id"), "client-id-123");
+    let echo = json_body(&mut res).await;
+    assert_eq!(header_values(&echo, "x-request-id"), vec!["client-id-123"]);
+
+    let mut res = c
+        .get(gw.url("/api/x"))
+        .insert_header(("x-request-id", "bad id with spaces"))
+        .send()
+        .await
+        .unwrap();
+    let minted = hdr(&res, "x-request-id");
+    assert_ne!(minted, "bad id with spaces");
+    assert_eq!(minted.len(), 36, "a UUID: {minted}");
+    let echo = json_body(&mut res).await;
+    assert_eq!(header_values(&echo, "x-request-id"), vec![minted.clone()]);
+
+    // Gateway-made errors carry the id too.
+    let mut res = c.get(gw.url("/nothing-here")).send().await.unwrap();
+    let id = hdr(&res, "x-request-id");
+    let err = json_body(&mut res).await;
+    assert_eq!(err["error"]["request_id"], id);
+}
+
+#[actix_rt::test]
+async fn forwarded_headers_ignore_untrusted_claims() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let mut res = client()
+        .get(gw.url("/api/who"))
+        .insert_header(("x-forwarded-for", "6.6.6.6"))
+        .insert_header(("x-forwarded-proto", "https"))
+        .insert_header(("x-forwarded-host", "evil.example"))
+        .send()
+        .await
+        .unwrap();
+    let id = hdr(&res, "x-request-id");
+    let echo = json_body(&mut res).await;
+    assert_eq!(header_values(&echo, "x-forwarded-for"), vec!["127.0.0.1"]);
+    assert_eq!(header_values(&echo, "x-forwarded-proto"), vec!["http"]);
+    assert_eq!(
+        header_values(&echo, "x-forwarded-host"),
+        vec![format!("127.0.0.1:{}", gw.port)]
+    );
+    // The upstream's own address is the Host unless preserve_host is set.
+    assert_eq!(header_values(&echo, "host"), vec![up.addr.to_string()]);
+    let line = gw.access_log_for(&id).await;
+    assert_eq!(line["client_ip"], "127.0.0.1");
+}
+
+#[actix_rt::test]
+async fn forwarded_headers_from_trusted_proxies_are_believed() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "trusted_proxies: [\"127.0.0.0/8\"]")).await;
+    let mut res = client()
+        .get(gw.url("/api/who"))
+        .insert_header(("x-forwarded-for", "203.0.113.9, 127.0.0.5"))
+        .insert_header(("x-forwarded-proto", "https"))
+        .send()
+        .await
+        .unwrap();
+    let id = hdr(&res, "x-request-id");
+    let echo = json_body(&mut res).await;
+    assert_eq!(
+        header_values(&echo, "x-forwarded-for"),
+        vec!["203.0.113.9, 127.0.0.5, 127.0.0.1"]
+    );
+    assert_eq!(header_values(&echo, "x-forwarded-proto"), vec!["https"]);
+    let line = gw.access_log_for(&id).await;
+    assert_eq!(line["client_ip"], "203.0.113.9");
+}
+
+#[actix_rt::test]
+async fn hop_by_hop_and_identity_headers_do_not_cross() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    // awc writes its own Connection header, so this request goes out raw.
+    let raw = raw_request(
+        gw.port,
+        "GET /api/echo HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive, X-Client-Hop\r\n\
+         X-Client-Hop: 1\r\nKeep-Alive: timeout=9\r\nTE: trailers\r\n\
+         Proxy-Authorization: Basic Zm9vOmJhcg==\r\nX-Auth-Subject: admin\r\n\
+         X-Auth-Roles: root\r\nX-End-To-End: kept\r\nContent-Length: 0\r\n\r\n",
+    );
+    let body = &raw[raw.find("\r\n\r\n").expect("a response") + 4..];
+    let echo: serde_json::Value = serde_json::from_str(body.trim()).expect("echo JSON");
+    let headers = echo["headers"].as_object().unwrap();
+    for gone in [
+        "x-client-hop",
+        "keep-alive",
+        "te",
+        "proxy-authorization",
+        "x-auth-subject",
+        "x-auth-roles",
+    ] {
+        assert!(!headers.contains_key(gone), "{gone} reached the upstream");
+    }
+    assert_eq!(header_values(&echo, "x-end-to-end"), vec!["kept"]);
+
+    let raw_up = spawn_raw_upstream(
+        "HTTP/1.1 200 OK\r\nConnection: close, X-Upstream-Hop\r\nX-Upstream-Hop: secret\r\n\
+         Keep-Alive: timeout=5\r\nX-End-To-End: yes\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\
+         Content-Length: 3\r\n\r\nhop",
+    );
+    let gw2 = Gateway::start(&format!(
+        "upstreams: {{raw: {{targets: [\"http://{raw_up}\"]}}}}\n\
+         routes: [{{name: raw, path_prefix: /, upstream: raw}}]\n"
+    ))
+    .await;
+    let mut res = client().get(gw2.url("/hop")).send().await.unwrap();
+    assert_eq!(res.body().await.unwrap(), "hop");
+    assert!(res.headers().get("x-upstream-hop").is_none());
+    assert!(res.headers().get("keep-alive").is_none());
+    assert_eq!(hdr(&res, "x-end-to-end"), "yes");
+    let cookies: Vec<_> = res.headers().get_all("set-cookie").collect();
+    assert_eq!(cookies.len(), 2, "every Set-Cookie passes");
+}
+
+#[actix_rt::test]
+async fn errors_are_json_with_the_contract_statuses() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let c = client();
+
+    let mut res = c.get(gw.url("/unknown")).send().await.unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(hdr(&res, "content-type"), "application/json");
+    let body = json_body(&mut res).await;
+    assert_eq!(body["error"]["status"], 404);
+    assert_eq!(body["error"]["code"], "not_found");
+
+    let mut res = c.delete(gw.url("/ro/x")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(hdr(&res, "allow"), "GET, HEAD");
+    assert_eq!(json_body(&mut res).await["error"]["status"], 405);
+
+    // Content-Length over the limit: refused before anything is read.
+    let big = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
+    let mut res = c.post(gw.url("/api/upload")).send_body(big).await.unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(json_body(&mut res).await["error"]["code"], "payload_too_large");
+
+    // Chunked body over the limit: cut off while streaming.
+    let chunks = futures_util::stream::iter(
+        (0..40).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'y'; 64 * 1024]))),
+    );
+    let res = c.post(gw.url("/api/upload")).send_stream(chunks).await;
+    match res {
+        Ok(res) => assert_eq!(res.status(), 413),
+        // The gateway may close the connection while the client still sends.
+        Err(e) => eprintln!("connection closed during oversized upload: {e}"),
+    }
+}
+
+#[actix_rt::test]
+async fn host_routes_and_preserve_host() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let mut res = client()
+        .get(gw.url("/api/h"))
+        .insert_header(("host", "Special.Example.com:8443"))
+        .send()
+        .await
+        .unwrap();
+    let echo = json_body(&mut res).await;
+    assert_eq!(echo["path"], "/api/h", "the hosted route has no strip_prefix");
+    assert_eq!(header_values(&echo, "host"), vec!["Special.Example.com:8443"]);
+}
+
+#[actix_rt::test]
+async fn path_traversal_cannot_reach_another_route() {
+    let public = spawn_upstream("public");
+    let admin = spawn_upstream("admin");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  public: {{targets: ["{}"]}}
+  admin: {{targets: ["{}"]}}
+routes:
+  - {{name: public, path_prefix: /public, upstream: public}}
+  - {{name: admin, path_prefix: /admin, upstream: admin}}
+"#,
+        public.url(),
+        admin.url()
+    ))
+    .await;
+    let c = client();
+    for (raw, want_upstream, want_path) in [
+        ("/public/../admin/users", "admin", "/admin/users"),
+        ("/public/%2e%2e/admin/users", "admin", "/admin/users"),
+        ("/public/%2E%2E%2Fadmin/users", "admin", "/admin/users"),
+        ("/public//./x/../file", "public", "/public/file"),
+        ("/public/%61dmin", "public", "/public/admin"),
+        ("/%61dmin/x", "admin", "/admin/x"),
+    ] {
+        let mut res = c.get(gw.url(raw)).send().await.unwrap();
+        assert_eq!(res.status(), 200, "{raw}");
+        let echo = json_body(&mut res).await;
+        assert_eq!(echo["upstream"], want_upstream, "{raw}");
+        assert_eq!(echo["path"], want_path, "{raw}");
+    }
+    let res = c.get(gw.url("/public/a%00b")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    let res = c.get(gw.url("/public/..%5c..%5cadmin")).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+}
+
+#[actix_rt::test]
+async fn round_robin_and_least_requests_spread_load() {
+    let a = spawn_upstream("a");
+    let b = spawn_upstream("b");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  rr: {{targets: ["{a}", "{b}"], balance: round_robin}}
+  lr: {{targets: ["{a}", "{b}"], balance: least_requests}}
+  rnd: {{targets: ["{a}", "{b}"], balance: random}}
+routes:
+  - {{name: rr, path_prefix: /rr, strip_prefix: /rr, upstream: rr}}
+  - {{name: lr, path_prefix: /lr, strip_prefix: /lr, upstream: lr}}
+  - {{name: rnd, path_prefix: /rnd, strip_prefix: /rnd, upstream: rnd}}
+"#,
+        a = a.url(),
+        b = b.url()
+    ))
+    .await;
+    let c = client();
+    let mut counts = std::collections::HashMap::new();
+    for _ in 0..10 {
+        let res = c.get(gw.url("/rr/x")).send().await.unwrap();
+        let who = hdr(&res, "x-upstream");
+        *counts.entry(who).or_insert(0) += 1;
+    }
+    assert_eq!(counts.get("a"), Some(&5), "{counts:?}");
+    assert_eq!(counts.get("b"), Some(&5), "{counts:?}");
+
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..40 {
+        let res = c.get(gw.url("/rnd/x")).send().await.unwrap();
+        seen.insert(hdr(&res, "x-upstream"));
+    }
+    assert_eq!(seen.len(), 2, "random uses both targets");
+
+    // Hold one slow request on some target; the next quick ones go elsewhere.
+    let slow = actix_rt::spawn({
+        let url = gw.url("/lr/slow/1500");
+        async move { client().get(url).send().await.map(|r| hdr(&r, "x-upstream")) }
+    });
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let mut quick = std::collections::HashSet::new();
+    for _ in 0..6 {
+        let res = c.get(gw.url("/lr/x")).send().await.unwrap();
+        quick.insert(hdr(&res, "x-upstream"));
+    }
+    let busy = slow.await.unwrap().unwrap();
+    assert_eq!(quick.len(), 1, "all quick requests avoid the busy target");
+    assert!(!quick.contains(&busy));
+}
+
+#[actix_rt::test]
+async fn dead_target_is_retried_around_and_then_skipped() {
+    let live = spawn_upstream("live");
+    let dead_port = free_port();
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  pool:
+    targets: ["http://127.0.0.1:{dead_port}", "{live}"]
+    retries: 1
+    max_fails: 2
+    fail_timeout_secs: 60
+    connect_timeout_ms: 300
+routes:
+  - {{name: pool, path_prefix: /, upstream: pool}}
+"#,
+        live = live.url()
+    ))
+    .await;
+    let c = client();
+    // Idempotent requests without a body are retried on the live target.
+    for _ in 0..6 {
+        let res = c.get(gw.url("/x")).send().await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    let mut health = c.get(gw.admin_url("/health")).send().await.unwrap();
+    let health = json_body(&mut health).await;
+    let targets = health["upstreams"]["pool"]["targets"].as_array().unwrap();
+    assert_eq!(targets[0]["healthy"], false, "{health}");
+    assert_eq!(targets[1]["healthy"], true);
+    let metrics = gw.metrics().await;
+    assert!(metrics.contains(&format!(
+        "gateway_upstream_target_healthy{{target=\"http://127.0.0.1:{dead_port}\",upstream=\"pool\"}} 0"
+    )));
+    assert!(metrics.contains("kind=\"connect\""));
+    // Once marked down, even POSTs (never retried) only reach the live target.
+    for _ in 0..4 {
+        let res = c.post(gw.url("/x")).send_body("data").await.unwrap();
+        assert_eq!(res.status(), 200);
+    }
+}
+
+#[actix_rt::test]
+async fn all_targets_down_is_502_then_503() {
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  gone:
+    targets: ["http://127.0.0.1:{}"]
+    max_fails: 1
+    fail_timeout_secs: 60
+routes:
+  - {{name: gone, path_prefix: /, upstream: gone}}
+"#,
+        free_port()
+    ))
+    .await;
+    let c = client();
+    let mut res = c.get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+    assert_eq!(json_body(&mut res).await["error"]["code"], "upstream_unreachable");
+    let mut res = c.get(gw.url("/x")).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    assert_eq!(json_body(&mut res).await["error"]["code"], "no_healthy_upstream");
+}
+
+#[actix_rt::test]
+async fn slow_upstream_is_504() {
+    let up = spawn_upstream("slow");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  slow: {{targets: ["{}"], request_timeout_ms: 300}}
+routes:
+  - {{name: slow, path_prefix: /, upstream: slow}}
+"#,
+        up.url()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let mut res = client().get(gw.url("/slow/3000")).send().await.unwrap();
+    assert_eq!(res.status(), 504);
+    assert_eq!(json_body(&mut res).await["error"]["code"], "upstream_timeout");
+    assert!(started.elapsed() < Duration::from_millis(2500), "did not wait for the upstream");
+    assert!(gw.metrics().await.contains("kind=\"timeout\""));
+}
+
+#[actix_rt::test]
+async fn head_keeps_content_length_and_redirects_pass_through() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let c = client();
+    let res = c.head(gw.url("/api/bytes/12345")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(hdr(&res, "content-length"), "12345");
+    let res = c.get(gw.url("/api/status/302")).send().await.unwrap();
+    assert_eq!(res.status(), 302, "the gateway never follows redirects");
+    let res = c.get(gw.url("/api/status/204")).send().await.unwrap();
+    assert_eq!(res.status(), 204);
+}
+
+#[actix_rt::test]
+async fn access_log_and_metrics_describe_requests_without_secrets() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let c = client();
+    let res = c
+        .get(gw.url("/api/secret?token=qs-secret-value"))
+        .insert_header(("authorization", "Bearer auth-secret-value"))
+        .insert_header(("cookie", "gateway_session=cookie-secret-value"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let id = hdr(&res, "x-request-id");
+    let line = gw.access_log_for(&id).await;
+    for field in ["ts", "level", "msg", "method", "path", "status", "duration_ms", "route", "upstream", "client_ip"] {
+        assert!(!line[field].is_null(), "{field} missing in {line}");
+    }
+    assert_eq!(line["method"], "GET");
+    assert_eq!(line["path"], "/api/secret");
+    assert_eq!(line["status"], 200);
+    assert_eq!(line["route"], "api");
+    assert_eq!(line["upstream"], "main");
+    let all_logs = gw.stdout_text();
+    for secret in ["auth-secret-value", "cookie-secret-value", "qs-secret-value"] {
+        assert!(!all_logs.contains(secret), "{secret} leaked into the log");
+    }
+
+    // Unmatched raw paths never become label values.
+    c.get(gw.url("/random-path-123456")).send().await.unwrap();
+    let metrics = gw.metrics().await;
+    assert!(metrics.contains("gateway_requests_total{method=\"GET\",route=\"api\",status=\"200\"} 1"));
+    assert!(metrics.contains("gateway_request_duration_seconds_bucket{route=\"api\""));
+    assert!(metrics.contains("gateway_upstream_duration_seconds_count{target="));
+    assert!(metrics.contains("gateway_in_flight_requests"));
+    assert!(metrics.contains("route=\"_none\",status=\"404\""));
+    assert!(!metrics.contains("random-path-123456"));
+}
