@@ -493,7 +493,7 @@ for proxy in ("gateway", "nginx"):
 print(f"gateway/nginx: req/s {ratios['rps']}  p99 {ratios['p99']}  req/cpu_s {ratios['req_per_cpu_s']}")
 unsaturated = [p for p in ("gateway", "nginx") if summary[p]["cpu_pct_median"] < 90]
 if unsaturated:
-    print(f"NOTE: {' and '.join(unsaturated)} used under 90% of its CPU: the load side "
+    print(f"NOTE: {' and '.join(unsaturated)}: under 90% of the proxy CPU used; the load side "
           "(wrk + upstream) limited req/s, so req/cpu_s is the fairer comparison")
 for r in rows:
     if r["log_lines"] < r["requests"]:

@@ -37,9 +37,7 @@ fn arg(name: &str) -> Option<String> {
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let listen = arg("--listen").unwrap_or_else(|| "127.0.0.1:8081".to_owned());
-    let workers = arg("--workers")
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(1);
+    let workers = arg("--workers").and_then(|w| w.parse().ok()).unwrap_or(1);
     println!("demo upstream listening on http://{listen}");
     HttpServer::new(|| {
         App::new()

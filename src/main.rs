@@ -9,7 +9,11 @@ use gateway::settings::{self, Sources};
 use slog::{error, info};
 
 #[derive(Parser)]
-#[command(name = "gateway", version, about = "API gateway: proxy, logs, auth, rate limits")]
+#[command(
+    name = "gateway",
+    version,
+    about = "API gateway: proxy, logs, auth, rate limits"
+)]
 struct Cli {
     /// Settings file (YAML, TOML or JSON by extension); repeat to layer.
     /// Without it, settings/default.yaml is read if it exists.

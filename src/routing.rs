@@ -246,7 +246,9 @@ pub fn is_normal(raw: &str) -> bool {
         && !raw.contains("/../")
         && !raw.ends_with("/.")
         && !raw.ends_with("/..")
-        && !raw.bytes().any(|b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
+        && !raw
+            .bytes()
+            .any(|b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
 }
 
 #[cfg(test)]

@@ -68,7 +68,9 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
     .disable_signals();
     let proxy = match &server_settings.tls {
-        Some(tls) => proxy.bind_rustls_0_23(server_settings.listen, crate::tls::server_config(tls)?)?,
+        Some(tls) => {
+            proxy.bind_rustls_0_23(server_settings.listen, crate::tls::server_config(tls)?)?
+        }
         None => proxy.bind(server_settings.listen)?,
     }
     .run();

@@ -42,7 +42,12 @@ impl Gateway {
             .map(|r| metrics.route_histogram(&r.name))
             .collect();
         let no_route_histogram = metrics.route_histogram(crate::telemetry::metrics::NO_ROUTE);
-        let upstreams: Vec<Upstream> = settings.upstreams.iter().cloned().map(Upstream::new).collect();
+        let upstreams: Vec<Upstream> = settings
+            .upstreams
+            .iter()
+            .cloned()
+            .map(Upstream::new)
+            .collect();
         for u in &upstreams {
             for t in &u.targets {
                 metrics

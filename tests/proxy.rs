@@ -11,7 +11,11 @@ use common::*;
 fn header_values(echo: &serde_json::Value, name: &str) -> Vec<String> {
     echo["headers"][name]
         .as_array()
-        .map(|a| a.iter().map(|v| v.as_str().unwrap_or("").to_owned()).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -63,7 +67,10 @@ async fn forwards_method_path_query_and_body_untouched() {
     assert_eq!(echo["query"], "b=2&a=%20x&a=y");
     assert_eq!(echo["body_len"], 300_000);
     assert_eq!(echo["body_fnv"], fnv(FNV_START, &body));
-    assert_eq!(header_values(&echo, "content-type"), vec!["application/octet-stream"]);
+    assert_eq!(
+        header_values(&echo, "content-type"),
+        vec!["application/octet-stream"]
+    );
 }
 
 #[actix_rt::test]
@@ -217,7 +224,10 @@ async fn errors_are_json_with_the_contract_statuses() {
     let big = Bytes::from(vec![b'x'; 2 * 1024 * 1024]);
     let mut res = c.post(gw.url("/api/upload")).send_body(big).await.unwrap();
     assert_eq!(res.status(), 413);
-    assert_eq!(json_body(&mut res).await["error"]["code"], "payload_too_large");
+    assert_eq!(
+        json_body(&mut res).await["error"]["code"],
+        "payload_too_large"
+    );
 
     // Chunked body over the limit: cut off while streaming.
     let chunks = futures_util::stream::iter(
@@ -242,8 +252,14 @@ async fn host_routes_and_preserve_host() {
         .await
         .unwrap();
     let echo = json_body(&mut res).await;
-    assert_eq!(echo["path"], "/api/h", "the hosted route has no strip_prefix");
-    assert_eq!(header_values(&echo, "host"), vec!["Special.Example.com:8443"]);
+    assert_eq!(
+        echo["path"], "/api/h",
+        "the hosted route has no strip_prefix"
+    );
+    assert_eq!(
+        header_values(&echo, "host"),
+        vec!["Special.Example.com:8443"]
+    );
 }
 
 #[actix_rt::test]
@@ -280,7 +296,11 @@ routes:
     }
     let res = c.get(gw.url("/public/a%00b")).send().await.unwrap();
     assert_eq!(res.status(), 400);
-    let res = c.get(gw.url("/public/..%5c..%5cadmin")).send().await.unwrap();
+    let res = c
+        .get(gw.url("/public/..%5c..%5cadmin"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 400);
 }
 
@@ -323,7 +343,13 @@ routes:
     // Hold one slow request on some target; the next quick ones go elsewhere.
     let slow = actix_rt::spawn({
         let url = gw.url("/lr/slow/1500");
-        async move { client().get(url).send().await.map(|r| hdr(&r, "x-upstream")) }
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .map(|r| hdr(&r, "x-upstream"))
+        }
     });
     actix_rt::time::sleep(Duration::from_millis(300)).await;
     let mut quick = std::collections::HashSet::new();
@@ -396,10 +422,16 @@ routes:
     let c = client();
     let mut res = c.get(gw.url("/x")).send().await.unwrap();
     assert_eq!(res.status(), 502);
-    assert_eq!(json_body(&mut res).await["error"]["code"], "upstream_unreachable");
+    assert_eq!(
+        json_body(&mut res).await["error"]["code"],
+        "upstream_unreachable"
+    );
     let mut res = c.get(gw.url("/x")).send().await.unwrap();
     assert_eq!(res.status(), 503);
-    assert_eq!(json_body(&mut res).await["error"]["code"], "no_healthy_upstream");
+    assert_eq!(
+        json_body(&mut res).await["error"]["code"],
+        "no_healthy_upstream"
+    );
 }
 
 #[actix_rt::test]
@@ -418,8 +450,14 @@ routes:
     let started = std::time::Instant::now();
     let mut res = client().get(gw.url("/slow/3000")).send().await.unwrap();
     assert_eq!(res.status(), 504);
-    assert_eq!(json_body(&mut res).await["error"]["code"], "upstream_timeout");
-    assert!(started.elapsed() < Duration::from_millis(2500), "did not wait for the upstream");
+    assert_eq!(
+        json_body(&mut res).await["error"]["code"],
+        "upstream_timeout"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "did not wait for the upstream"
+    );
     assert!(gw.metrics().await.contains("kind=\"timeout\""));
 }
 
@@ -452,7 +490,18 @@ async fn access_log_and_metrics_describe_requests_without_secrets() {
     assert_eq!(res.status(), 200);
     let id = hdr(&res, "x-request-id");
     let line = gw.access_log_for(&id).await;
-    for field in ["ts", "level", "msg", "method", "path", "status", "duration_ms", "route", "upstream", "client_ip"] {
+    for field in [
+        "ts",
+        "level",
+        "msg",
+        "method",
+        "path",
+        "status",
+        "duration_ms",
+        "route",
+        "upstream",
+        "client_ip",
+    ] {
         assert!(!line[field].is_null(), "{field} missing in {line}");
     }
     assert_eq!(line["method"], "GET");
@@ -461,14 +510,20 @@ async fn access_log_and_metrics_describe_requests_without_secrets() {
     assert_eq!(line["route"], "api");
     assert_eq!(line["upstream"], "main");
     let all_logs = gw.stdout_text();
-    for secret in ["auth-secret-value", "cookie-secret-value", "qs-secret-value"] {
+    for secret in [
+        "auth-secret-value",
+        "cookie-secret-value",
+        "qs-secret-value",
+    ] {
         assert!(!all_logs.contains(secret), "{secret} leaked into the log");
     }
 
     // Unmatched raw paths never become label values.
     c.get(gw.url("/random-path-123456")).send().await.unwrap();
     let metrics = gw.metrics().await;
-    assert!(metrics.contains("gateway_requests_total{method=\"GET\",route=\"api\",status=\"200\"} 1"));
+    assert!(
+        metrics.contains("gateway_requests_total{method=\"GET\",route=\"api\",status=\"200\"} 1")
+    );
     assert!(metrics.contains("gateway_request_duration_seconds_bucket{route=\"api\""));
     assert!(metrics.contains("gateway_upstream_duration_seconds_count{target="));
     assert!(metrics.contains("gateway_in_flight_requests"));

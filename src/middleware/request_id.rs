@@ -19,9 +19,9 @@ const MAX_LEN: usize = 128;
 pub fn is_sane(value: &[u8]) -> bool {
     !value.is_empty()
         && value.len() <= MAX_LEN
-        && value
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'='))
+        && value.iter().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+        })
 }
 
 fn mint() -> HeaderValue {

@@ -67,5 +67,6 @@ pub async fn route_match(
 
 fn reject<B>(req: ServiceRequest, err: GatewayError) -> ServiceResponse<EitherBody<B>> {
     let id = request_id_of(&req);
-    req.into_response(err.to_response(&id)).map_into_right_body()
+    req.into_response(err.to_response(&id))
+        .map_into_right_body()
 }

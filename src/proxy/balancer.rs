@@ -112,7 +112,8 @@ impl Upstream {
 
     pub fn record_success(&self, idx: usize) -> HealthChange {
         let t = &self.targets[idx];
-        let was_failing = t.consecutive_failures.swap(0, Ordering::Relaxed) >= self.settings.max_fails;
+        let was_failing =
+            t.consecutive_failures.swap(0, Ordering::Relaxed) >= self.settings.max_fails;
         t.down_until_ms.store(0, Ordering::Relaxed);
         if was_failing {
             HealthChange::Recovered
@@ -146,7 +147,9 @@ mod tests {
     fn upstream(balance: Balance, n: usize) -> Upstream {
         Upstream::new(UpstreamSettings {
             name: "u".into(),
-            targets: (0..n).map(|i| format!("http://127.0.0.1:{}", 1000 + i)).collect(),
+            targets: (0..n)
+                .map(|i| format!("http://127.0.0.1:{}", 1000 + i))
+                .collect(),
             balance,
             connect_timeout: Duration::from_secs(1),
             request_timeout: Duration::from_secs(1),

@@ -234,10 +234,11 @@ pub async fn forward(
         _ if req.app_config().secure() => HeaderValue::from_static("https"),
         _ => HeaderValue::from_static("http"),
     };
-    let host = incoming
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = incoming.get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let forwarded_host = match incoming.get(X_FORWARDED_HOST) {
         Some(v) if client.peer_trusted => Some(v.clone()),
         _ => host.clone(),
@@ -356,7 +357,11 @@ pub async fn forward(
 }
 
 /// Maps an awc failure to a metrics kind and the client-facing error.
-fn classify(err: &SendRequestError, body_exceeded: bool, limit: u64) -> (&'static str, GatewayError) {
+fn classify(
+    err: &SendRequestError,
+    body_exceeded: bool,
+    limit: u64,
+) -> (&'static str, GatewayError) {
     if body_exceeded {
         return ("body_limit", GatewayError::BodyTooLarge { limit });
     }
@@ -396,9 +401,13 @@ where
         return match length {
             // An empty unsized body with chunking off is the one shape in which
             // actix-http keeps the upstream's Content-Length (HEAD, 304).
-            Some(len) => builder.no_chunking(len).body(BodyStream::new(
-                futures_util::stream::empty::<Result<Bytes, PayloadError>>(),
-            )),
+            Some(len) => {
+                builder
+                    .no_chunking(len)
+                    .body(BodyStream::new(futures_util::stream::empty::<
+                        Result<Bytes, PayloadError>,
+                    >()))
+            }
             None => builder.finish(),
         };
     }

@@ -18,8 +18,12 @@ pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-ho
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Headers the auth stage sets for upstreams; clients may never supply them.
-pub const IDENTITY_HEADERS: [&str; 4] =
-    ["x-auth-subject", "x-auth-email", "x-auth-roles", "x-auth-scopes"];
+pub const IDENTITY_HEADERS: [&str; 4] = [
+    "x-auth-subject",
+    "x-auth-email",
+    "x-auth-roles",
+    "x-auth-scopes",
+];
 
 /// RFC 9110 §7.6.1 hop-by-hop headers, plus the de-facto `proxy-connection`.
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -160,12 +164,24 @@ mod tests {
     #[test]
     fn hop_by_hop_and_connection_listed_headers_are_dropped() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
-        h.insert(HeaderName::from_static("x-secret-hop"), HeaderValue::from_static("1"));
-        h.insert(HeaderName::from_static("keep-alive"), HeaderValue::from_static("timeout=5"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
+        h.insert(
+            HeaderName::from_static("x-secret-hop"),
+            HeaderValue::from_static("1"),
+        );
+        h.insert(
+            HeaderName::from_static("keep-alive"),
+            HeaderValue::from_static("timeout=5"),
+        );
         h.insert(header::TE, HeaderValue::from_static("trailers"));
         h.insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
-        h.insert(HeaderName::from_static("x-auth-subject"), HeaderValue::from_static("root"));
+        h.insert(
+            HeaderName::from_static("x-auth-subject"),
+            HeaderValue::from_static("root"),
+        );
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         let mut kept = Vec::new();
         for_each_end_to_end(&h, &request_skip_list(), |n, _| kept.push(n.to_string()));

@@ -262,8 +262,9 @@ fn layered_figment(sources: &Sources, problems: &mut Vec<Problem>) -> Figment {
                 problems.push(Problem {
                     source: shown,
                     key: "-".into(),
-                    message: "unsupported settings file extension (use .yaml, .yml, .toml or .json)"
-                        .into(),
+                    message:
+                        "unsupported settings file extension (use .yaml, .yml, .toml or .json)"
+                            .into(),
                 });
                 continue;
             }
@@ -707,9 +708,7 @@ fn validate_rate_limits(
                 _ => {
                     c.key(
                         &format!("{base}.key"),
-                        format!(
-                            "{other:?} is not one of ip, user, route, global, header:<Name>"
-                        ),
+                        format!("{other:?} is not one of ip, user, route, global, header:<Name>"),
                     );
                     RateLimitKey::Ip
                 }
@@ -834,9 +833,7 @@ fn validate_routes(
             None => None,
             Some(s) => match normalize_path(s) {
                 Some(norm) if norm == "/" => None,
-                Some(norm) if crate::routing::has_segment_prefix(&path_prefix, &norm) => {
-                    Some(norm)
-                }
+                Some(norm) if crate::routing::has_segment_prefix(&path_prefix, &norm) => Some(norm),
                 _ => {
                     fail(
                         c,
@@ -863,9 +860,7 @@ fn validate_routes(
                 AuthMode::None
             }
         };
-        if auth == AuthMode::None
-            && (!r.require.scopes.is_empty() || !r.require.roles.is_empty())
-        {
+        if auth == AuthMode::None && (!r.require.scopes.is_empty() || !r.require.roles.is_empty()) {
             fail(
                 c,
                 "require",
@@ -942,10 +937,7 @@ fn validate_auth(c: &mut Checker, auth: &RawAuth, routes: &[RouteSettings]) {
         AuthMode::SessionOrBearer,
     ]) {
         if p.client_id.is_empty() {
-            c.key(
-                "auth.provider.client_id",
-                "required when a route uses auth",
-            );
+            c.key("auth.provider.client_id", "required when a route uses auth");
         }
         if auth.session.secret.len() < 32 {
             c.key(

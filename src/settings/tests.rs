@@ -1,5 +1,7 @@
 //! Settings loading and validation, through figment's `Jail` (a temporary
 //! working directory and environment per test).
+// figment::Jail closures return figment::Error, which clippy finds large.
+#![allow(clippy::result_large_err)]
 
 use super::*;
 use figment::Jail;
@@ -69,7 +71,10 @@ fn a_good_file_is_validated_into_trusted_types() {
         let s = load(&sources(&["gw.yaml"], &[])).unwrap();
         assert_eq!(s.server.workers, 3);
         let u = &s.upstreams[0];
-        assert_eq!(u.targets, vec!["http://10.0.0.5:8080", "http://10.0.0.6:8080"]);
+        assert_eq!(
+            u.targets,
+            vec!["http://10.0.0.5:8080", "http://10.0.0.6:8080"]
+        );
         assert_eq!(u.balance, Balance::LeastRequests);
         assert_eq!(u.request_timeout, Duration::from_millis(30_000));
         let r = &s.routes[0];
@@ -107,11 +112,13 @@ fn unknown_keys_name_file_and_key() {
         jail.create_file("bad.yaml", "server:\n  workerz: 2\nextra: 1\n")?;
         let p = problems(load(&sources(&["bad.yaml"], &[])));
         assert!(
-            p.iter().any(|m| m.starts_with("bad.yaml: server.workerz: unknown field")),
+            p.iter()
+                .any(|m| m.starts_with("bad.yaml: server.workerz: unknown field")),
             "{p:?}"
         );
         assert!(
-            p.iter().any(|m| m.starts_with("bad.yaml: extra: unknown key")),
+            p.iter()
+                .any(|m| m.starts_with("bad.yaml: extra: unknown key")),
             "{p:?}"
         );
         Ok(())
@@ -143,8 +150,14 @@ fn missing_file_and_bad_extension_are_reported() {
     Jail::expect_with(|jail| {
         jail.create_file("x.ini", "a=1")?;
         let p = problems(load(&sources(&["nope.yaml", "x.ini"], &[])));
-        assert!(p[0].starts_with("nope.yaml: -: settings file not found"), "{p:?}");
-        assert!(p[1].contains("unsupported settings file extension"), "{p:?}");
+        assert!(
+            p[0].starts_with("nope.yaml: -: settings file not found"),
+            "{p:?}"
+        );
+        assert!(
+            p[1].contains("unsupported settings file extension"),
+            "{p:?}"
+        );
         Ok(())
     });
 }
@@ -185,7 +198,10 @@ routes:
             "bad.yaml: routes[1].auth:",
         ];
         for e in expect {
-            assert!(p.iter().any(|m| m.starts_with(e)), "missing {e:?} in {p:#?}");
+            assert!(
+                p.iter().any(|m| m.starts_with(e)),
+                "missing {e:?} in {p:#?}"
+            );
         }
         Ok(())
     });
@@ -196,7 +212,10 @@ fn negative_durations_are_type_errors() {
     Jail::expect_with(|jail| {
         jail.create_file("neg.yaml", "server: {keep_alive_secs: -1}")?;
         let p = problems(load(&sources(&["neg.yaml"], &[])));
-        assert!(p[0].starts_with("neg.yaml: server.keep_alive_secs:"), "{p:?}");
+        assert!(
+            p[0].starts_with("neg.yaml: server.keep_alive_secs:"),
+            "{p:?}"
+        );
         Ok(())
     });
 }

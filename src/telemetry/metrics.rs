@@ -45,7 +45,10 @@ impl Metrics {
     pub fn new(registry: Registry) -> prometheus::Result<Self> {
         let m = Self {
             requests: IntCounterVec::new(
-                opts("requests_total", "Requests handled, by route, method and status."),
+                opts(
+                    "requests_total",
+                    "Requests handled, by route, method and status.",
+                ),
                 &["route", "method", "status"],
             )?,
             request_duration: HistogramVec::new(

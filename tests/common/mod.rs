@@ -76,7 +76,9 @@ impl Drop for Upstream {
 
 /// FNV-1a, to compare bodies without keeping them.
 pub fn fnv(hash: u64, bytes: &[u8]) -> u64 {
-    bytes.iter().fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
+    bytes
+        .iter()
+        .fold(hash, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3))
 }
 pub const FNV_START: u64 = 0xcbf29ce484222325;
 
@@ -125,10 +127,7 @@ async fn bytes(path: web::Path<u64>, req: HttpRequest) -> HttpResponse {
                 return None;
             }
             let n = (total - sent).min(chunk.len() as u64) as usize;
-            Some((
-                Ok::<_, actix_web::Error>(chunk.slice(..n)),
-                sent + n as u64,
-            ))
+            Some((Ok::<_, actix_web::Error>(chunk.slice(..n)), sent + n as u64))
         }
     });
     let mut res = HttpResponse::Ok();
@@ -152,7 +151,6 @@ async fn status(path: web::Path<u16>) -> HttpResponse {
         .unwrap_or(actix_web::http::StatusCode::IM_A_TEAPOT);
     HttpResponse::build(code).body("status")
 }
-
 
 pub fn spawn_upstream(name: &str) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
@@ -210,6 +208,11 @@ impl Gateway {
 
     /// Starts without waiting (for tests of refused configurations).
     pub fn spawn(yaml: &str, extra_args: &[&str]) -> Self {
+        Self::spawn_env(yaml, extra_args, &[])
+    }
+
+    /// Starts with extra command-line arguments and environment variables.
+    pub fn spawn_env(yaml: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         File::create(&config)
@@ -229,6 +232,7 @@ impl Gateway {
             .args(extra_args)
             .current_dir(dir.path())
             .env_remove("GATEWAY_SERVER__WORKERS")
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).expect("stdout file"))
             .stderr(File::create(&stderr).expect("stderr file"))
@@ -400,13 +404,11 @@ pub fn raw_request(port: u16, request: &str) -> String {
                 // One response is enough once its declared body has arrived.
                 let text = String::from_utf8_lossy(&out);
                 if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                        });
+                    let len = text[..end].lines().find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                    });
                     if let Some(len) = len {
                         if out.len() >= end + 4 + len {
                             break;
