@@ -409,8 +409,9 @@ run_wrk() {
     parsed=$(parse_wrk <"$out") || die "could not parse wrk output for $proxy: $(cat "$out")"
     local rps p50 p99 reqs wsecs sock non2xx
     read -r rps p50 p99 reqs wsecs sock non2xx <<<"$parsed"
-    # Lines written by an async logger may trail by a few; good enough to
-    # show both sides really logged every request.
+    # The gateway batches log writes (flushed every 50 ms): let the last
+    # batch land before counting lines.
+    sleep 0.3
     local lines
     lines=$(wc -l <"${ACCESS_LOG[$proxy]}")
     : >"${ACCESS_LOG[$proxy]}"

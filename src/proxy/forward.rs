@@ -186,20 +186,33 @@ pub async fn forward(
 ) -> HttpResponse {
     let (request_id, matched, client) = {
         let ext = req.extensions();
-        (
-            ext.get::<RequestId>().cloned(),
-            ext.get::<MatchedRoute>().cloned(),
-            ext.get::<ClientInfo>().copied(),
-        )
+        let request_id = ext.get::<RequestId>().cloned();
+        // The upstream path is built while the extensions are borrowed, so
+        // the matched path is never copied.
+        let matched = ext.get::<MatchedRoute>().map(|m| {
+            let route = gw.routes.get(m.index);
+            let path = match &route.strip_prefix {
+                Some(prefix) => strip_segment_prefix(&m.path, prefix),
+                None => std::borrow::Cow::Borrowed(m.path.as_str()),
+            };
+            let mut path_and_query = String::with_capacity(path.len() + 64);
+            path_and_query.push_str(&path);
+            if let Some(q) = req.uri().query() {
+                path_and_query.push('?');
+                path_and_query.push_str(q);
+            }
+            (m.index, path_and_query)
+        });
+        (request_id, matched, ext.get::<ClientInfo>().copied())
     };
     let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
-    let (Some(matched), Some(client)) = (matched, client) else {
+    let (Some((route_index, path_and_query)), Some(client)) = (matched, client) else {
         // The route stage always runs first; reaching here without it is a bug.
         return GatewayError::Internal.to_response(request_id.as_str());
     };
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
 
-    let route = gw.routes.get(matched.index);
+    let route = gw.routes.get(route_index);
     let upstream_idx = route.upstream;
     let upstream = &gw.upstreams[upstream_idx];
     let limit = gw.settings.server.max_body_bytes;
@@ -213,15 +226,6 @@ pub async fn forward(
             return fail(GatewayError::BodyTooLarge { limit });
         }
     }
-
-    let path = match &route.strip_prefix {
-        Some(prefix) => strip_segment_prefix(&matched.path, prefix),
-        None => std::borrow::Cow::Borrowed(matched.path.as_str()),
-    };
-    let path_and_query = match req.uri().query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path.into_owned(),
-    };
 
     let incoming = req.headers();
     let xff = forwarded_for(
@@ -263,7 +267,9 @@ pub async fn forward(
             });
         };
         let target = &upstream.targets[target_idx];
-        let url = format!("{}{}", target.url, path_and_query);
+        let mut url = String::with_capacity(target.url.len() + path_and_query.len());
+        url.push_str(&target.url);
+        url.push_str(&path_and_query);
         let mut up = clients.0[upstream_idx]
             .request(req.method().clone(), url)
             .no_decompress();

@@ -4,15 +4,117 @@
 //! One logger serves startup, configuration, shutdown and access-log events.
 //! When the async channel is full, records are dropped and the drop is
 //! reported, rather than stalling the request path.
+//!
+//! Lines are batched: the log thread appends to a buffer that a flusher
+//! thread writes out every [`FLUSH_INTERVAL`] (or at once past
+//! [`FLUSH_BYTES`]), so a busy gateway makes one `write` per batch instead of
+//! one per line. A line reaches stdout at most `FLUSH_INTERVAL` late; the
+//! guard flushes what is left at exit.
+
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use slog::{o, Drain, FnValue, Logger, PushFnValue, Record};
 
 use crate::settings::{LogFormat, LoggingSettings};
 
-/// Keeps the async drain alive; dropping it flushes what is queued.
-pub type LogGuard = slog_async::AsyncGuard;
-
 const CHANNEL_SIZE: usize = 65_536;
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+pub const FLUSH_BYTES: usize = 64 * 1024;
+
+#[derive(Default)]
+struct Batch {
+    buf: Vec<u8>,
+    closed: bool,
+    /// No flusher thread: the writer itself writes out each line.
+    direct: bool,
+}
+
+/// Output shared by the log thread (appends) and the flusher (writes out).
+#[derive(Clone, Default)]
+struct BatchedStdout(Arc<(Mutex<Batch>, Condvar)>);
+
+impl BatchedStdout {
+    /// Takes the pending bytes and writes them, outside the lock.
+    fn drain_to_stdout(&self) {
+        let pending = {
+            let mut batch = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut batch.buf)
+        };
+        if !pending.is_empty() {
+            let mut out = io::stdout().lock();
+            // Nowhere to report a failed log write; the line is lost.
+            let _ = out.write_all(&pending);
+            let _ = out.flush();
+        }
+    }
+
+    fn spawn_flusher(&self) -> io::Result<JoinHandle<()>> {
+        let shared = self.clone();
+        std::thread::Builder::new()
+            .name("gateway-log-flush".into())
+            .spawn(move || loop {
+                let closed = {
+                    let (lock, wake) = &*shared.0;
+                    let batch = lock.lock().unwrap_or_else(|p| p.into_inner());
+                    let (batch, _) = wake
+                        .wait_timeout(batch, FLUSH_INTERVAL)
+                        .unwrap_or_else(|p| p.into_inner());
+                    batch.closed
+                };
+                shared.drain_to_stdout();
+                if closed {
+                    return;
+                }
+            })
+    }
+
+    fn close(&self) {
+        let (lock, wake) = &*self.0;
+        lock.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
+        wake.notify_all();
+    }
+}
+
+impl Write for BatchedStdout {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        let (lock, wake) = &*self.0;
+        let mut batch = lock.lock().unwrap_or_else(|p| p.into_inner());
+        batch.buf.extend_from_slice(bytes);
+        if batch.direct && bytes.ends_with(b"\n") {
+            drop(batch);
+            self.drain_to_stdout();
+        } else if batch.buf.len() >= FLUSH_BYTES {
+            wake.notify_one();
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keeps logging alive; dropping it writes out everything still queued.
+pub struct LogGuard {
+    async_guard: Option<slog_async::AsyncGuard>,
+    output: BatchedStdout,
+    flusher: Option<JoinHandle<()>>,
+}
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // First let the async thread finish its queue, then the flusher.
+        drop(self.async_guard.take());
+        self.output.close();
+        if let Some(flusher) = self.flusher.take() {
+            let _ = flusher.join();
+        }
+        self.output.drain_to_stdout();
+    }
+}
 
 fn level_name(level: slog::Level) -> &'static str {
     match level {
@@ -27,9 +129,10 @@ fn level_name(level: slog::Level) -> &'static str {
 
 pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
     let level = settings.level;
-    let (drain, guard) = match settings.format {
+    let output = BatchedStdout::default();
+    let (drain, async_guard) = match settings.format {
         LogFormat::Json => {
-            let json = slog_json::Json::new(std::io::stdout())
+            let json = slog_json::Json::new(output.clone())
                 .add_key_value(o!(
                     "ts" => FnValue(|_: &Record| {
                         time::OffsetDateTime::now_utc()
@@ -44,16 +147,29 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
             async_drain(json.filter_level(level).fuse())
         }
         LogFormat::Text => {
-            let decorator = slog_term::PlainDecorator::new(std::io::stdout());
+            let decorator = slog_term::PlainDecorator::new(output.clone());
             let text = slog_term::FullFormat::new(decorator).build().fuse();
             async_drain(text.filter_level(level).fuse())
         }
     };
+    // Without the flusher thread lines would wait for the next full batch;
+    // fall back to writing each line at once.
+    let flusher = output.spawn_flusher().ok();
+    if flusher.is_none() {
+        output.0 .0.lock().unwrap_or_else(|p| p.into_inner()).direct = true;
+    }
     let logger = Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")));
-    (logger, guard)
+    (
+        logger,
+        LogGuard {
+            async_guard: Some(async_guard),
+            output,
+            flusher,
+        },
+    )
 }
 
-fn async_drain<D>(drain: D) -> (slog::Fuse<slog_async::Async>, LogGuard)
+fn async_drain<D>(drain: D) -> (slog::Fuse<slog_async::Async>, slog_async::AsyncGuard)
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
