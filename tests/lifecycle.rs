@@ -178,3 +178,48 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(logs.contains("shutdown signal received; draining"));
     assert!(logs.contains("gateway stopped"));
 }
+
+#[actix_rt::test]
+async fn tls_listener_serves_https_and_bad_pem_is_refused() {
+    let up = spawn_upstream("main");
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cert_path = dir.path().join("cert.pem");
+    let key_path = dir.path().join("key.pem");
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "server: {{tls: {{cert_file: \"{}\", key_file: \"{}\"}}}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\nroutes: [{{name: r, path_prefix: /, upstream: u}}]\n",
+        cert_path.display(),
+        key_path.display(),
+        up.url()
+    );
+    let gw = Gateway::start(&yaml).await;
+    // awc here is built without TLS; curl is the HTTPS client.
+    let out = Command::new("curl")
+        .args(["-sk", "--max-time", "10"])
+        .arg(format!("https://localhost:{}/tls-check", gw.port))
+        .output()
+        .expect("curl is installed");
+    let echo: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(echo["path"], "/tls-check");
+    assert_eq!(echo["headers"]["x-forwarded-proto"][0], "https");
+
+    std::fs::write(&key_path, "not a key").unwrap();
+    let (ok, _, stderr) = {
+        let out = Command::new(GATEWAY_BIN)
+            .arg("check")
+            .arg("--config")
+            .arg(gw.dir.path().join("gateway.yaml"))
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(!ok);
+    assert!(stderr.contains("server.tls"), "{stderr}");
+}

@@ -530,3 +530,53 @@ async fn access_log_and_metrics_describe_requests_without_secrets() {
     assert!(metrics.contains("route=\"_none\",status=\"404\""));
     assert!(!metrics.contains("random-path-123456"));
 }
+
+#[actix_rt::test]
+async fn websocket_upgrades_are_proxied_both_ways() {
+    use actix_http::ws::{Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+
+    let up = spawn_upstream("ws");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let (res, mut conn) = client()
+        .ws(gw.url("/api/ws?room=1").replace("http://", "ws://"))
+        .protocols(["chat"])
+        .header("x-auth-subject", "spoofed")
+        .connect()
+        .await
+        .expect("websocket handshake through the gateway");
+    assert_eq!(res.status(), 101);
+    assert_eq!(hdr(&res, "sec-websocket-protocol"), "chat");
+    assert!(!hdr(&res, "x-request-id").is_empty());
+
+    conn.send(Message::Text("whoami".into())).await.unwrap();
+    let Some(Ok(Frame::Text(seen))) = conn.next().await else {
+        panic!("no answer to whoami");
+    };
+    let seen: serde_json::Value = serde_json::from_slice(&seen).unwrap();
+    assert_eq!(seen["path"], "/ws?room=1");
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1");
+    assert!(seen["headers"].get("x-auth-subject").is_none());
+
+    for i in 0..50 {
+        conn.send(Message::Text(format!("m{i}").into()))
+            .await
+            .unwrap();
+        let Some(Ok(Frame::Text(echo))) = conn.next().await else {
+            panic!("no echo for m{i}");
+        };
+        assert_eq!(echo, format!("echo:m{i}"));
+    }
+    // Under the 64 KiB frame limit of both WebSocket ends (not of the tunnel).
+    let blob = Bytes::from(vec![42u8; 60_000]);
+    conn.send(Message::Binary(blob.clone())).await.unwrap();
+    let Some(Ok(Frame::Binary(back))) = conn.next().await else {
+        panic!("no binary echo");
+    };
+    assert_eq!(back, blob);
+    conn.send(Message::Close(None)).await.unwrap();
+    assert!(matches!(
+        conn.next().await,
+        Some(Ok(Frame::Close(_))) | None
+    ));
+}

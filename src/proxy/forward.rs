@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use actix_http::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
-use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use awc::error::SendRequestError;
@@ -28,6 +28,7 @@ use super::headers::{
     for_each_end_to_end, forwarded_for, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
     X_REQUEST_ID,
 };
+use super::websocket::{self, Tunnel};
 use crate::error::GatewayError;
 use crate::middleware::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
 use crate::routing::strip_segment_prefix;
@@ -248,6 +249,36 @@ pub async fn forward(
         _ => host.clone(),
     };
 
+    // Headers the gateway sets on every upstream request of this exchange.
+    let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(5);
+    if let Ok(v) = HeaderValue::from_str(&xff) {
+        extra.push((X_FORWARDED_FOR, v));
+    }
+    extra.push((X_FORWARDED_PROTO, proto));
+    if let Some(fh) = forwarded_host {
+        extra.push((X_FORWARDED_HOST, fh));
+    }
+    extra.push((X_REQUEST_ID, request_id.0.clone()));
+    if route.preserve_host {
+        if let Some(host) = host {
+            extra.push((header::HOST, host));
+        }
+    }
+
+    if websocket::is_upgrade(&req) {
+        return upgrade(
+            &req,
+            payload,
+            &gw,
+            &clients,
+            upstream_idx,
+            &path_and_query,
+            extra,
+        )
+        .await
+        .unwrap_or_else(fail);
+    }
+
     let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
     let max_attempts = if retryable {
         1 + upstream.settings.retries as usize
@@ -278,19 +309,9 @@ pub async fn forward(
             for_each_end_to_end(incoming, &gw.request_skip, |name, value| {
                 h.append(name.clone(), value.clone());
             });
-            if route.preserve_host {
-                if let Some(host) = &host {
-                    h.insert(header::HOST, host.clone());
-                }
+            for (name, value) in &extra {
+                h.insert(name.clone(), value.clone());
             }
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                h.insert(X_FORWARDED_FOR, v);
-            }
-            h.insert(X_FORWARDED_PROTO, proto.clone());
-            if let Some(fh) = &forwarded_host {
-                h.insert(X_FORWARDED_HOST, fh.clone());
-            }
-            h.insert(X_REQUEST_ID, request_id.0.clone());
         }
 
         let in_flight = InFlightOwned::begin(&gw, upstream_idx, target_idx);
@@ -358,6 +379,52 @@ pub async fn forward(
                 }
                 return fail(gateway_error);
             }
+        }
+    }
+}
+
+/// Proxies a WebSocket upgrade to one target (no retries: the client's
+/// handshake is answered only once the upstream's has succeeded).
+async fn upgrade(
+    req: &HttpRequest,
+    payload: web::Payload,
+    gw: &web::Data<Gateway>,
+    clients: &UpstreamClients,
+    upstream_idx: usize,
+    path_and_query: &str,
+    extra: Vec<(HeaderName, HeaderValue)>,
+) -> Result<HttpResponse, GatewayError> {
+    let upstream = &gw.upstreams[upstream_idx];
+    let target_idx = upstream.pick(&[]).ok_or(GatewayError::NoHealthyUpstream)?;
+    let target = &upstream.targets[target_idx];
+    req.extensions_mut().insert(UpstreamUsed {
+        upstream: upstream_idx,
+        target: target_idx,
+    });
+    let in_flight = InFlightOwned::begin(gw, upstream_idx, target_idx);
+    let tunnel = Tunnel {
+        client: &clients.0[upstream_idx],
+        url: format!("{}{}", target.url, path_and_query),
+        extra,
+        skip: &gw.request_skip,
+    };
+    let labels = [upstream.settings.name.as_str(), target.url.as_str()];
+    match websocket::open(req, payload, tunnel, in_flight).await {
+        Ok(res) => {
+            upstream.record_success(target_idx);
+            Ok(res)
+        }
+        Err(err) => {
+            gw.metrics
+                .upstream_errors
+                .with_label_values(&[labels[0], labels[1], err.kind()])
+                .inc();
+            if err.kind() == "connect"
+                && upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown
+            {
+                gw.metrics.target_healthy.with_label_values(&labels).set(0);
+            }
+            Err(err.gateway_error())
         }
     }
 }

@@ -5,10 +5,12 @@
 //!   keeps passive health (targets that fail to connect are skipped a while);
 //! - `headers`: what crosses the gateway in each direction (hop-by-hop
 //!   removal, `X-Forwarded-*`, identity headers stripped);
-//! - `forward`: the handler itself, with retries, timeouts and body limits.
+//! - `forward`: the handler itself, with retries, timeouts and body limits;
+//! - `websocket`: upgrades, tunnelled byte for byte after both handshakes.
 
 pub mod balancer;
 pub mod forward;
 pub mod headers;
+pub mod websocket;
 
 pub use forward::{forward, UpstreamClients};

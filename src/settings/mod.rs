@@ -538,10 +538,16 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
                     c.key(key, format!("{file:?} does not exist or is not a file"));
                 }
             }
-            Some(TlsSettings {
+            let tls = TlsSettings {
                 cert_file: t.cert_file.clone().into(),
                 key_file: t.key_file.clone().into(),
-            })
+            };
+            if tls.cert_file.is_file() && tls.key_file.is_file() {
+                if let Err(e) = crate::tls::server_config(&tls) {
+                    c.key("server.tls", e.to_string());
+                }
+            }
+            Some(tls)
         }
     };
     let workers = if s.workers == 0 {

@@ -152,6 +152,48 @@ async fn status(path: web::Path<u16>) -> HttpResponse {
     HttpResponse::build(code).body("status")
 }
 
+/// `/ws`: a WebSocket echo server. Text `whoami` answers JSON with the path
+/// and headers of the handshake it received; other text comes back as
+/// `echo:<text>`, binary as is. Offers of protocol `chat` are accepted.
+async fn websocket(req: HttpRequest, body: web::Payload) -> actix_web::Result<HttpResponse> {
+    let (mut res, mut session, mut messages) = actix_ws::handle(&req, body)?;
+    let wants_chat = req
+        .headers()
+        .get("sec-websocket-protocol")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|p| p.trim() == "chat"));
+    if wants_chat {
+        res.headers_mut().insert(
+            actix_web::http::header::SEC_WEBSOCKET_PROTOCOL,
+            actix_web::http::header::HeaderValue::from_static("chat"),
+        );
+    }
+    let mut seen = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        seen.insert(k.to_string(), v.to_str().unwrap_or("").into());
+    }
+    let whoami = serde_json::json!({"path": req.uri().to_string(), "headers": seen}).to_string();
+    actix_rt::spawn(async move {
+        while let Some(Ok(msg)) = messages.next().await {
+            let sent = match msg {
+                actix_ws::Message::Text(t) if &*t == "whoami" => session.text(whoami.clone()).await,
+                actix_ws::Message::Text(t) => session.text(format!("echo:{t}")).await,
+                actix_ws::Message::Binary(b) => session.binary(b).await,
+                actix_ws::Message::Ping(p) => session.pong(&p).await,
+                actix_ws::Message::Close(reason) => {
+                    let _ = session.close(reason).await;
+                    return;
+                }
+                _ => Ok(()),
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(res)
+}
+
 pub fn spawn_upstream(name: &str) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
@@ -165,6 +207,7 @@ pub fn spawn_upstream(name: &str) -> Upstream {
                     .route("/bytes/{n}", web::to(bytes))
                     .route("/slow/{ms}", web::to(slow))
                     .route("/status/{code}", web::to(status))
+                    .route("/ws", web::get().to(websocket))
                     .default_service(web::to(echo))
             })
             .workers(2)

@@ -1,0 +1,154 @@
+//! WebSocket upgrades, proxied as a byte tunnel.
+//!
+//! Reached from the proxy handler when a matched request asks to upgrade to
+//! `websocket`. The gateway performs the upgrade handshake with the upstream
+//! (awc), answers the client's handshake itself (101 with the
+//! `Sec-WebSocket-Accept` for the client's key and the upstream's chosen
+//! protocol and extensions), then copies bytes both ways without decoding
+//! frames, so extensions such as permessage-deflate pass through untouched.
+//! The tunnel lives until either side closes.
+
+use actix_http::ws::hash_key;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+
+use super::headers::for_each_end_to_end;
+use crate::error::GatewayError;
+
+/// Headers of the handshake that belong to one hop's key exchange.
+const HANDSHAKE_HEADERS: [HeaderName; 3] = [
+    header::SEC_WEBSOCKET_KEY,
+    header::SEC_WEBSOCKET_VERSION,
+    header::SEC_WEBSOCKET_ACCEPT,
+];
+
+/// True for `GET` with `Upgrade: websocket` and `Connection: upgrade`.
+pub fn is_upgrade(req: &HttpRequest) -> bool {
+    let has_token = |name: HeaderName, token: &str| {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    req.method() == Method::GET
+        && has_token(header::UPGRADE, "websocket")
+        && has_token(header::CONNECTION, "upgrade")
+}
+
+/// What the proxy handler has already decided for this request.
+pub struct Tunnel<'a> {
+    pub client: &'a awc::Client,
+    /// `ws://` or `wss://` URL of the chosen target, with path and query.
+    pub url: String,
+    /// Extra headers for the upstream (X-Forwarded-*, X-Request-Id, Host).
+    pub extra: Vec<(HeaderName, HeaderValue)>,
+    pub skip: &'a [HeaderName],
+}
+
+/// Why the upstream handshake failed, for metrics and passive health.
+pub enum TunnelError {
+    Connect,
+    Timeout,
+    Refused,
+    BadRequest,
+}
+
+impl TunnelError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Refused | Self::BadRequest => "send",
+        }
+    }
+
+    pub fn gateway_error(&self) -> GatewayError {
+        match self {
+            Self::Connect => GatewayError::UpstreamConnect,
+            Self::Timeout => GatewayError::UpstreamTimeout,
+            Self::Refused => GatewayError::UpstreamBroken,
+            Self::BadRequest => GatewayError::BadPath,
+        }
+    }
+}
+
+/// Opens the upstream WebSocket and returns the client's 101 response whose
+/// body streams upstream bytes; client bytes are pumped upstream by a task.
+/// `guard` is held until the upstream side of the tunnel closes.
+pub async fn open<G: 'static>(
+    req: &HttpRequest,
+    payload: web::Payload,
+    tunnel: Tunnel<'_>,
+    guard: G,
+) -> Result<HttpResponse, TunnelError> {
+    let client_key = req
+        .headers()
+        .get(header::SEC_WEBSOCKET_KEY)
+        .ok_or(TunnelError::BadRequest)?;
+    let accept = hash_key(client_key.as_bytes());
+
+    let mut ws = tunnel.client.ws(tunnel.url.as_str());
+    let mut skip: Vec<HeaderName> = tunnel.skip.to_vec();
+    skip.extend(HANDSHAKE_HEADERS);
+    let mut forwarded: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    for_each_end_to_end(req.headers(), &skip, |name, value| {
+        forwarded.push((name.clone(), value.clone()));
+    });
+    for (name, value) in forwarded.into_iter().chain(tunnel.extra) {
+        ws = ws.header(name, value);
+    }
+    let (upstream_head, framed) = ws.connect().await.map_err(|e| match e {
+        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(_)) => {
+            TunnelError::Connect
+        }
+        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Timeout) => {
+            TunnelError::Timeout
+        }
+        _ => TunnelError::Refused,
+    })?;
+
+    let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
+    for_each_end_to_end(
+        upstream_head.headers(),
+        &HANDSHAKE_HEADERS,
+        |name, value| {
+            res.append_header((name.clone(), value.clone()));
+        },
+    );
+    res.upgrade("websocket");
+    res.insert_header((
+        header::SEC_WEBSOCKET_ACCEPT,
+        HeaderValue::from_bytes(&accept).map_err(|_| TunnelError::Refused)?,
+    ));
+
+    let parts = framed.into_parts();
+    let early = parts.read_buf.freeze();
+    let (read_half, mut write_half) = tokio::io::split(parts.io);
+
+    // Client -> upstream: raw bytes after the handshake, until the client
+    // closes; then the upstream's write side is shut so it sees the end.
+    actix_rt::spawn(async move {
+        let mut payload = payload;
+        while let Some(Ok(chunk)) = payload.next().await {
+            if write_half.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        let _ = write_half.shutdown().await;
+    });
+
+    // Upstream -> client: whatever awc had already read, then the socket.
+    let upstream_bytes =
+        futures_util::stream::iter((!early.is_empty()).then(|| Ok::<Bytes, std::io::Error>(early)))
+            .chain(tokio_util::io::ReaderStream::new(read_half))
+            .map(move |chunk| {
+                let _held = &guard;
+                chunk
+            });
+    Ok(res.streaming(upstream_bytes))
+}
