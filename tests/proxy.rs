@@ -580,3 +580,23 @@ async fn websocket_upgrades_are_proxied_both_ways() {
         Some(Ok(Frame::Close(_))) | None
     ));
 }
+
+#[actix_rt::test]
+async fn slow_clients_are_cut_off() {
+    use std::io::{Read, Write};
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "client_request_timeout_ms: 300")).await;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", gw.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    // Half a request head, then silence.
+    stream.write_all(b"GET /api/x HTTP/1.1\r\nHost: gw\r\n").unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(3), "connection held for {waited:?}");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+}
