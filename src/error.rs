@@ -19,6 +19,8 @@ pub enum GatewayError {
     MethodNotAllowed { allow: String },
     #[error("the request path is not acceptable")]
     BadPath,
+    #[error("malformed request: {0}")]
+    BadRequest(&'static str),
     #[error("authentication required")]
     Unauthenticated,
     #[error("access denied")]
@@ -59,7 +61,7 @@ impl GatewayError {
         match self {
             Self::NoRoute => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BadPath => StatusCode::BAD_REQUEST,
+            Self::BadPath | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -76,7 +78,7 @@ impl GatewayError {
         match self {
             Self::NoRoute => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::BadPath => "bad_request",
+            Self::BadPath | Self::BadRequest(_) => "bad_request",
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::BodyTooLarge { .. } => "payload_too_large",
@@ -161,6 +163,7 @@ mod tests {
                 "method_not_allowed",
             ),
             (GatewayError::BadPath, 400, "bad_request"),
+            (GatewayError::BadRequest("x"), 400, "bad_request"),
             (GatewayError::Unauthenticated, 401, "unauthenticated"),
             (GatewayError::Forbidden, 403, "forbidden"),
             (

@@ -459,6 +459,23 @@ routes:
         "did not wait for the upstream"
     );
     assert!(gw.metrics().await.contains("kind=\"timeout\""));
+
+    // The timeout covers the whole exchange: a body that stalls after the
+    // head is cut off at the same deadline.
+    let started = std::time::Instant::now();
+    let mut res = client().get(gw.url("/dribble/5000")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.body().await;
+    // The connection is closed mid-body (no final chunk); awc may report
+    // that as an error or as a short body.
+    assert!(
+        !matches!(&body, Ok(b) if b.as_ref() == b"part;part;"),
+        "the stalled body must not complete: {body:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "body cut at the deadline"
+    );
 }
 
 #[actix_rt::test]
@@ -591,12 +608,20 @@ async fn slow_clients_are_cut_off() {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     // Half a request head, then silence.
-    stream.write_all(b"GET /api/x HTTP/1.1\r\nHost: gw\r\n").unwrap();
+    stream
+        .write_all(b"GET /api/x HTTP/1.1\r\nHost: gw\r\n")
+        .unwrap();
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     let waited = started.elapsed();
-    assert!(waited < Duration::from_secs(3), "connection held for {waited:?}");
+    assert!(
+        waited < Duration::from_secs(3),
+        "connection held for {waited:?}"
+    );
     let text = String::from_utf8_lossy(&answer);
-    assert!(text.is_empty() || text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
 }

@@ -16,7 +16,7 @@ use actix_web::{web, Error, HttpMessage};
 
 use super::context::{request_id_of, ClientInfo, MatchedRoute};
 use crate::error::GatewayError;
-use crate::proxy::headers::{client_ip, is_trusted, X_FORWARDED_FOR};
+use crate::proxy::headers::{client_ip, is_trusted};
 use crate::routing::{is_normal, normalize_path, RouteMatch};
 use crate::state::Gateway;
 
@@ -32,7 +32,7 @@ pub async fn route_match(
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let peer_trusted = !trusted.is_empty() && is_trusted(peer, trusted);
-    let ip = client_ip(peer, req.headers().get(X_FORWARDED_FOR), trusted);
+    let ip = client_ip(peer, req.headers(), trusted);
     req.extensions_mut().insert(ClientInfo {
         ip,
         peer,

@@ -3,7 +3,8 @@
 //! Called by the proxy handler once per attempt. State is a handful of
 //! atomics per target, so workers never take a lock to pick a target.
 //! A target that fails to connect `max_fails` times in a row is skipped for
-//! `fail_timeout`; after that one request probes it again (half-open).
+//! `fail_timeout`; after that it takes traffic again, and one more connect
+//! failure skips it for another `fail_timeout` (a success resets the count).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;

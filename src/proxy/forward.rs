@@ -8,6 +8,7 @@
 //! are retried on another target for idempotent requests without a body.
 
 use std::cell::Cell;
+use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
@@ -68,13 +69,13 @@ enum RequestBody {
     Chunked,
 }
 
-fn request_body_kind(req: &HttpRequest) -> Result<RequestBody, ()> {
+fn request_body_kind(req: &HttpRequest) -> Result<RequestBody, GatewayError> {
     if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
         let len = len
             .to_str()
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or(())?;
+            .ok_or(GatewayError::BadRequest("unparseable Content-Length"))?;
         return Ok(if len == 0 {
             RequestBody::Empty
         } else {
@@ -82,6 +83,13 @@ fn request_body_kind(req: &HttpRequest) -> Result<RequestBody, ()> {
         });
     }
     if req.headers().contains_key(header::TRANSFER_ENCODING) {
+        return Ok(RequestBody::Chunked);
+    }
+    // HTTP/2 frames a body without Content-Length or Transfer-Encoding; only
+    // methods that never carry one are taken as empty.
+    if req.version() == actix_web::http::Version::HTTP_2
+        && !matches!(*req.method(), Method::GET | Method::HEAD)
+    {
         return Ok(RequestBody::Chunked);
     }
     Ok(RequestBody::Empty)
@@ -127,27 +135,50 @@ impl Stream for LimitedBody {
 
 pin_project_lite::pin_project! {
     /// The upstream's response body, holding the target's in-flight count
-    /// until the last byte has gone to the client (or the client left).
+    /// until the last byte has gone to the client (or the client left), and
+    /// ending the exchange once `request_timeout_ms` has passed.
     struct ResponseBody<S> {
         #[pin]
         inner: S,
         in_flight: Option<InFlightOwned>,
+        deadline: Instant,
+        // Armed only when the upstream makes us wait: most bodies finish
+        // without ever needing a timer.
+        timer: Option<Pin<Box<actix_rt::time::Sleep>>>,
     }
 }
 
-impl<S, E> Stream for ResponseBody<S>
+impl<S> Stream for ResponseBody<S>
 where
-    S: Stream<Item = Result<Bytes, E>>,
+    S: Stream<Item = Result<Bytes, PayloadError>>,
 {
-    type Item = Result<Bytes, E>;
+    type Item = Result<Bytes, PayloadError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        let polled = this.inner.poll_next(cx);
-        if let Poll::Ready(None) = polled {
-            this.in_flight.take();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(None) => {
+                this.in_flight.take();
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let deadline = *this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(actix_rt::time::sleep_until(deadline.into())));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => {
+                        this.in_flight.take();
+                        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "upstream response exceeded request_timeout_ms",
+                        )))))
+                    }
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+            ready => ready,
         }
-        polled
     }
 }
 
@@ -220,7 +251,7 @@ pub async fn forward(
 
     let body_kind = match request_body_kind(&req) {
         Ok(kind) => kind,
-        Err(()) => return fail(GatewayError::BadPath),
+        Err(err) => return fail(err),
     };
     if let RequestBody::Sized(len) = body_kind {
         if len > limit {
@@ -229,11 +260,7 @@ pub async fn forward(
     }
 
     let incoming = req.headers();
-    let xff = forwarded_for(
-        client.peer,
-        incoming.get(X_FORWARDED_FOR),
-        client.peer_trusted,
-    );
+    let xff = forwarded_for(client.peer, incoming, client.peer_trusted);
     let proto = match incoming.get(X_FORWARDED_PROTO) {
         Some(v) if client.peer_trusted => v.clone(),
         _ if req.app_config().secure() => HeaderValue::from_static("https"),
@@ -290,7 +317,12 @@ pub async fn forward(
     let exceeded = Rc::new(Cell::new(false));
 
     loop {
-        let Some(target_idx) = upstream.pick(&tried) else {
+        // With every target tried, a retry may go back to one still marked
+        // healthy (a single-target upstream, or a stale pooled connection).
+        let pick = upstream
+            .pick(&tried)
+            .or_else(|| (!tried.is_empty()).then(|| upstream.pick(&[])).flatten());
+        let Some(target_idx) = pick else {
             return fail(if tried.is_empty() {
                 GatewayError::NoHealthyUpstream
             } else {
@@ -353,7 +385,8 @@ pub async fn forward(
                         "upstream" => labels[0], "target" => labels[1]);
                 }
                 // The count now travels with the response body.
-                return build_response(&req, resp, in_flight);
+                let deadline = sent_at + upstream.settings.request_timeout;
+                return build_response(&req, resp, in_flight, deadline);
             }
             Err(err) => {
                 drop(in_flight);
@@ -452,6 +485,7 @@ fn build_response<S>(
     req: &HttpRequest,
     resp: awc::ClientResponse<S>,
     in_flight: InFlightOwned,
+    deadline: Instant,
 ) -> HttpResponse
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
@@ -487,6 +521,8 @@ where
     let body = ResponseBody {
         inner: resp,
         in_flight: Some(in_flight),
+        deadline,
+        timer: None,
     };
     match length {
         Some(len) => builder.body(SizedStream::new(len, body)),

@@ -93,19 +93,27 @@ pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))
 }
 
+/// Every `X-Forwarded-For` hop, across all header lines, in order.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect()
+}
+
 /// The client's address: the peer, unless the peer is a trusted proxy, in
 /// which case `X-Forwarded-For` is read right to left and the first address
 /// that is not itself a trusted proxy is the client.
-pub fn client_ip(peer: IpAddr, xff: Option<&HeaderValue>, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     if trusted.is_empty() || !is_trusted(peer, trusted) {
         return peer;
     }
-    let Some(list) = xff.and_then(|v| v.to_str().ok()) else {
-        return peer;
-    };
     let mut client = peer;
-    for hop in list.rsplit(',') {
-        match hop.trim().parse::<IpAddr>() {
+    for hop in forwarded_hops(headers).into_iter().rev() {
+        match hop.parse::<IpAddr>() {
             Ok(ip) => {
                 client = ip;
                 if !is_trusted(ip, trusted) {
@@ -121,11 +129,16 @@ pub fn client_ip(peer: IpAddr, xff: Option<&HeaderValue>, trusted: &[IpNet]) -> 
 
 /// `X-Forwarded-For` to send upstream: the trusted chain plus the peer, or
 /// just the peer when it is not trusted (a client's own list is not passed on).
-pub fn forwarded_for(peer: IpAddr, incoming: Option<&HeaderValue>, peer_trusted: bool) -> String {
-    match incoming.and_then(|v| v.to_str().ok()) {
-        Some(list) if peer_trusted && !list.trim().is_empty() => format!("{list}, {peer}"),
-        _ => peer.to_string(),
+pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> String {
+    let mut out = String::new();
+    if peer_trusted {
+        for hop in forwarded_hops(headers) {
+            out.push_str(hop);
+            out.push_str(", ");
+        }
     }
+    out.push_str(&peer.to_string());
+    out
 }
 
 #[cfg(test)]
@@ -136,29 +149,36 @@ mod tests {
         list.iter().map(|s| s.parse().unwrap()).collect()
     }
 
-    #[test]
-    fn untrusted_peer_is_the_client_whatever_it_claims() {
-        let xff = HeaderValue::from_static("1.2.3.4");
-        let peer: IpAddr = "9.9.9.9".parse().unwrap();
-        assert_eq!(client_ip(peer, Some(&xff), &nets(&["10.0.0.0/8"])), peer);
-        assert_eq!(forwarded_for(peer, Some(&xff), false), "9.9.9.9");
+    fn xff(lines: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_static(l));
+        }
+        h
     }
 
     #[test]
-    fn trusted_chain_is_walked_from_the_right() {
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let h = xff(&["1.2.3.4"]);
+        let peer: IpAddr = "9.9.9.9".parse().unwrap();
+        assert_eq!(client_ip(peer, &h, &nets(&["10.0.0.0/8"])), peer);
+        assert_eq!(forwarded_for(peer, &h, false), "9.9.9.9");
+    }
+
+    #[test]
+    fn trusted_chain_is_walked_from_the_right_across_lines() {
         let trusted = nets(&["10.0.0.0/8"]);
-        let xff = HeaderValue::from_static("6.6.6.6, 1.2.3.4, 10.0.0.7");
+        let h = xff(&["6.6.6.6, 1.2.3.4", "10.0.0.7"]);
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(
-            client_ip(peer, Some(&xff), &trusted),
+            client_ip(peer, &h, &trusted),
             "1.2.3.4".parse::<IpAddr>().unwrap()
         );
         assert_eq!(
-            forwarded_for(peer, Some(&xff), true),
+            forwarded_for(peer, &h, true),
             "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1"
         );
-        let garbage = HeaderValue::from_static("not-an-ip");
-        assert_eq!(client_ip(peer, Some(&garbage), &trusted), peer);
+        assert_eq!(client_ip(peer, &xff(&["not-an-ip"]), &trusted), peer);
     }
 
     #[test]

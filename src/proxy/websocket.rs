@@ -72,7 +72,9 @@ impl TunnelError {
             Self::Connect => GatewayError::UpstreamConnect,
             Self::Timeout => GatewayError::UpstreamTimeout,
             Self::Refused => GatewayError::UpstreamBroken,
-            Self::BadRequest => GatewayError::BadPath,
+            Self::BadRequest => {
+                GatewayError::BadRequest("WebSocket upgrade without Sec-WebSocket-Key")
+            }
         }
     }
 }

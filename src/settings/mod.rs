@@ -474,8 +474,12 @@ pub fn validate(
     let server = validate_server(&mut c, &raw.server);
     let admin_listen = c.socket_addr("admin.listen", &raw.admin.listen);
     if let (Some(s), Some(a)) = (&server, admin_listen) {
-        if s.listen == a {
-            c.key("admin.listen", "must differ from server.listen");
+        let overlap = s.listen.port() == a.port()
+            && (s.listen.ip() == a.ip()
+                || s.listen.ip().is_unspecified()
+                || a.ip().is_unspecified());
+        if overlap {
+            c.key("admin.listen", "must not share server.listen's port");
         }
     }
     let logging = validate_logging(&mut c, &raw.logging);
@@ -645,14 +649,26 @@ fn validate_upstreams(
                     if matches!(parsed.scheme(), "http" | "https")
                         && parsed.host_str().is_some()
                         && (parsed.path() == "/" || parsed.path().is_empty())
-                        && parsed.query().is_none() =>
+                        && parsed.query().is_none()
+                        && parsed.fragment().is_none()
+                        && parsed.username().is_empty()
+                        && parsed.password().is_none() =>
                 {
+                    if parsed.scheme() == "https" {
+                        c.fail(
+                            &format!("{base}.targets"),
+                            &shown,
+                            format!("{t:?}: https upstreams are not supported yet; use http"),
+                        );
+                    }
                     targets.push(t.trim_end_matches('/').to_owned());
                 }
                 Ok(_) => c.fail(
                     &format!("{base}.targets"),
                     &shown,
-                    format!("{t:?} must be http(s)://host[:port] without path or query"),
+                    format!(
+                        "{t:?} must be http://host[:port] without credentials, path, query or fragment"
+                    ),
                 ),
                 Err(e) => c.fail(
                     &format!("{base}.targets"),
@@ -789,6 +805,8 @@ fn validate_routes(
             "/".to_owned()
         } else {
             match normalize_path(&r.path_prefix) {
+                // "/api/" and "/api" match the same requests.
+                Some(p) if p.len() > 1 => p.trim_end_matches('/').to_owned(),
                 Some(p) => p,
                 None => {
                     fail(
@@ -866,6 +884,15 @@ fn validate_routes(
                 AuthMode::None
             }
         };
+        if auth != AuthMode::None {
+            // Refusing beats proxying a route its operator believes protected.
+            fail(
+                c,
+                "auth",
+                "authentication is not available in this build yet; the route would be unprotected"
+                    .into(),
+            );
+        }
         if auth == AuthMode::None && (!r.require.scopes.is_empty() || !r.require.roles.is_empty()) {
             fail(
                 c,

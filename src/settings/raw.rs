@@ -26,7 +26,9 @@ pub const DEFAULT_RETRIES: u32 = 1;
 pub const DEFAULT_MAX_FAILS: u32 = 3;
 pub const DEFAULT_FAIL_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 1024;
-pub const DEFAULT_UPSTREAM_KEEP_ALIVE_SECS: u64 = 30;
+/// Below the 5 s idle timeout of common upstream servers (Node.js, uvicorn,
+/// actix-web), so a pooled connection is not reused just as the upstream closes it.
+pub const DEFAULT_UPSTREAM_KEEP_ALIVE_SECS: u64 = 4;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 28_800;
 pub const DEFAULT_SESSION_CACHE_TTL_SECS: u64 = 10;
 

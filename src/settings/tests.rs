@@ -78,7 +78,7 @@ fn a_good_file_is_validated_into_trusted_types() {
         assert_eq!(u.balance, Balance::LeastRequests);
         assert_eq!(u.request_timeout, Duration::from_millis(30_000));
         let r = &s.routes[0];
-        assert_eq!(r.path_prefix, "/api/users/");
+        assert_eq!(r.path_prefix, "/api/users");
         assert_eq!(r.strip_prefix.as_deref(), Some("/api"));
         assert_eq!(r.methods, vec![Method::GET, Method::POST]);
         assert_eq!(r.host.as_deref(), Some("api.example.com"));
@@ -270,4 +270,33 @@ fn strip_port_keeps_ipv6_brackets() {
     assert_eq!(strip_port("example.com:8080"), "example.com");
     assert_eq!(strip_port("example.com"), "example.com");
     assert_eq!(strip_port("[::1]:8080"), "[::1]");
+}
+
+#[test]
+fn unsafe_or_unsupported_targets_and_port_clashes_are_refused() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "t.yaml",
+            r#"
+server: {listen: "0.0.0.0:8080"}
+admin: {listen: "127.0.0.1:8080"}
+upstreams:
+  u: {targets: ["http://user:pw@h:1", "https://h:2", "http://h:3#frag"]}
+routes:
+  - {name: a, path_prefix: /a/, upstream: u}
+  - {name: b, path_prefix: /a, upstream: u}
+"#,
+        )?;
+        let p = problems(load(&sources(&["t.yaml"], &[])));
+        for e in [
+            "t.yaml: admin.listen: must not share server.listen's port",
+            "t.yaml: upstreams.u.targets[0]:",
+            "t.yaml: upstreams.u.targets[1]: \"https://h:2\": https upstreams are not supported yet",
+            "t.yaml: upstreams.u.targets[2]:",
+            "t.yaml: routes[1].path_prefix: another route has the same",
+        ] {
+            assert!(p.iter().any(|m| m.starts_with(e)), "missing {e:?} in {p:#?}");
+        }
+        Ok(())
+    });
 }

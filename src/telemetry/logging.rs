@@ -144,12 +144,12 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
                 ))
                 .build()
                 .fuse();
-            async_drain(json.filter_level(level).fuse())
+            async_drain(json, level)
         }
         LogFormat::Text => {
             let decorator = slog_term::PlainDecorator::new(output.clone());
             let text = slog_term::FullFormat::new(decorator).build().fuse();
-            async_drain(text.filter_level(level).fuse())
+            async_drain(text, level)
         }
     };
     // Without the flusher thread lines would wait for the next full batch;
@@ -169,7 +169,9 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
     )
 }
 
-fn async_drain<D>(drain: D) -> (slog::Fuse<slog_async::Async>, slog_async::AsyncGuard)
+/// Level filtering happens before the channel, so records below the level
+/// never take a slot in it.
+fn async_drain<D>(drain: D, level: slog::Level) -> (FilteredAsync, slog_async::AsyncGuard)
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
@@ -178,5 +180,7 @@ where
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("gateway-log".into())
         .build_with_guard();
-    (drain.fuse(), guard)
+    (drain.fuse().filter_level(level).fuse(), guard)
 }
+
+type FilteredAsync = slog::Fuse<slog::LevelFilter<slog::Fuse<slog_async::Async>>>;

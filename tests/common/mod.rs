@@ -146,6 +146,19 @@ async fn slow(path: web::Path<u64>, name: web::Data<String>) -> HttpResponse {
         .body("slow done")
 }
 
+/// `/dribble/{ms}`: sends the head and a first chunk, then waits `ms`
+/// before the rest.
+async fn dribble(path: web::Path<u64>) -> HttpResponse {
+    let wait = Duration::from_millis(path.into_inner());
+    let parts = futures_util::stream::iter([0u8, 1]).then(move |i| async move {
+        if i == 1 {
+            actix_rt::time::sleep(wait).await;
+        }
+        Ok::<_, actix_web::Error>(Bytes::from_static(b"part;"))
+    });
+    HttpResponse::Ok().streaming(parts)
+}
+
 async fn status(path: web::Path<u16>) -> HttpResponse {
     let code = actix_web::http::StatusCode::from_u16(path.into_inner())
         .unwrap_or(actix_web::http::StatusCode::IM_A_TEAPOT);
@@ -207,6 +220,7 @@ pub fn spawn_upstream(name: &str) -> Upstream {
                     .route("/bytes/{n}", web::to(bytes))
                     .route("/slow/{ms}", web::to(slow))
                     .route("/status/{code}", web::to(status))
+                    .route("/dribble/{ms}", web::to(dribble))
                     .route("/ws", web::get().to(websocket))
                     .default_service(web::to(echo))
             })
