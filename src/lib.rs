@@ -12,9 +12,11 @@
 //! `server::run`. Tests boot the real binary; `server::run` is public so an
 //! embedding program can run the gateway in its own actix system.
 
+pub mod actors;
 pub mod error;
 pub mod middleware;
 pub mod proxy;
+pub mod ratelimit;
 pub mod routing;
 pub mod server;
 pub mod settings;

@@ -6,22 +6,38 @@
 //! last-registered `wrap` first); see `middleware/mod.rs` for the pipeline.
 
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix_web::http::KeepAlive;
-use actix_web::middleware::from_fn;
+use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
 use slog::{error, info, Logger};
 
-use crate::middleware::{access_log::access_log, request_id::request_id, route_match::route_match};
+use crate::actors::rate_limiter::{Backend, RateLimiterActor};
+use crate::middleware::{
+    access_log::access_log, rate_limit::rate_limit, request_id::request_id,
+    route_match::route_match,
+};
 use crate::proxy::{forward, UpstreamClients};
+use crate::ratelimit::store::{ClusterStore, StoreHealth};
+use crate::ratelimit::RateLimits;
+use crate::settings::RedisSettings;
 use crate::settings::Settings;
 use crate::state::Gateway;
+use crate::state::RateLimitParts;
 use crate::telemetry::{health, metrics::Metrics};
 
 const HEALTH_GAUGE_REFRESH: Duration = Duration::from_secs(1);
+/// Cluster decisions waiting for the RateLimiter actor; beyond this a
+/// request falls back at once instead of queueing.
+const RATE_LIMITER_MAILBOX: usize = 4096;
+/// Added to `command_timeout_ms` for the time a decision waits in the
+/// actor's mailbox before its round trip starts.
+const MAILBOX_WAIT_MARGIN: Duration = Duration::from_millis(20);
 
 fn other(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(err.to_string())
@@ -32,25 +48,65 @@ fn other(err: impl std::fmt::Display) -> io::Error {
 pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     // 1. Metrics: one registry for our metrics, actix-web-prom's and process metrics.
     let registry = Registry::new();
-    let metrics = Metrics::new(registry.clone()).map_err(other)?;
+    let metrics = Arc::new(Metrics::new(registry.clone()).map_err(other)?);
     let prometheus = PrometheusMetricsBuilder::new(crate::telemetry::metrics::NAMESPACE)
         .registry(registry)
         .endpoint("/metrics")
         .build()
         .map_err(other)?;
 
-    // 2. Shared state, read by every worker.
+    // 2. Rate limiting: local limiters, and the actor that owns Redis and
+    //    idle-key eviction (on its own thread).
+    let limits = Arc::new(RateLimits::new(&settings.rate_limits));
+    let health = Arc::new(StoreHealth::default());
+    let cluster = if limits.policies.is_empty() {
+        None
+    } else {
+        let backend = match &settings.redis {
+            Some(redis) => Some(redis_backend(redis).map_err(other)?),
+            None => None,
+        };
+        let command_timeout = settings
+            .redis
+            .as_ref()
+            .map_or(Duration::from_millis(100), |r| r.command_timeout);
+        let actor = RateLimiterActor::new(
+            backend,
+            RATE_LIMITER_MAILBOX,
+            command_timeout,
+            health.clone(),
+            limits.clone(),
+            metrics.clone(),
+        );
+        let arbiter = actix::Arbiter::new();
+        let addr = RateLimiterActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        settings.redis.as_ref().map(|_| ClusterStore {
+            addr,
+            health: health.clone(),
+            wait: command_timeout + MAILBOX_WAIT_MARGIN,
+            metrics: metrics.clone(),
+        })
+    };
+    let any_rate_limits = settings.routes.iter().any(|r| !r.rate_limits.is_empty());
+
+    // 3. Shared state, read by every worker.
     let server_settings = settings.server.clone();
     let admin_listen = settings.admin_listen;
-    let gateway = web::Data::new(Gateway::new(settings, metrics, log.clone()));
+    let parts = RateLimitParts {
+        limits,
+        cluster,
+        health,
+    };
+    let gateway = web::Data::new(Gateway::new(settings, metrics, parts, log.clone()));
 
-    // 3. The proxy listener.
+    // 4. The proxy listener.
     let state = gateway.clone();
     let proxy = HttpServer::new(move || {
         let clients = UpstreamClients::new(&state.settings.upstreams);
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
+            .wrap(Condition::new(any_rate_limits, from_fn(rate_limit)))
             .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id))
@@ -75,7 +131,7 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     }
     .run();
 
-    // 4. The admin listener: metrics and health, never proxied traffic.
+    // 5. The admin listener: metrics and health, never proxied traffic.
     let state = gateway.clone();
     let admin = HttpServer::new(move || {
         App::new()
@@ -89,14 +145,14 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     .bind(admin_listen)?
     .run();
 
-    // 5. Ready: both listeners are bound.
+    // 6. Ready: both listeners are bound.
     gateway.set_ready();
     info!(log, "gateway listening";
         "listen" => %server_settings.listen, "admin" => %admin_listen,
         "workers" => server_settings.workers, "tls" => server_settings.tls.is_some(),
         "routes" => gateway.routes.routes().len(), "upstreams" => gateway.upstreams.len());
 
-    // 6. Background upkeep and the shutdown sequence.
+    // 7. Background upkeep and the shutdown sequence.
     let upkeep = gateway.clone();
     actix_rt::spawn(async move {
         let mut tick = actix_rt::time::interval(HEALTH_GAUGE_REFRESH);
@@ -123,6 +179,27 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         error!(log, "proxy listener failed"; "error" => %e);
     }
     proxy_result.and(admin_result)
+}
+
+fn redis_backend(redis: &RedisSettings) -> Result<Backend, String> {
+    let mut pool = deadpool_redis::PoolConfig::new(redis.pool_size);
+    pool.timeouts.wait = Some(redis.command_timeout);
+    pool.timeouts.create = Some(redis.command_timeout);
+    pool.timeouts.recycle = Some(redis.command_timeout);
+    let runtime = Some(deadpool_redis::Runtime::Tokio1);
+    if redis.cluster {
+        let mut cfg = deadpool_redis::cluster::Config::from_urls(redis.urls.clone());
+        cfg.pool = Some(pool);
+        cfg.create_pool(runtime)
+            .map(Backend::Cluster)
+            .map_err(|e| format!("redis cluster pool: {e}"))
+    } else {
+        let mut cfg = deadpool_redis::Config::from_url(redis.urls[0].clone());
+        cfg.pool = Some(pool);
+        cfg.create_pool(runtime)
+            .map(Backend::Single)
+            .map_err(|e| format!("redis pool: {e}"))
+    }
 }
 
 async fn wait_for_signal() -> &'static str {

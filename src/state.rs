@@ -6,6 +6,7 @@
 //! and Prometheus metrics.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::HeaderName;
@@ -13,6 +14,8 @@ use prometheus::Histogram;
 use slog::Logger;
 
 use crate::proxy::balancer::Upstream;
+use crate::ratelimit::store::{ClusterStore, StoreHealth};
+use crate::ratelimit::RateLimits;
 use crate::routing::RouteTable;
 use crate::settings::Settings;
 use crate::telemetry::metrics::Metrics;
@@ -24,7 +27,11 @@ pub struct Gateway {
     pub route_histograms: Vec<Histogram>,
     pub no_route_histogram: Histogram,
     pub upstreams: Vec<Upstream>,
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
+    pub rate_limits: Arc<RateLimits>,
+    /// Present when `redis.url` is set: cluster-scoped decisions.
+    pub cluster: Option<ClusterStore>,
+    pub store_health: Arc<StoreHealth>,
     pub log: Logger,
     pub started: Instant,
     /// Request headers never copied upstream (the gateway sets them itself).
@@ -33,8 +40,15 @@ pub struct Gateway {
     draining: AtomicBool,
 }
 
+/// What startup builds before the shared state (the actor needs some of it).
+pub struct RateLimitParts {
+    pub limits: Arc<RateLimits>,
+    pub cluster: Option<ClusterStore>,
+    pub health: Arc<StoreHealth>,
+}
+
 impl Gateway {
-    pub fn new(settings: Settings, metrics: Metrics, log: Logger) -> Self {
+    pub fn new(settings: Settings, metrics: Arc<Metrics>, rl: RateLimitParts, log: Logger) -> Self {
         let routes = RouteTable::new(settings.routes.clone());
         let route_histograms = routes
             .routes()
@@ -63,6 +77,9 @@ impl Gateway {
             no_route_histogram,
             upstreams,
             metrics,
+            rate_limits: rl.limits,
+            cluster: rl.cluster,
+            store_health: rl.health,
             log,
             started: Instant::now(),
             request_skip: crate::proxy::headers::request_skip_list(),
@@ -92,6 +109,9 @@ impl Gateway {
     /// Brings the target-health gauges in line with passive health (a
     /// target's cool-down ends by time passing, not by an event).
     pub fn refresh_health_gauges(&self) {
+        self.metrics
+            .ratelimit_store_degraded
+            .set(i64::from(self.store_health.is_open()));
         for u in &self.upstreams {
             for t in &u.targets {
                 self.metrics

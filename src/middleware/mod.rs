@@ -7,8 +7,8 @@
 //!  request_id  -> keeps a sane X-Request-Id or mints one; echoes it back
 //!  access_log  -> in-flight gauge, latency + request metrics, one JSON line
 //!  route_match -> normalises the path, finds the route, resolves client IP
-//!  [auth]      -> session / bearer identity, route requirements (issue 4)
-//!  [rate_limit]-> local and cluster policies (issue 3)
+//!  [auth]      -> session / bearer identity, route requirements (planned)
+//!  rate_limit  -> local (governor) and cluster (Redis via actor) policies
 //!  proxy       -> `proxy::forward`, streamed to the upstream
 //! ```
 //!
@@ -17,5 +17,6 @@
 
 pub mod access_log;
 pub mod context;
+pub mod rate_limit;
 pub mod request_id;
 pub mod route_match;

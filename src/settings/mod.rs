@@ -716,7 +716,20 @@ fn validate_rate_limits(
     let mut out = Vec::with_capacity(policies.len());
     for (name, p) in policies {
         let base = format!("rate_limits.{name}");
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            c.key(&base, "policy names use letters, digits, '_', '-' and '.'");
+        }
         c.positive(&format!("{base}.requests"), p.requests);
+        if p.requests.saturating_add(p.burst) > u64::from(u32::MAX) {
+            c.key(
+                &format!("{base}.burst"),
+                "requests + burst must fit in 32 bits",
+            );
+        }
         c.positive(&format!("{base}.period_secs"), p.period_secs);
         let key = match p.key.as_str() {
             "ip" => RateLimitKey::Ip,

@@ -63,10 +63,11 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
             )
         })
         .collect();
-    let degraded = gw
-        .upstreams
-        .iter()
-        .any(|u| !u.targets.iter().any(|t| t.is_available()));
+    let degraded = gw.store_health.is_open()
+        || gw
+            .upstreams
+            .iter()
+            .any(|u| !u.targets.iter().any(|t| t.is_available()));
     let body = json!({
         "status": status_word(&gw),
         "degraded": degraded,
@@ -75,6 +76,11 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
         "routes": gw.routes.routes().len(),
         "workers": gw.settings.server.workers,
         "state_store": if gw.settings.redis.is_some() { "redis" } else { "memory" },
+        "redis": gw.settings.redis.as_ref().map(|_| json!({
+            "status": if gw.store_health.is_open() { "degraded" } else { "ok" },
+            "breaker_open": gw.store_health.is_open(),
+            "consecutive_failures": gw.store_health.consecutive_failures(),
+        })),
         "upstreams": upstreams,
     });
     if gw.is_ready() {

@@ -7,7 +7,8 @@
 
 use actix_web::http::Method;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 pub const NAMESPACE: &str = "gateway";
@@ -29,6 +30,12 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub target_healthy: IntGaugeVec,
     pub draining: IntGauge,
+    pub ratelimit_decisions: IntCounterVec,
+    pub ratelimit_store_errors: IntCounterVec,
+    pub ratelimit_store_degraded: IntGauge,
+    pub ratelimit_redis_roundtrips: IntCounter,
+    pub ratelimit_redis_decisions: IntCounter,
+    pub ratelimit_local_keys: IntGaugeVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -87,6 +94,40 @@ impl Metrics {
                 "draining",
                 "1 while the gateway drains for shutdown.",
             ))?,
+            ratelimit_decisions: IntCounterVec::new(
+                opts(
+                    "ratelimit_decisions_total",
+                    "Rate-limit decisions by policy and outcome (allowed, limited, \
+                     fallback_allowed, fallback_limited, store_error_allowed, store_error_denied).",
+                ),
+                &["policy", "outcome"],
+            )?,
+            ratelimit_store_errors: IntCounterVec::new(
+                opts(
+                    "ratelimit_store_errors_total",
+                    "Cluster rate-limit decisions Redis could not give, by kind.",
+                ),
+                &["kind"],
+            )?,
+            ratelimit_store_degraded: IntGauge::with_opts(opts(
+                "ratelimit_store_degraded",
+                "1 while the Redis circuit breaker is open and cluster policies use on_store_error.",
+            ))?,
+            ratelimit_redis_roundtrips: IntCounter::with_opts(opts(
+                "ratelimit_redis_roundtrips_total",
+                "Round trips to Redis for rate-limit decisions (one per batch).",
+            ))?,
+            ratelimit_redis_decisions: IntCounter::with_opts(opts(
+                "ratelimit_redis_decisions_total",
+                "Rate-limit decisions taken by Redis.",
+            ))?,
+            ratelimit_local_keys: IntGaugeVec::new(
+                opts(
+                    "ratelimit_local_keys",
+                    "Keys held by the local limiter of a policy (after idle eviction).",
+                ),
+                &["policy"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -96,6 +137,18 @@ impl Metrics {
         m.registry.register(Box::new(m.upstream_errors.clone()))?;
         m.registry.register(Box::new(m.target_healthy.clone()))?;
         m.registry.register(Box::new(m.draining.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_decisions.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_store_errors.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_store_degraded.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_redis_roundtrips.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_redis_decisions.clone()))?;
+        m.registry
+            .register(Box::new(m.ratelimit_local_keys.clone()))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
             &["version"],
