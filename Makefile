@@ -49,6 +49,8 @@ format: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: ## Gateway vs NGINX throughput and latency (wrk, A/B rounds), plus route lookup
+bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit cost, route lookup, key memory
 	bash bench/run.sh
+	bash bench/ratelimit.sh
 	$(CARGO) run --release --locked --example route_bench
+	$(CARGO) run --release --locked --example ratelimit_keys

@@ -245,3 +245,53 @@ async fn redis_down_deny_mode_answers_503() {
     assert!(during.iter().all(|s| *s == 503), "{during:?}");
     assert!(elapsed < Duration::from_secs(4), "no hang: {elapsed:?}");
 }
+
+#[actix_rt::test]
+async fn redis_cluster_shares_budgets_across_slots() {
+    let up = spawn_upstream("u");
+    let cluster = RedisCluster::start();
+    let yaml = format!(
+        "redis: {{url: \"{}\", cluster: true, command_timeout_ms: 500}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\nrate_limits:\n  per_key: {{requests: 20, period_secs: 3600, burst: 0, key: \"header:X-Tenant\", scope: cluster}}\nroutes:\n  - {{name: r, path_prefix: /, upstream: u, rate_limit: [per_key]}}\n",
+        cluster.urls(),
+        up.url()
+    );
+    let a = Gateway::start(&yaml).await;
+    let b = Gateway::start(&yaml).await;
+    // Several tenants: their keys hash to different slots (and nodes).
+    for tenant in ["t1", "t2", "t3", "t4", "t5", "t6"] {
+        let mut tasks = Vec::new();
+        for gw in [&a, &b] {
+            for _ in 0..15 {
+                let req = client().get(gw.url("/x")).insert_header(("x-tenant", tenant));
+                tasks.push(actix_rt::spawn(async move {
+                    req.send().await.map(|r| r.status().as_u16())
+                }));
+            }
+        }
+        let mut ok = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(200) => ok += 1,
+                Ok(429) => {}
+                other => panic!("{tenant}: unexpected {other:?}"),
+            }
+        }
+        assert_eq!(ok, 20, "{tenant}: 30 requests against a shared budget of 20");
+    }
+    let keys: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.cli(&["DBSIZE"])
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert_eq!(keys, 6, "one GCRA key per tenant across the cluster");
+    let spread = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.cli(&["DBSIZE"]).is_some_and(|v| v.trim() != "0"))
+        .count();
+    assert!(spread >= 2, "keys land on several nodes");
+}
