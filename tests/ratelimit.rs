@@ -262,7 +262,9 @@ async fn redis_cluster_shares_budgets_across_slots() {
         let mut tasks = Vec::new();
         for gw in [&a, &b] {
             for _ in 0..15 {
-                let req = client().get(gw.url("/x")).insert_header(("x-tenant", tenant));
+                let req = client()
+                    .get(gw.url("/x"))
+                    .insert_header(("x-tenant", tenant));
                 tasks.push(actix_rt::spawn(async move {
                     req.send().await.map(|r| r.status().as_u16())
                 }));
@@ -276,7 +278,10 @@ async fn redis_cluster_shares_budgets_across_slots() {
                 other => panic!("{tenant}: unexpected {other:?}"),
             }
         }
-        assert_eq!(ok, 20, "{tenant}: 30 requests against a shared budget of 20");
+        assert_eq!(
+            ok, 20,
+            "{tenant}: 30 requests against a shared budget of 20"
+        );
     }
     let keys: usize = cluster
         .nodes

@@ -256,6 +256,43 @@ mod tests {
     }
 
     #[test]
+    fn key_material_follows_the_policy_key_and_falls_back_to_ip() {
+        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_static("x-api-key"),
+            HeaderValue::from_static("k1"),
+        );
+        let header_key = RateLimitKey::Header("x-api-key".into());
+        assert_eq!(
+            key_material(&header_key, ip, None, 3, &headers),
+            KeyMaterial::Header(b"k1")
+        );
+        let other = RateLimitKey::Header("x-tenant".into());
+        assert_eq!(
+            key_material(&other, ip, None, 3, &headers),
+            KeyMaterial::Ip(ip)
+        );
+        assert_eq!(
+            key_material(&RateLimitKey::User, ip, Some("alice"), 3, &headers),
+            KeyMaterial::User("alice")
+        );
+        assert_eq!(
+            key_material(&RateLimitKey::User, ip, None, 3, &headers),
+            KeyMaterial::Ip(ip)
+        );
+        assert_eq!(
+            key_material(&RateLimitKey::Route, ip, None, 3, &headers),
+            KeyMaterial::Route(3)
+        );
+        assert_eq!(
+            key_material(&RateLimitKey::Global, ip, None, 3, &headers),
+            KeyMaterial::Global
+        );
+    }
+
+    #[test]
     fn rounding_up_to_whole_seconds() {
         assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
         assert_eq!(ceil_secs(Duration::from_secs(2)), 2);

@@ -614,7 +614,10 @@ impl RedisCluster {
             node.launch_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
             nodes.push(node);
         }
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
