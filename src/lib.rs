@@ -13,6 +13,7 @@
 //! embedding program can run the gateway in its own actix system.
 
 pub mod actors;
+pub mod auth;
 pub mod error;
 pub mod middleware;
 pub mod proxy;

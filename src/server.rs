@@ -19,7 +19,7 @@ use slog::{error, info, Logger};
 
 use crate::actors::rate_limiter::{Backend, RateLimiterActor};
 use crate::middleware::{
-    access_log::access_log, rate_limit::rate_limit, request_id::request_id,
+    access_log::access_log, auth::authenticate, rate_limit::rate_limit, request_id::request_id,
     route_match::route_match,
 };
 use crate::proxy::{forward, UpstreamClients};
@@ -89,7 +89,17 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     };
     let any_rate_limits = settings.routes.iter().any(|r| !r.rate_limits.is_empty());
 
-    // 3. Shared state, read by every worker.
+    // 3. Auth: provider discovery, JWKS, session store (Redis when set).
+    let session_pool = match &settings.redis {
+        Some(redis) if !redis.cluster => Some(redis_pool(redis).map_err(other)?),
+        _ => None,
+    };
+    let auth = crate::auth::build(&settings, session_pool)
+        .await
+        .map_err(other)?;
+    let any_auth = auth.is_some();
+
+    // 4. Shared state, read by every worker.
     let server_settings = settings.server.clone();
     let admin_listen = settings.admin_listen;
     let parts = RateLimitParts {
@@ -97,16 +107,22 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         cluster,
         health,
     };
-    let gateway = web::Data::new(Gateway::new(settings, metrics, parts, log.clone()));
+    let gateway = web::Data::new(Gateway::new(settings, metrics, parts, auth, log.clone()));
 
-    // 4. The proxy listener.
+    // 5. The proxy listener.
     let state = gateway.clone();
     let proxy = HttpServer::new(move || {
         let clients = UpstreamClients::new(&state.settings.upstreams);
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
+            .configure(|cfg| {
+                if any_auth {
+                    crate::auth::oauth::configure(cfg);
+                }
+            })
             .wrap(Condition::new(any_rate_limits, from_fn(rate_limit)))
+            .wrap(Condition::new(any_auth, from_fn(authenticate)))
             .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id))
@@ -131,7 +147,7 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     }
     .run();
 
-    // 5. The admin listener: metrics and health, never proxied traffic.
+    // 6. The admin listener: metrics and health, never proxied traffic.
     let state = gateway.clone();
     let admin = HttpServer::new(move || {
         App::new()
@@ -145,14 +161,14 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     .bind(admin_listen)?
     .run();
 
-    // 6. Ready: both listeners are bound.
+    // 7. Ready: both listeners are bound.
     gateway.set_ready();
     info!(log, "gateway listening";
         "listen" => %server_settings.listen, "admin" => %admin_listen,
         "workers" => server_settings.workers, "tls" => server_settings.tls.is_some(),
         "routes" => gateway.routes.routes().len(), "upstreams" => gateway.upstreams.len());
 
-    // 7. Background upkeep and the shutdown sequence.
+    // 8. Background upkeep and the shutdown sequence.
     let upkeep = gateway.clone();
     actix_rt::spawn(async move {
         let mut tick = actix_rt::time::interval(HEALTH_GAUGE_REFRESH);
@@ -181,24 +197,30 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     proxy_result.and(admin_result)
 }
 
-fn redis_backend(redis: &RedisSettings) -> Result<Backend, String> {
+fn pool_config(redis: &RedisSettings) -> deadpool_redis::PoolConfig {
     let mut pool = deadpool_redis::PoolConfig::new(redis.pool_size);
     pool.timeouts.wait = Some(redis.command_timeout);
     pool.timeouts.create = Some(redis.command_timeout);
     pool.timeouts.recycle = Some(redis.command_timeout);
-    let runtime = Some(deadpool_redis::Runtime::Tokio1);
+    pool
+}
+
+fn redis_pool(redis: &RedisSettings) -> Result<deadpool_redis::Pool, String> {
+    let mut cfg = deadpool_redis::Config::from_url(redis.urls[0].clone());
+    cfg.pool = Some(pool_config(redis));
+    cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
+        .map_err(|e| format!("redis pool: {e}"))
+}
+
+fn redis_backend(redis: &RedisSettings) -> Result<Backend, String> {
     if redis.cluster {
         let mut cfg = deadpool_redis::cluster::Config::from_urls(redis.urls.clone());
-        cfg.pool = Some(pool);
-        cfg.create_pool(runtime)
+        cfg.pool = Some(pool_config(redis));
+        cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
             .map(Backend::Cluster)
             .map_err(|e| format!("redis cluster pool: {e}"))
     } else {
-        let mut cfg = deadpool_redis::Config::from_url(redis.urls[0].clone());
-        cfg.pool = Some(pool);
-        cfg.create_pool(runtime)
-            .map(Backend::Single)
-            .map_err(|e| format!("redis pool: {e}"))
+        redis_pool(redis).map(Backend::Single)
     }
 }
 

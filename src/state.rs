@@ -32,6 +32,8 @@ pub struct Gateway {
     /// Present when `redis.url` is set: cluster-scoped decisions.
     pub cluster: Option<ClusterStore>,
     pub store_health: Arc<StoreHealth>,
+    /// Present when some route uses auth.
+    pub auth: Option<crate::auth::Auth>,
     pub log: Logger,
     pub started: Instant,
     /// Request headers never copied upstream (the gateway sets them itself).
@@ -48,7 +50,13 @@ pub struct RateLimitParts {
 }
 
 impl Gateway {
-    pub fn new(settings: Settings, metrics: Arc<Metrics>, rl: RateLimitParts, log: Logger) -> Self {
+    pub fn new(
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        rl: RateLimitParts,
+        auth: Option<crate::auth::Auth>,
+        log: Logger,
+    ) -> Self {
         let routes = RouteTable::new(settings.routes.clone());
         let route_histograms = routes
             .routes()
@@ -80,6 +88,7 @@ impl Gateway {
             rate_limits: rl.limits,
             cluster: rl.cluster,
             store_health: rl.health,
+            auth,
             log,
             started: Instant::now(),
             request_skip: crate::proxy::headers::request_skip_list(),

@@ -158,10 +158,12 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     })
     .await;
     assert!(not_ready, "readiness must turn 503 while draining");
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", gw.port)).is_err(),
-        "the proxy listener stops accepting"
-    );
+    let port = gw.port;
+    let closed = eventually(Duration::from_secs(2), || async move {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    })
+    .await;
+    assert!(closed, "the proxy listener stops accepting");
 
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 200);

@@ -40,6 +40,10 @@ pub async fn route_match(
     });
 
     let raw = req.path();
+    // The gateway's own login endpoints are served by the App, not proxied.
+    if gw.auth.is_some() && (raw == "/oauth2" || raw.starts_with("/oauth2/")) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
     let path = if is_normal(raw) {
         Some(raw.to_owned())
     } else {

@@ -30,6 +30,7 @@ use super::headers::{
     X_REQUEST_ID,
 };
 use super::websocket::{self, Tunnel};
+use crate::auth::Identity;
 use crate::error::GatewayError;
 use crate::middleware::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
 use crate::routing::strip_segment_prefix;
@@ -291,6 +292,9 @@ pub async fn forward(
             extra.push((header::HOST, host));
         }
     }
+    if let Some(identity) = req.extensions().get::<Identity>() {
+        identity_headers(identity, &mut extra);
+    }
 
     if websocket::is_upgrade(&req) {
         return upgrade(
@@ -414,6 +418,21 @@ pub async fn forward(
             }
         }
     }
+}
+
+/// `X-Auth-*` for the upstream (the client's own were stripped already).
+fn identity_headers(identity: &Identity, extra: &mut Vec<(HeaderName, HeaderValue)>) {
+    let mut push = |name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            extra.push((HeaderName::from_static(name), v));
+        }
+    };
+    push("x-auth-subject", &identity.subject);
+    if let Some(email) = &identity.email {
+        push("x-auth-email", email);
+    }
+    push("x-auth-roles", &identity.roles.join(","));
+    push("x-auth-scopes", &identity.scopes.join(" "));
 }
 
 /// Proxies a WebSocket upgrade to one target (no retries: the client's

@@ -36,6 +36,7 @@ pub struct Metrics {
     pub ratelimit_redis_roundtrips: IntCounter,
     pub ratelimit_redis_decisions: IntCounter,
     pub ratelimit_local_keys: IntGaugeVec,
+    pub auth_outcomes: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -127,6 +128,14 @@ impl Metrics {
                     "Keys held by the local limiter of a policy (after idle eviction).",
                 ),
                 &["policy"],
+            )?,
+            auth_outcomes: IntCounterVec::new(
+                opts(
+                    "auth_outcomes_total",
+                    "Authentication outcomes by route (or _oauth2 for the login endpoints), \
+                     result and reason.",
+                ),
+                &["route", "result", "reason"],
             )?,
             registry,
         };

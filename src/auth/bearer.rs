@@ -1,0 +1,221 @@
+//! Bearer tokens: JWTs validated locally against the provider's JWKS
+//! (signature, `exp`, `nbf`, `iss`, `aud`), opaque tokens through RFC 7662
+//! introspection, cached until the token's `exp` or `cache_ttl_secs`,
+//! whichever comes first. Also validates ID tokens for the login callback.
+
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use moka::sync::Cache;
+use serde_json::Value;
+
+use super::crypto::digest;
+use super::session::unix_now;
+use super::{http, Auth, Identity};
+
+/// An unknown `kid` triggers a JWKS refetch at most this often (key
+/// rotation is rare; a flood of forged kids must not flood the provider).
+const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
+const CLOCK_LEEWAY_SECS: u64 = 30;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BearerError {
+    #[error("the token is not valid")]
+    Invalid,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token cannot be checked: no JWKS or introspection endpoint")]
+    NoVerifier,
+    #[error("the provider could not be reached")]
+    Provider,
+}
+
+impl BearerError {
+    /// Metrics label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid_token",
+            Self::Expired => "expired_token",
+            Self::NoVerifier => "no_verifier",
+            Self::Provider => "provider_error",
+        }
+    }
+}
+
+pub struct Jwks {
+    url: Option<String>,
+    set: RwLock<Arc<JwkSet>>,
+    last_fetch: Mutex<Option<Instant>>,
+}
+
+impl Jwks {
+    pub fn new(url: Option<String>) -> Self {
+        Self {
+            url,
+            set: RwLock::new(Arc::new(JwkSet { keys: Vec::new() })),
+            last_fetch: Mutex::new(None),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        self.url.is_some()
+    }
+
+    /// Fetches the key set; keeps the old one if the fetch fails.
+    pub async fn refresh(&self) -> bool {
+        let Some(url) = &self.url else { return false };
+        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        match http::get_json(url, None).await {
+            Ok(doc) => match serde_json::from_value::<JwkSet>(doc) {
+                Ok(set) => {
+                    *self.set.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+                    true
+                }
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    fn find(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let jwk = match kid {
+            Some(kid) => set.find(kid),
+            None if set.keys.len() == 1 => set.keys.first(),
+            None => None,
+        }?;
+        DecodingKey::from_jwk(jwk).ok()
+    }
+
+    async fn key(&self, kid: Option<&str>) -> Option<DecodingKey> {
+        if let Some(key) = self.find(kid) {
+            return Some(key);
+        }
+        let may_refetch = self
+            .last_fetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|at| at.elapsed() >= JWKS_REFETCH_MIN_INTERVAL);
+        if may_refetch && self.refresh().await {
+            return self.find(kid);
+        }
+        None
+    }
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
+}
+
+/// Validates a signed JWT and returns its claims.
+pub async fn validate_jwt(
+    auth: &Auth,
+    token: &str,
+    audiences: &[String],
+) -> Result<Value, BearerError> {
+    let header = jsonwebtoken::decode_header(token).map_err(|_| BearerError::Invalid)?;
+    // Only asymmetric algorithms: a token signed with a shared secret or
+    // "none" is never accepted.
+    if !matches!(
+        header.alg,
+        Algorithm::RS256
+            | Algorithm::RS384
+            | Algorithm::RS512
+            | Algorithm::PS256
+            | Algorithm::PS384
+            | Algorithm::PS512
+            | Algorithm::ES256
+            | Algorithm::ES384
+            | Algorithm::EdDSA
+    ) {
+        return Err(BearerError::Invalid);
+    }
+    let key = auth
+        .jwks
+        .key(header.kid.as_deref())
+        .await
+        .ok_or(BearerError::Invalid)?;
+    let mut validation = Validation::new(header.alg);
+    validation.leeway = CLOCK_LEEWAY_SECS;
+    validation.validate_nbf = true;
+    validation.set_audience(audiences);
+    if let Some(issuer) = &auth.endpoints.issuer {
+        validation.set_issuer(&[issuer]);
+    }
+    match jsonwebtoken::decode::<Value>(token, &key, &validation) {
+        Ok(data) => Ok(data.claims),
+        Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {
+            Err(BearerError::Expired)
+        }
+        Err(_) => Err(BearerError::Invalid),
+    }
+}
+
+/// Introspection answers, keyed by the token's digest.
+pub struct IntrospectionCache {
+    cache: Cache<String, Arc<(Identity, u64)>>,
+}
+
+impl IntrospectionCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            cache: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+        }
+    }
+}
+
+async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
+    let url = auth
+        .endpoints
+        .introspection
+        .as_deref()
+        .ok_or(BearerError::NoVerifier)?;
+    let key = digest(token);
+    if let Some(hit) = auth.introspection.cache.get(&key) {
+        if hit.1 > unix_now() {
+            return Ok(hit.0.clone());
+        }
+        auth.introspection.cache.invalidate(&key);
+    }
+    let p = &auth.settings.provider;
+    let answer = http::post_form(
+        url,
+        &p.client_id,
+        &p.client_secret,
+        &[("token", token), ("token_type_hint", "access_token")],
+    )
+    .await
+    .map_err(|_| BearerError::Provider)?;
+    if answer.get("active").and_then(Value::as_bool) != Some(true) {
+        return Err(BearerError::Invalid);
+    }
+    let identity =
+        Identity::from_claims(&answer, &auth.settings.roles_claim).ok_or(BearerError::Invalid)?;
+    let exp = answer
+        .get("exp")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    if exp <= unix_now() {
+        return Err(BearerError::Expired);
+    }
+    auth.introspection
+        .cache
+        .insert(key, Arc::new((identity.clone(), exp)));
+    Ok(identity)
+}
+
+/// Authenticates a bearer token: JWTs locally when a JWKS is known,
+/// everything else (or everything, without JWKS) by introspection.
+pub async fn authenticate(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
+    if looks_like_jwt(token) && auth.jwks.is_configured() {
+        let claims = validate_jwt(auth, token, &auth.audiences).await?;
+        return Identity::from_claims(&claims, &auth.settings.roles_claim)
+            .ok_or(BearerError::Invalid);
+    }
+    introspect(auth, token).await
+}

@@ -1,0 +1,105 @@
+//! Secrets at rest and random identifiers for the auth stage.
+//!
+//! Sessions stored in Redis are sealed with ChaCha20-Poly1305 under a key
+//! derived (HKDF-SHA256) from `auth.session.secret`, bound to the hashed
+//! session id; Redis only ever sees the SHA-256 of a session id, never the
+//! id that the cookie carries.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use sha2::{Digest, Sha256};
+
+const NONCE_LEN: usize = 12;
+
+/// 256 random bits, URL-safe base64 (43 characters).
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    // The OS RNG failing is not recoverable; no id is better than a weak one.
+    getrandom::fill(&mut bytes).expect("operating system random number generator");
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Hex SHA-256: what stores and caches are keyed by.
+pub fn digest(value: &str) -> String {
+    let hash = Sha256::digest(value.as_bytes());
+    let mut out = String::with_capacity(64);
+    for b in hash {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+pub struct SessionCrypto {
+    cipher: ChaCha20Poly1305,
+}
+
+impl SessionCrypto {
+    pub fn new(secret: &str) -> Self {
+        let hk = hkdf::Hkdf::<Sha256>::new(Some(b"gateway-session"), secret.as_bytes());
+        let mut key = [0u8; 32];
+        // 32 bytes is always a valid HKDF-SHA256 output length.
+        hk.expand(b"session-encryption-v1", &mut key)
+            .expect("32-byte HKDF output");
+        Self {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        }
+    }
+
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce).expect("operating system random number generator");
+        let mut out = nonce.to_vec();
+        // Encryption with a valid key and nonce cannot fail.
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad,
+                },
+            )
+            .expect("ChaCha20-Poly1305 encryption");
+        out.extend_from_slice(&sealed);
+        out
+    }
+
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Option<Vec<u8>> {
+        if sealed.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, body) = sealed.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: body, aad })
+            .ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_data_opens_only_with_the_same_key_and_aad() {
+        let c = SessionCrypto::new("0123456789abcdef0123456789abcdef");
+        let sealed = c.seal(b"id-hash", b"tokens");
+        assert_eq!(c.open(b"id-hash", &sealed).as_deref(), Some(&b"tokens"[..]));
+        assert_eq!(c.open(b"other", &sealed), None);
+        let other = SessionCrypto::new("another secret of at least 32 bytes!!");
+        assert_eq!(other.open(b"id-hash", &sealed), None);
+        assert!(!sealed.windows(6).any(|w| w == b"tokens"));
+    }
+
+    #[test]
+    fn tokens_are_random_and_url_safe() {
+        let a = random_token();
+        assert_eq!(a.len(), 43);
+        assert_ne!(a, random_token());
+        assert!(a
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+        assert_eq!(digest("x").len(), 64);
+    }
+}

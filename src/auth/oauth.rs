@@ -1,0 +1,428 @@
+//! The gateway's own endpoints of the login flow, on the proxy listener:
+//! `/oauth2/login`, `/oauth2/callback`, `/oauth2/logout`, `/oauth2/userinfo`.
+//!
+//! Login: authorization code with PKCE (S256), a random `state` and `nonce`
+//! kept in a one-time pre-login record (10 minutes). Callback: the record is
+//! taken (so a state works once) and compared in constant time, the code is
+//! exchanged, the identity read from the verified ID token (or userinfo), a
+//! NEW random session id is minted and only that id goes into the cookie.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::Method;
+use actix_web::{web, HttpRequest, HttpResponse};
+use oauth2::{
+    AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RefreshToken, Scope,
+    TokenResponse as _,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::bearer::validate_jwt;
+use super::crypto::{digest, random_token};
+use super::session::{unix_now, PreLogin, Session};
+use super::{http, Auth, Identity, TokenResponse};
+use crate::error::GatewayError;
+use crate::middleware::context::request_id_of;
+use crate::state::Gateway;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/oauth2")
+            .route("/login", web::get().to(login))
+            .route("/callback", web::get().to(callback))
+            .route("/logout", web::get().to(logout))
+            .route("/logout", web::post().to(logout))
+            .route("/userinfo", web::get().to(userinfo)),
+    );
+}
+
+fn fail(req: &HttpRequest, err: GatewayError) -> HttpResponse {
+    err.to_response(&request_id_of(req))
+}
+
+/// Where the browser may be sent after login or logout: a relative path on
+/// this gateway, or an absolute URL on one of `allowed_redirect_hosts`.
+pub fn safe_redirect(rd: Option<&str>, allowed_hosts: &[String]) -> Option<String> {
+    let rd = match rd {
+        None | Some("") => return Some("/".to_owned()),
+        Some(rd) => rd,
+    };
+    // "//evil" and "/\evil" are protocol-relative to browsers.
+    if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
+        return Some(rd.to_owned());
+    }
+    let url = url::Url::parse(rd).ok()?;
+    let host = url.host_str()?;
+    let allowed = matches!(url.scheme(), "http" | "https")
+        && allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
+    allowed.then(|| rd.to_owned())
+}
+
+/// The session id from the request's cookie, if any.
+pub fn session_cookie(req: &HttpRequest, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(header::COOKIE)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
+    let s = &auth.settings.session;
+    format!(
+        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
+        s.cookie_name,
+        value,
+        max_age,
+        if s.cookie_secure { "; Secure" } else { "" }
+    )
+}
+
+fn redirect(location: &str) -> HttpResponse {
+    HttpResponse::Found()
+        .insert_header((header::LOCATION, location))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+#[derive(Deserialize)]
+struct LoginQuery {
+    rd: Option<String>,
+}
+
+async fn login(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    q: web::Query<LoginQuery>,
+) -> HttpResponse {
+    let Some(auth) = gw.auth.as_ref() else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    let Some(oauth) = &auth.oauth else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    let Some(rd) = safe_redirect(q.rd.as_deref(), &auth.settings.allowed_redirect_hosts) else {
+        return fail(
+            &req,
+            GatewayError::BadRequest("rd is not an allowed redirect target"),
+        );
+    };
+    let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+    let nonce = random_token();
+    let mut builder = oauth
+        .authorize_url(CsrfToken::new_random)
+        .set_pkce_challenge(challenge)
+        .add_extra_param("nonce", &nonce);
+    for scope in &auth.settings.provider.scopes {
+        builder = builder.add_scope(Scope::new(scope.clone()));
+    }
+    let (url, state) = builder.url();
+    let record = PreLogin {
+        state_digest: digest(state.secret()),
+        pkce_verifier: verifier.secret().clone(),
+        nonce,
+        redirect_to: rd,
+    };
+    if auth
+        .sessions
+        .put_pre_login(state.secret(), record)
+        .await
+        .is_err()
+    {
+        return fail(&req, GatewayError::Unavailable);
+    }
+    gw.metrics
+        .auth_outcomes
+        .with_label_values(&["_oauth2", "login_started", "none"])
+        .inc();
+    redirect(url.as_str())
+}
+
+#[derive(Deserialize)]
+struct CallbackQuery {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+}
+
+/// Identity from a verified ID token, completed by userinfo when known.
+async fn identity_of(auth: &Auth, token: &TokenResponse, nonce: &str) -> Option<Identity> {
+    let mut claims = Value::Null;
+    if let Some(id_token) = &token.extra_fields().id_token {
+        if auth.jwks.is_configured() {
+            let audience = [auth.settings.provider.client_id.clone()];
+            let verified = validate_jwt(auth, id_token, &audience).await.ok()?;
+            let got = verified.get("nonce").and_then(Value::as_str).unwrap_or("");
+            if !bool::from(got.as_bytes().ct_eq(nonce.as_bytes())) {
+                return None;
+            }
+            claims = verified;
+        }
+    }
+    if let Some(url) = &auth.endpoints.userinfo {
+        if let Ok(Value::Object(info)) =
+            http::get_json(url, Some(token.access_token().secret())).await
+        {
+            match &mut claims {
+                Value::Object(map) => {
+                    // userinfo fills in; a verified ID token's subject stays.
+                    if info.get("sub") != map.get("sub") && map.contains_key("sub") {
+                        return None;
+                    }
+                    for (k, v) in info {
+                        map.entry(k).or_insert(v);
+                    }
+                }
+                _ => claims = Value::Object(info),
+            }
+        }
+    }
+    let mut identity = Identity::from_claims(&claims, &auth.settings.roles_claim)?;
+    identity.scopes = match token.scopes() {
+        Some(scopes) => scopes.iter().map(|s| s.to_string()).collect(),
+        None => auth.settings.provider.scopes.clone(),
+    };
+    Some(identity)
+}
+
+async fn callback(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    q: web::Query<CallbackQuery>,
+) -> HttpResponse {
+    let Some(auth) = gw.auth.as_ref() else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    let Some(oauth) = &auth.oauth else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    let outcome = |what: &str| {
+        gw.metrics
+            .auth_outcomes
+            .with_label_values(&["_oauth2", "callback", what])
+            .inc();
+    };
+    if q.error.is_some() {
+        outcome("provider_refused");
+        return fail(&req, GatewayError::Unauthenticated);
+    }
+    let (Some(code), Some(state)) = (&q.code, &q.state) else {
+        outcome("bad_request");
+        return fail(
+            &req,
+            GatewayError::BadRequest("callback without code and state"),
+        );
+    };
+    let record = match auth.sessions.take_pre_login(state).await {
+        Ok(Some(record)) => record,
+        Ok(None) => {
+            outcome("unknown_state");
+            return fail(
+                &req,
+                GatewayError::BadRequest("unknown, expired or replayed login state"),
+            );
+        }
+        Err(_) => return fail(&req, GatewayError::Unavailable),
+    };
+    if !bool::from(
+        digest(state)
+            .as_bytes()
+            .ct_eq(record.state_digest.as_bytes()),
+    ) {
+        outcome("state_mismatch");
+        return fail(&req, GatewayError::BadRequest("login state mismatch"));
+    }
+    let token = match oauth
+        .exchange_code(AuthorizationCode::new(code.clone()))
+        .set_pkce_verifier(PkceCodeVerifier::new(record.pkce_verifier.clone()))
+        .request_async(&http::oauth_http)
+        .await
+    {
+        Ok(token) => token,
+        Err(_) => {
+            outcome("code_exchange_failed");
+            return fail(&req, GatewayError::Unauthenticated);
+        }
+    };
+    let Some(identity) = identity_of(auth, &token, &record.nonce).await else {
+        outcome("identity_unverified");
+        return fail(&req, GatewayError::Unauthenticated);
+    };
+    let now = unix_now();
+    let session = Session {
+        subject: identity.subject,
+        email: identity.email,
+        roles: identity.roles,
+        scopes: identity.scopes,
+        access_token: token.access_token().secret().clone(),
+        refresh_token: token.refresh_token().map(|t| t.secret().clone()),
+        access_expires_at: token.expires_in().map_or(0, |d| now + d.as_secs()),
+        created_at: now,
+        expires_at: now + auth.settings.session.ttl_secs,
+    };
+    let session_id = random_token();
+    if auth.sessions.save(&session_id, session).await.is_err() {
+        return fail(&req, GatewayError::Unavailable);
+    }
+    outcome("session_created");
+    let mut res = redirect(&record.redirect_to);
+    if let Ok(v) = HeaderValue::from_str(&cookie(auth, &session_id, auth.settings.session.ttl_secs))
+    {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// Revokes what the provider issued for a session (RFC 7009), best effort.
+async fn revoke(auth: &Auth, session: &Session) {
+    let Some(url) = &auth.endpoints.revocation else {
+        return;
+    };
+    let p = &auth.settings.provider;
+    if let Some(refresh) = &session.refresh_token {
+        let _ = http::post_form(
+            url,
+            &p.client_id,
+            &p.client_secret,
+            &[("token", refresh), ("token_type_hint", "refresh_token")],
+        )
+        .await;
+    }
+    let _ = http::post_form(
+        url,
+        &p.client_id,
+        &p.client_secret,
+        &[
+            ("token", &session.access_token),
+            ("token_type_hint", "access_token"),
+        ],
+    )
+    .await;
+}
+
+#[derive(Deserialize)]
+struct LogoutQuery {
+    rd: Option<String>,
+}
+
+async fn logout(
+    req: HttpRequest,
+    gw: web::Data<Gateway>,
+    q: web::Query<LogoutQuery>,
+) -> HttpResponse {
+    let Some(auth) = gw.auth.as_ref() else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    // A cross-site page must not log users out with a GET (CSRF).
+    if req.method() == Method::GET {
+        let site = req
+            .headers()
+            .get("sec-fetch-site")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        if !matches!(site, "same-origin" | "same-site" | "none") {
+            return fail(&req, GatewayError::Forbidden);
+        }
+    }
+    let Some(rd) = safe_redirect(q.rd.as_deref(), &auth.settings.allowed_redirect_hosts) else {
+        return fail(
+            &req,
+            GatewayError::BadRequest("rd is not an allowed redirect target"),
+        );
+    };
+    if let Some(id) = session_cookie(&req, &auth.settings.session.cookie_name) {
+        if let Ok(Some(session)) = auth.sessions.load(&id).await {
+            revoke(auth, &session).await;
+        }
+        if auth.sessions.delete(&id).await.is_err() {
+            return fail(&req, GatewayError::Unavailable);
+        }
+    }
+    gw.metrics
+        .auth_outcomes
+        .with_label_values(&["_oauth2", "logout", "none"])
+        .inc();
+    let mut res = if q.rd.is_some() {
+        redirect(&rd)
+    } else {
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({"status": "logged_out"}))
+    };
+    if let Ok(v) = HeaderValue::from_str(&cookie(auth, "", 0)) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
+}
+
+async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+    let Some(auth) = gw.auth.as_ref() else {
+        return fail(&req, GatewayError::NoRoute);
+    };
+    let session = match session_cookie(&req, &auth.settings.session.cookie_name) {
+        Some(id) => auth.sessions.load(&id).await.ok().flatten(),
+        None => None,
+    };
+    match session {
+        Some(s) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(json!({
+                "sub": s.subject,
+                "email": s.email,
+                "roles": s.roles,
+                "scopes": s.scopes,
+                "expires_at": s.expires_at,
+            })),
+        None => fail(&req, GatewayError::Unauthenticated),
+    }
+}
+
+/// Swaps a session's tokens for fresh ones with its refresh token.
+pub async fn refresh(auth: &Auth, session: &Session) -> Option<Session> {
+    let oauth = auth.oauth.as_ref()?;
+    let refresh_token = session.refresh_token.as_ref()?;
+    let token = oauth
+        .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+        .request_async(&http::oauth_http)
+        .await
+        .ok()?;
+    let now = unix_now();
+    let mut fresh = session.clone();
+    fresh.access_token = token.access_token().secret().clone();
+    if let Some(rt) = token.refresh_token() {
+        fresh.refresh_token = Some(rt.secret().clone());
+    }
+    fresh.access_expires_at = token.expires_in().map_or(0, |d| now + d.as_secs());
+    Some(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_redirects_are_refused() {
+        let allowed = vec!["app.example.com".to_owned()];
+        assert_eq!(safe_redirect(None, &allowed).as_deref(), Some("/"));
+        assert_eq!(
+            safe_redirect(Some("/x?y=1"), &allowed).as_deref(),
+            Some("/x?y=1")
+        );
+        assert_eq!(
+            safe_redirect(Some("https://APP.example.com/p"), &allowed).as_deref(),
+            Some("https://APP.example.com/p")
+        );
+        for bad in [
+            "//evil.example/x",
+            "/\\evil.example",
+            "https://evil.example/",
+            "javascript:alert(1)",
+            "https://app.example.com.evil.example/",
+        ] {
+            assert_eq!(safe_redirect(Some(bad), &allowed), None, "{bad}");
+        }
+    }
+}

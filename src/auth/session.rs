@@ -1,0 +1,273 @@
+//! Server-side sessions and the one-time pre-login records of the login flow.
+//!
+//! The cookie carries only a random id. With `redis.url` set, sessions live
+//! in Redis (sealed, keyed by the id's hash, TTL = `ttl_secs`) so every
+//! replica sees them, and each replica keeps an in-process cache for
+//! `cache_ttl_secs`; unknown ids are cached negatively for a few seconds so
+//! garbage cookies cannot hammer Redis. Without Redis the in-process store
+//! is the only one (single instance).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use moka::sync::Cache;
+use serde::{Deserialize, Serialize};
+
+use super::crypto::{digest, SessionCrypto};
+
+/// Pre-login records live this long: the user has this much time to log in.
+pub const PRE_LOGIN_TTL: Duration = Duration::from_secs(600);
+const NEGATIVE_TTL: Duration = Duration::from_secs(5);
+const CACHE_CAPACITY: u64 = 100_000;
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct Session {
+    pub subject: String,
+    pub email: Option<String>,
+    pub roles: Vec<String>,
+    pub scopes: Vec<String>,
+    pub access_token: String,
+    pub refresh_token: Option<String>,
+    /// Unix seconds; 0 = unknown.
+    pub access_expires_at: u64,
+    pub created_at: u64,
+    pub expires_at: u64,
+}
+
+// Tokens never reach a log through Debug.
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("subject", &self.subject)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the callback needs back from the login request.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct PreLogin {
+    /// Digest of the state, compared in constant time on the way back.
+    pub state_digest: String,
+    pub pkce_verifier: String,
+    pub nonce: String,
+    pub redirect_to: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("session store unavailable: {0}")]
+    Unavailable(String),
+}
+
+enum Backend {
+    Memory {
+        sessions: Cache<String, Arc<Session>>,
+        pre_login: Cache<String, Arc<PreLogin>>,
+    },
+    Redis {
+        pool: deadpool_redis::Pool,
+    },
+}
+
+pub struct SessionStore {
+    /// Sessions being refreshed by this replica right now (single flight).
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
+    backend: Backend,
+    /// Replica-local copies of Redis sessions (Memory: unused).
+    cache: Cache<String, Arc<Session>>,
+    negative: Cache<String, ()>,
+    crypto: SessionCrypto,
+}
+
+fn session_key(id_digest: &str) -> String {
+    format!("gw:session:{id_digest}")
+}
+
+fn pre_login_key(state_digest: &str) -> String {
+    format!("gw:prelogin:{state_digest}")
+}
+
+impl SessionStore {
+    pub fn memory(secret: &str, ttl: Duration) -> Self {
+        Self {
+            refreshing: Default::default(),
+            backend: Backend::Memory {
+                sessions: Cache::builder()
+                    .max_capacity(CACHE_CAPACITY)
+                    .time_to_live(ttl)
+                    .build(),
+                pre_login: Cache::builder()
+                    .max_capacity(CACHE_CAPACITY)
+                    .time_to_live(PRE_LOGIN_TTL)
+                    .build(),
+            },
+            cache: Cache::builder().max_capacity(1).build(),
+            negative: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
+            crypto: SessionCrypto::new(secret),
+        }
+    }
+
+    pub fn redis(secret: &str, pool: deadpool_redis::Pool, cache_ttl: Duration) -> Self {
+        Self {
+            refreshing: Default::default(),
+            backend: Backend::Redis { pool },
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+                .build(),
+            negative: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .time_to_live(NEGATIVE_TTL)
+                .build(),
+            crypto: SessionCrypto::new(secret),
+        }
+    }
+
+    async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, StoreError> {
+        pool.get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// The session behind a cookie value, if it exists and has not expired.
+    pub async fn load(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        let key = digest(session_id);
+        let found = match &self.backend {
+            Backend::Memory { sessions, .. } => sessions.get(&key),
+            Backend::Redis { pool } => {
+                if let Some(hit) = self.cache.get(&key) {
+                    Some(hit)
+                } else if self.negative.contains_key(&key) {
+                    None
+                } else {
+                    let mut conn = Self::conn(pool).await?;
+                    let sealed: Option<Vec<u8>> = redis::cmd("GET")
+                        .arg(session_key(&key))
+                        .query_async(&mut conn)
+                        .await
+                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                    let session = sealed
+                        .and_then(|s| self.crypto.open(key.as_bytes(), &s))
+                        .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
+                        .map(Arc::new);
+                    match &session {
+                        Some(s) => self.cache.insert(key.clone(), s.clone()),
+                        None => self.negative.insert(key.clone(), ()),
+                    }
+                    session
+                }
+            }
+        };
+        Ok(found.filter(|s| s.expires_at > unix_now()))
+    }
+
+    pub async fn save(&self, session_id: &str, session: Session) -> Result<(), StoreError> {
+        let key = digest(session_id);
+        let session = Arc::new(session);
+        match &self.backend {
+            Backend::Memory { sessions, .. } => sessions.insert(key, session),
+            Backend::Redis { pool } => {
+                let ttl = session.expires_at.saturating_sub(unix_now()).max(1);
+                let plain = serde_json::to_vec(&*session)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let sealed = self.crypto.seal(key.as_bytes(), &plain);
+                let mut conn = Self::conn(pool).await?;
+                redis::cmd("SET")
+                    .arg(session_key(&key))
+                    .arg(sealed)
+                    .arg("EX")
+                    .arg(ttl)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                self.negative.invalidate(&key);
+                self.cache.insert(key, session);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete(&self, session_id: &str) -> Result<(), StoreError> {
+        let key = digest(session_id);
+        self.cache.invalidate(&key);
+        match &self.backend {
+            Backend::Memory { sessions, .. } => sessions.invalidate(&key),
+            Backend::Redis { pool } => {
+                let mut conn = Self::conn(pool).await?;
+                redis::cmd("DEL")
+                    .arg(session_key(&key))
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// True when this caller should refresh the session's tokens; false
+    /// when another request of this replica already does.
+    pub fn begin_refresh(&self, session_id: &str) -> bool {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(digest(session_id))
+    }
+
+    pub fn end_refresh(&self, session_id: &str) {
+        self.refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&digest(session_id));
+    }
+
+    pub async fn put_pre_login(&self, state: &str, record: PreLogin) -> Result<(), StoreError> {
+        let key = digest(state);
+        match &self.backend {
+            Backend::Memory { pre_login, .. } => pre_login.insert(key, Arc::new(record)),
+            Backend::Redis { pool } => {
+                let plain = serde_json::to_vec(&record)
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                let sealed = self.crypto.seal(key.as_bytes(), &plain);
+                let mut conn = Self::conn(pool).await?;
+                redis::cmd("SET")
+                    .arg(pre_login_key(&key))
+                    .arg(sealed)
+                    .arg("EX")
+                    .arg(PRE_LOGIN_TTL.as_secs())
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the record of `state` out of the store: a state works once.
+    pub async fn take_pre_login(&self, state: &str) -> Result<Option<PreLogin>, StoreError> {
+        let key = digest(state);
+        match &self.backend {
+            Backend::Memory { pre_login, .. } => Ok(pre_login.remove(&key).map(|r| (*r).clone())),
+            Backend::Redis { pool } => {
+                let mut conn = Self::conn(pool).await?;
+                let sealed: Option<Vec<u8>> = redis::cmd("GETDEL")
+                    .arg(pre_login_key(&key))
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                Ok(sealed
+                    .and_then(|s| self.crypto.open(key.as_bytes(), &s))
+                    .and_then(|plain| serde_json::from_slice(&plain).ok()))
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Auth stage: establishes who is calling and whether the route lets them.
+//!
+//! Runs after route matching, before rate limiting (so `user` rate-limit
+//! keys see the subject). `session` routes read the session cookie (cache
+//! first, then the store); `bearer` routes validate the Authorization
+//! header; `session_or_bearer` prefers a bearer token when one is sent.
+//! Unauthenticated: 401 (browsers on session routes, which accept
+//! text/html, get a 302 to `/oauth2/login?rd=...`). Authenticated but
+//! missing a required scope or role: 403. On success the identity goes
+//! into the request extensions; the proxy turns it into `X-Auth-*` headers.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{web, Error, HttpMessage, HttpResponse};
+
+use super::access_log::AuthenticatedUser;
+use super::context::{request_id_of, MatchedRoute};
+use crate::auth::bearer::{self, BearerError};
+use crate::auth::oauth::{refresh, session_cookie};
+use crate::auth::session::unix_now;
+use crate::auth::{Auth, Identity};
+use crate::error::GatewayError;
+use crate::settings::AuthMode;
+use crate::state::Gateway;
+
+/// Refresh an access token this long before it expires.
+const REFRESH_AHEAD_SECS: u64 = 30;
+
+fn bearer_token(req: &ServiceRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+        .filter(|t| !t.is_empty())
+}
+
+fn accepts_html(req: &ServiceRequest) -> bool {
+    req.headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}
+
+/// The identity of a session cookie; refreshes tokens close to expiry.
+async fn session_identity(auth: &Auth, req: &ServiceRequest) -> Result<Identity, &'static str> {
+    let cookie =
+        session_cookie(req.request(), &auth.settings.session.cookie_name).ok_or("no_session")?;
+    let session = auth
+        .sessions
+        .load(&cookie)
+        .await
+        .map_err(|_| "store_unavailable")?
+        .ok_or("unknown_session")?;
+    let now = unix_now();
+    let due =
+        session.access_expires_at != 0 && now + REFRESH_AHEAD_SECS >= session.access_expires_at;
+    if due && auth.sessions.begin_refresh(&cookie) {
+        let refreshed = refresh(auth, &session).await;
+        let outcome = match refreshed {
+            Some(fresh) => auth
+                .sessions
+                .save(&cookie, fresh)
+                .await
+                .map_err(|_| "store_unavailable"),
+            // A refresh the provider refuses ends the session.
+            None => {
+                let _ = auth.sessions.delete(&cookie).await;
+                Err("refresh_failed")
+            }
+        };
+        auth.sessions.end_refresh(&cookie);
+        outcome?;
+    } else if due && now >= session.access_expires_at {
+        // Another request is refreshing, and this token is already dead.
+        return Err("refresh_pending");
+    }
+    Ok(Identity {
+        subject: session.subject.clone(),
+        email: session.email.clone(),
+        roles: session.roles.clone(),
+        scopes: session.scopes.clone(),
+    })
+}
+
+pub async fn authenticate(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(gw) = req.app_data::<web::Data<Gateway>>().cloned() else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let Some(route_idx) = req.extensions().get::<MatchedRoute>().map(|m| m.index) else {
+        return Ok(next.call(req).await?.map_into_left_body());
+    };
+    let route = gw.routes.get(route_idx);
+    if route.auth == AuthMode::None {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let outcome = |result: &str, reason: &str| {
+        gw.metrics
+            .auth_outcomes
+            .with_label_values(&[&route.name, result, reason])
+            .inc();
+    };
+    let Some(auth) = gw.auth.as_ref() else {
+        let id = request_id_of(&req);
+        return Ok(req
+            .into_response(GatewayError::Internal.to_response(&id))
+            .map_into_right_body());
+    };
+
+    let token = bearer_token(&req);
+    let result: Result<Identity, &'static str> = match (route.auth, &token) {
+        (AuthMode::Bearer | AuthMode::SessionOrBearer, Some(token)) => {
+            bearer::authenticate(auth, token)
+                .await
+                .map_err(|e| match e {
+                    BearerError::Invalid => "invalid_token",
+                    BearerError::Expired => "expired_token",
+                    BearerError::NoVerifier => "no_verifier",
+                    BearerError::Provider => "provider_error",
+                })
+        }
+        (AuthMode::Bearer, None) => Err("no_token"),
+        _ => session_identity(auth, &req).await,
+    };
+
+    let identity = match result {
+        Ok(identity) => identity,
+        Err(reason) => {
+            outcome("unauthenticated", reason);
+            let id = request_id_of(&req);
+            let status = if reason == "store_unavailable" || reason == "provider_error" {
+                GatewayError::Unavailable
+            } else {
+                GatewayError::Unauthenticated
+            };
+            let browser_login = matches!(route.auth, AuthMode::Session | AuthMode::SessionOrBearer)
+                && token.is_none()
+                && status == GatewayError::Unauthenticated
+                && accepts_html(&req);
+            let res = if browser_login {
+                let rd = match req.uri().path_and_query() {
+                    Some(pq) => pq.as_str().to_owned(),
+                    None => "/".to_owned(),
+                };
+                let rd: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+                HttpResponse::Found()
+                    .insert_header((header::LOCATION, format!("/oauth2/login?rd={rd}")))
+                    .insert_header((header::CACHE_CONTROL, "no-store"))
+                    .finish()
+            } else {
+                let mut res = status.to_response(&id);
+                if token.is_some() || route.auth == AuthMode::Bearer {
+                    res.headers_mut().insert(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+                    );
+                }
+                res
+            };
+            return Ok(req.into_response(res).map_into_right_body());
+        }
+    };
+    if !identity.satisfies(route) {
+        outcome("forbidden", "requirement_unmet");
+        let id = request_id_of(&req);
+        return Ok(req
+            .into_response(GatewayError::Forbidden.to_response(&id))
+            .map_into_right_body());
+    }
+    outcome(
+        "authenticated",
+        if token.is_some() { "bearer" } else { "session" },
+    );
+    req.extensions_mut()
+        .insert(AuthenticatedUser(identity.subject.clone()));
+    req.extensions_mut().insert(identity);
+    Ok(next.call(req).await?.map_into_left_body())
+}
