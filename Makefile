@@ -34,8 +34,13 @@ check-config: ## Validate the shipped settings files
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/production.yaml
 
+# The OpenID provider of the auth tests (npm package oidc-provider).
+tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
+	npm ci --prefix tests/oidc --no-audit --no-fund
+	@touch $@
+
 .PHONY: test
-test: ## Run every test (unit, integration, end-to-end)
+test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end)
 	$(CARGO) test --locked --all-targets
 	$(MAKE) --no-print-directory check-config
 

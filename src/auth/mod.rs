@@ -43,7 +43,12 @@ impl Identity {
     /// Reads subject, email, roles (`roles_claim`, a list or a space- or
     /// comma-separated string) and scopes (`scope` string or `scp` list).
     pub fn from_claims(claims: &Value, roles_claim: &str) -> Option<Self> {
-        let subject = claims.get("sub")?.as_str()?.to_owned();
+        // Client-credentials tokens have no user: the client is the subject.
+        let subject = claims
+            .get("sub")
+            .or_else(|| claims.get("client_id"))?
+            .as_str()?
+            .to_owned();
         let list = |v: Option<&Value>| -> Vec<String> {
             match v {
                 Some(Value::Array(items)) => items
@@ -242,5 +247,7 @@ mod tests {
         assert_eq!(id.roles, vec!["admin"]);
         assert_eq!(id.scopes, vec!["x"]);
         assert!(Identity::from_claims(&json!({"email": "no-sub"}), "roles").is_none());
+        let client = Identity::from_claims(&json!({"client_id": "svc", "scope": "a"}), "roles");
+        assert_eq!(client.unwrap().subject, "svc");
     }
 }

@@ -45,7 +45,11 @@ fn accepts_html(req: &ServiceRequest) -> bool {
 }
 
 /// The identity of a session cookie; refreshes tokens close to expiry.
-async fn session_identity(auth: &Auth, req: &ServiceRequest) -> Result<Identity, &'static str> {
+async fn session_identity(
+    auth: &Auth,
+    req: &ServiceRequest,
+    refreshed: &mut bool,
+) -> Result<Identity, &'static str> {
     let cookie =
         session_cookie(req.request(), &auth.settings.session.cookie_name).ok_or("no_session")?;
     let session = auth
@@ -58,8 +62,8 @@ async fn session_identity(auth: &Auth, req: &ServiceRequest) -> Result<Identity,
     let due =
         session.access_expires_at != 0 && now + REFRESH_AHEAD_SECS >= session.access_expires_at;
     if due && auth.sessions.begin_refresh(&cookie) {
-        let refreshed = refresh(auth, &session).await;
-        let outcome = match refreshed {
+        let renewed = refresh(auth, &session).await;
+        let outcome = match renewed {
             Some(fresh) => auth
                 .sessions
                 .save(&cookie, fresh)
@@ -73,6 +77,7 @@ async fn session_identity(auth: &Auth, req: &ServiceRequest) -> Result<Identity,
         };
         auth.sessions.end_refresh(&cookie);
         outcome?;
+        *refreshed = true;
     } else if due && now >= session.access_expires_at {
         // Another request is refreshing, and this token is already dead.
         return Err("refresh_pending");
@@ -113,6 +118,7 @@ pub async fn authenticate(
     };
 
     let token = bearer_token(&req);
+    let mut refreshed = false;
     let result: Result<Identity, &'static str> = match (route.auth, &token) {
         (AuthMode::Bearer | AuthMode::SessionOrBearer, Some(token)) => {
             bearer::authenticate(auth, token)
@@ -125,7 +131,7 @@ pub async fn authenticate(
                 })
         }
         (AuthMode::Bearer, None) => Err("no_token"),
-        _ => session_identity(auth, &req).await,
+        _ => session_identity(auth, &req, &mut refreshed).await,
     };
 
     let identity = match result {
@@ -171,6 +177,9 @@ pub async fn authenticate(
         return Ok(req
             .into_response(GatewayError::Forbidden.to_response(&id))
             .map_into_right_body());
+    }
+    if refreshed {
+        outcome("refreshed", "session");
     }
     outcome(
         "authenticated",

@@ -158,6 +158,7 @@ impl Metrics {
             .register(Box::new(m.ratelimit_redis_decisions.clone()))?;
         m.registry
             .register(Box::new(m.ratelimit_local_keys.clone()))?;
+        m.registry.register(Box::new(m.auth_outcomes.clone()))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
             &["version"],

@@ -3,6 +3,8 @@
 //! test talks to the gateway over TCP exactly as a user would.
 #![allow(dead_code)]
 
+pub mod oidc;
+
 use std::fs::File;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -270,6 +272,23 @@ impl Gateway {
 
     /// Starts with extra command-line arguments and environment variables.
     pub fn spawn_env(yaml: &str, extra_args: &[&str], envs: &[(&str, &str)]) -> Self {
+        Self::spawn_on((free_port(), free_port()), yaml, extra_args, envs)
+    }
+
+    /// Starts on ports chosen beforehand (for settings that must name the
+    /// gateway's own address, such as an OAuth2 redirect URL) and waits.
+    pub async fn start_on(ports: (u16, u16), yaml: &str) -> Self {
+        let gw = Self::spawn_on(ports, yaml, &[], &[]);
+        gw.wait_ready().await;
+        gw
+    }
+
+    pub fn spawn_on(
+        (port, admin_port): (u16, u16),
+        yaml: &str,
+        extra_args: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("gateway.yaml");
         File::create(&config)
@@ -277,8 +296,6 @@ impl Gateway {
             .expect("write config");
         let stdout = dir.path().join("stdout.log");
         let stderr = dir.path().join("stderr.log");
-        let port = free_port();
-        let admin_port = free_port();
         let child = Command::new(GATEWAY_BIN)
             .arg("--config")
             .arg(&config)

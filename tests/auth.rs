@@ -1,0 +1,388 @@
+//! OAuth2 / OpenID Connect end to end: the real gateway binary, a real
+//! OpenID provider (the `oidc-provider` npm package, tests/oidc/), real
+//! upstreams and, for the multi-replica cases, a real redis-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::oidc::{CookieJar, OidcProvider};
+use common::*;
+
+const SECRET: &str = "test-session-secret-0123456789abcdef";
+const API: &str = "urn:gateway:api";
+
+struct Setup {
+    op: OidcProvider,
+    up: Upstream,
+    ports: Vec<(u16, u16)>,
+}
+
+/// A provider that knows the callbacks of `replicas` gateways.
+fn setup(replicas: usize, op_env: &[(&str, &str)]) -> Setup {
+    let ports: Vec<(u16, u16)> = (0..replicas).map(|_| (free_port(), free_port())).collect();
+    let callbacks: Vec<String> = ports
+        .iter()
+        .map(|(p, _)| format!("http://127.0.0.1:{p}/oauth2/callback"))
+        .collect();
+    Setup {
+        op: OidcProvider::start_with_env(&callbacks, op_env),
+        up: spawn_upstream("app"),
+        ports,
+    }
+}
+
+fn config(s: &Setup, replica: usize, extra: &str) -> String {
+    let port = s.ports[replica].0;
+    format!(
+        r#"{extra}
+upstreams: {{u: {{targets: ["{up}"]}}}}
+auth:
+  provider:
+    issuer: "{issuer}"
+    client_id: gateway
+    client_secret: gateway-secret
+    audiences: ["{API}"]
+    scopes: [openid, email, roles, offline_access]
+    redirect_url: "http://127.0.0.1:{port}/oauth2/callback"
+  allowed_redirect_hosts: ["app.example.test"]
+  session: {{secret: "{SECRET}", cookie_secure: false, cache_ttl_secs: 1}}
+routes:
+  - {{name: app, path_prefix: /app, upstream: u, auth: session}}
+  - {{name: admin, path_prefix: /admin, upstream: u, auth: session, require: {{roles: [admin]}}}}
+  - {{name: api, path_prefix: /api, upstream: u, auth: bearer, require: {{scopes: ["api:read"]}}}}
+  - {{name: mixed, path_prefix: /mixed, upstream: u, auth: session_or_bearer}}
+  - {{name: public, path_prefix: /, upstream: u}}
+"#,
+        up = s.up.url(),
+        issuer = s.op.issuer,
+    )
+}
+
+/// Logs `login` in through the gateway like a browser; returns the session
+/// cookie value and the callback response's Set-Cookie header.
+async fn browser_session(
+    op: &OidcProvider,
+    gw: &Gateway,
+    login: &str,
+    rd: &str,
+) -> (String, String) {
+    let mut jar = CookieJar::new();
+    let start = gw.url(&format!("/oauth2/login?rd={rd}"));
+    let outcome = op.browser_login(&start, login, &mut jar).await;
+    assert!(
+        outcome
+            .callback_url
+            .starts_with(&gw.url("/oauth2/callback")),
+        "login ended at {}",
+        outcome.callback_url
+    );
+    let res = client().get(&outcome.callback_url).send().await.unwrap();
+    assert_eq!(res.status(), 302, "callback answers with a redirect");
+    assert_eq!(hdr(&res, "location"), rd);
+    let set_cookie = hdr(&res, "set-cookie");
+    let value = set_cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.strip_prefix("gateway_session="))
+        .expect("session cookie")
+        .to_owned();
+    (value, set_cookie)
+}
+
+async fn get_with_cookie(gw: &Gateway, path: &str, cookie: &str) -> (u16, serde_json::Value) {
+    let mut res = client()
+        .get(gw.url(path))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .insert_header(("x-auth-subject", "spoofed"))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let body = res.body().limit(1 << 20).await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+fn upstream_header(echo: &serde_json::Value, name: &str) -> String {
+    echo["headers"][name][0].as_str().unwrap_or("").to_owned()
+}
+
+#[actix_rt::test]
+async fn browser_login_creates_a_server_side_session() {
+    let s = setup(1, &[]);
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "")).await;
+    let c = client();
+
+    // Browsers are sent to login; API clients get a JSON 401.
+    let res = c
+        .get(gw.url("/app/page?x=1"))
+        .insert_header(("accept", "text/html,application/xhtml+xml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert_eq!(
+        hdr(&res, "location"),
+        "/oauth2/login?rd=%2Fapp%2Fpage%3Fx%3D1"
+    );
+    let mut res = c.get(gw.url("/app/page")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        json_body(&mut res).await["error"]["code"],
+        "unauthenticated"
+    );
+
+    let (cookie, set_cookie) = browser_session(&s.op, &gw, "alice", "/app/page").await;
+    assert_eq!(cookie.len(), 43, "a 256-bit random id, nothing else");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/", "Max-Age=28800"] {
+        assert!(set_cookie.contains(flag), "{flag} missing: {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Secure"), "cookie_secure: false");
+
+    let (status, echo) = get_with_cookie(&gw, "/app/page", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        upstream_header(&echo, "x-auth-subject"),
+        "alice",
+        "spoofed header replaced"
+    );
+    assert_eq!(upstream_header(&echo, "x-auth-email"), "alice@example.test");
+    assert_eq!(upstream_header(&echo, "x-auth-roles"), "user");
+    assert!(upstream_header(&echo, "x-auth-scopes").contains("openid"));
+    assert!(
+        echo["headers"].get("cookie").is_some(),
+        "cookies still reach the upstream"
+    );
+
+    let (status, info) = get_with_cookie(&gw, "/oauth2/userinfo", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(info["sub"], "alice");
+    assert_eq!(info["email"], "alice@example.test");
+    let res = c.get(gw.url("/oauth2/userinfo")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+
+    // Roles: alice is no admin; an admin login is.
+    assert_eq!(get_with_cookie(&gw, "/admin/x", &cookie).await.0, 403);
+    let (admin_cookie, _) = browser_session(&s.op, &gw, "the-admin", "/admin/x").await;
+    assert_eq!(get_with_cookie(&gw, "/admin/x", &admin_cookie).await.0, 200);
+
+    // A forged cookie is just unauthenticated.
+    assert_eq!(
+        get_with_cookie(&gw, "/app/page", "forged-value").await.0,
+        401
+    );
+
+    let logs = gw.stdout_text();
+    assert!(!logs.contains(&cookie), "session id never logged");
+    let logged_user = eventually(Duration::from_secs(3), || {
+        let hit = gw
+            .log_lines()
+            .into_iter()
+            .any(|l| l["path"] == "/app/page" && l["status"] == 200 && l["user"] == "alice");
+        async move { hit }
+    })
+    .await;
+    assert!(logged_user, "the access log names the user");
+}
+
+#[actix_rt::test]
+async fn login_state_is_one_time_and_redirects_are_checked() {
+    let s = setup(1, &[]);
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "")).await;
+    let c = client();
+
+    let mut jar = CookieJar::new();
+    let outcome =
+        s.op.browser_login(&gw.url("/oauth2/login?rd=/app"), "bob", &mut jar)
+            .await;
+    let callback = outcome.callback_url.clone();
+    // Tampered state: refused, and the real one still works once.
+    let tampered = callback.replace("state=", "state=x");
+    let mut res = c.get(&tampered).send().await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(json_body(&mut res).await["error"]["code"], "bad_request");
+    assert_eq!(c.get(&callback).send().await.unwrap().status(), 302);
+    // Replayed: the pre-login record is gone.
+    assert_eq!(c.get(&callback).send().await.unwrap().status(), 400);
+
+    // Open redirects are refused; allowed hosts and relative paths work.
+    for bad in [
+        "https://evil.example/x",
+        "//evil.example/x",
+        "/\\evil.example",
+    ] {
+        let url = format!("/oauth2/login?rd={}", urlencode(bad));
+        assert_eq!(
+            c.get(gw.url(&url)).send().await.unwrap().status(),
+            400,
+            "{bad}"
+        );
+    }
+    let ok = format!(
+        "/oauth2/login?rd={}",
+        urlencode("https://app.example.test/home")
+    );
+    let res = c.get(gw.url(&ok)).send().await.unwrap();
+    assert_eq!(res.status(), 302);
+    let location = hdr(&res, "location");
+    assert!(location.starts_with(&s.op.issuer), "{location}");
+    for param in [
+        "code_challenge_method=S256",
+        "code_challenge=",
+        "state=",
+        "nonce=",
+    ] {
+        assert!(location.contains(param), "{param} missing in {location}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[actix_rt::test]
+async fn bearer_tokens_jwt_and_introspection() {
+    let s = setup(1, &[]);
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "")).await;
+    let c = client();
+    let call = |token: String, path: &'static str| {
+        let req = client()
+            .get(gw.url(path))
+            .insert_header(("authorization", format!("Bearer {token}")));
+        async move { req.send().await.unwrap() }
+    };
+
+    // JWT, validated locally against the provider's JWKS.
+    let jwt = s.op.client_credentials_token(Some(API), "api:read").await;
+    assert_eq!(jwt.split('.').count(), 3);
+    let mut res = call(jwt.clone(), "/api/things").await;
+    assert_eq!(res.status(), 200);
+    let echo = json_body(&mut res).await;
+    assert_eq!(upstream_header(&echo, "x-auth-subject"), "gateway");
+    assert!(upstream_header(&echo, "x-auth-scopes").contains("api:read"));
+    assert!(
+        echo["headers"].get("authorization").is_some(),
+        "the token goes upstream"
+    );
+
+    // Valid token, missing scope: 403.
+    let write_only = s.op.client_credentials_token(Some(API), "api:write").await;
+    assert_eq!(call(write_only, "/api/things").await.status(), 403);
+
+    // A tampered signature and garbage are 401 with WWW-Authenticate.
+    let mut forged = jwt.clone();
+    forged.truncate(forged.len() - 4);
+    forged.push_str("AAAA");
+    let res = call(forged, "/api/things").await;
+    assert_eq!(res.status(), 401);
+    assert!(hdr(&res, "www-authenticate").starts_with("Bearer"));
+    assert_eq!(call("not.a.jwt".into(), "/api/things").await.status(), 401);
+    let res = c.get(gw.url("/api/things")).send().await.unwrap();
+    assert_eq!(res.status(), 401, "no token");
+
+    // Opaque token: introspection; revoked tokens stop working once the
+    // introspection cache (cache_ttl_secs: 1) lets go.
+    let opaque = s.op.client_credentials_token(None, "api:read").await;
+    assert_eq!(opaque.split('.').count(), 1);
+    assert_eq!(call(opaque.clone(), "/api/things").await.status(), 200);
+    s.op.revoke(&opaque).await;
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(call(opaque, "/api/things").await.status(), 401);
+
+    // session_or_bearer takes either.
+    assert_eq!(call(jwt, "/mixed/x").await.status(), 200);
+    let metrics = gw.metrics().await;
+    assert!(metrics.contains(
+        "gateway_auth_outcomes_total{reason=\"bearer\",result=\"authenticated\",route=\"api\"}"
+    ));
+    assert!(metrics.contains("result=\"forbidden\""));
+}
+
+#[actix_rt::test]
+async fn logout_ends_the_session_on_every_replica() {
+    let redis = RedisServer::start();
+    let s = setup(2, &[]);
+    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let a = Gateway::start_on(s.ports[0], &config(&s, 0, &redis_yaml)).await;
+    let b = Gateway::start_on(s.ports[1], &config(&s, 1, &redis_yaml)).await;
+
+    let (cookie, _) = browser_session(&s.op, &a, "carol", "/app").await;
+    assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 200);
+    assert_eq!(
+        get_with_cookie(&b, "/app/x", &cookie).await.0,
+        200,
+        "shared through Redis"
+    );
+    // Redis holds a sealed session under the id's hash, never the id.
+    let keys = redis.cli(&["KEYS", "gw:session:*"]).unwrap();
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+    assert!(!keys.contains(&cookie));
+    let stored = redis.cli(&["GET", keys.trim()]).unwrap();
+    assert!(!stored.contains("carol"), "session contents are encrypted");
+
+    // Cross-site GET logout is refused; POST works.
+    let res = client()
+        .get(a.url("/oauth2/logout"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .insert_header(("sec-fetch-site", "cross-site"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    let res = client()
+        .post(a.url("/oauth2/logout"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        hdr(&res, "set-cookie").contains("Max-Age=0"),
+        "cookie cleared"
+    );
+    assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 401);
+    // Replica b drops its cached copy within cache_ttl_secs (1 s).
+    let gone = eventually(Duration::from_secs(3), || {
+        let b = &b;
+        let cookie = cookie.clone();
+        async move { get_with_cookie(b, "/app/x", &cookie).await.0 == 401 }
+    })
+    .await;
+    assert!(gone, "logout seen by the other replica");
+}
+
+#[actix_rt::test]
+async fn tokens_close_to_expiry_are_refreshed_transparently() {
+    // Access tokens live 20 s: inside the 30 s refresh window from the start.
+    let s = setup(1, &[("OIDC_ACCESS_TOKEN_TTL", "20")]);
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "")).await;
+    let (cookie, _) = browser_session(&s.op, &gw, "dave", "/app").await;
+    assert_eq!(get_with_cookie(&gw, "/app/1", &cookie).await.0, 200);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(
+            "gateway_auth_outcomes_total{reason=\"session\",result=\"refreshed\",route=\"app\"} 1"
+        ),
+        "{metrics}"
+    );
+    // Concurrent requests after the refresh all pass.
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let url = gw.url(&format!("/app/{i}"));
+        let cookie = cookie.clone();
+        tasks.push(actix_rt::spawn(async move {
+            client()
+                .get(url)
+                .insert_header(("cookie", format!("gateway_session={cookie}")))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+}
