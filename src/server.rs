@@ -98,6 +98,21 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         .await
         .map_err(other)?;
     let any_auth = auth.is_some();
+    if let (Some(auth), Some(redis)) = (&auth, &settings.redis) {
+        if !redis.cluster {
+            let client = redis::Client::open(redis.urls[0].as_str()).map_err(other)?;
+            let actor = crate::actors::session_cache::SessionCacheActor::new(
+                client,
+                auth.sessions.cache_handle(),
+                log.clone(),
+            );
+            let arbiter = actix::Arbiter::new();
+            crate::actors::session_cache::SessionCacheActor::start_in_arbiter(
+                &arbiter.handle(),
+                move |_| actor,
+            );
+        }
+    }
 
     // 4. Shared state, read by every worker.
     let server_settings = settings.server.clone();

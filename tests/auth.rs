@@ -33,6 +33,10 @@ fn setup(replicas: usize, op_env: &[(&str, &str)]) -> Setup {
 }
 
 fn config(s: &Setup, replica: usize, extra: &str) -> String {
+    config_ttl(s, replica, extra, 1)
+}
+
+fn config_ttl(s: &Setup, replica: usize, extra: &str, cache_ttl_secs: u64) -> String {
     let port = s.ports[replica].0;
     format!(
         r#"{extra}
@@ -46,7 +50,7 @@ auth:
     scopes: [openid, email, roles, offline_access]
     redirect_url: "http://127.0.0.1:{port}/oauth2/callback"
   allowed_redirect_hosts: ["app.example.test"]
-  session: {{secret: "{SECRET}", cookie_secure: false, cache_ttl_secs: 1}}
+  session: {{secret: "{SECRET}", cookie_secure: false, cache_ttl_secs: {cache_ttl_secs}}}
 routes:
   - {{name: app, path_prefix: /app, upstream: u, auth: session}}
   - {{name: admin, path_prefix: /admin, upstream: u, auth: session, require: {{roles: [admin]}}}}
@@ -306,8 +310,9 @@ async fn logout_ends_the_session_on_every_replica() {
     let redis = RedisServer::start();
     let s = setup(2, &[]);
     let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
-    let a = Gateway::start_on(s.ports[0], &config(&s, 0, &redis_yaml)).await;
-    let b = Gateway::start_on(s.ports[1], &config(&s, 1, &redis_yaml)).await;
+    // A long cache TTL: only the pub/sub invalidation can make b notice.
+    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
+    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
 
     let (cookie, _) = browser_session(&s.op, &a, "carol", "/app").await;
     assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 200);
@@ -344,8 +349,9 @@ async fn logout_ends_the_session_on_every_replica() {
         "cookie cleared"
     );
     assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 401);
-    // Replica b drops its cached copy within cache_ttl_secs (1 s).
-    let gone = eventually(Duration::from_secs(3), || {
+    // Replica b drops its cached copy at once (pub/sub), long before
+    // its cache TTL of 300 s.
+    let gone = eventually(Duration::from_secs(2), || {
         let b = &b;
         let cookie = cookie.clone();
         async move { get_with_cookie(b, "/app/x", &cookie).await.0 == 401 }

@@ -204,14 +204,27 @@ impl SessionStore {
             Backend::Memory { sessions, .. } => sessions.invalidate(&key),
             Backend::Redis { pool } => {
                 let mut conn = Self::conn(pool).await?;
-                redis::cmd("DEL")
+                // Delete, then tell every replica to drop its cached copy.
+                redis::pipe()
+                    .cmd("DEL")
                     .arg(session_key(&key))
+                    .ignore()
+                    .cmd("PUBLISH")
+                    .arg(crate::actors::session_cache::INVALIDATION_CHANNEL)
+                    .arg(&key)
+                    .ignore()
                     .query_async::<()>(&mut conn)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
             }
         }
         Ok(())
+    }
+
+    /// The replica-local cache of Redis sessions (for the invalidation
+    /// subscriber).
+    pub fn cache_handle(&self) -> Cache<String, Arc<Session>> {
+        self.cache.clone()
     }
 
     /// True when this caller should refresh the session's tokens; false
