@@ -392,3 +392,52 @@ async fn tokens_close_to_expiry_are_refreshed_transparently() {
         assert_eq!(t.await.unwrap().unwrap(), 200);
     }
 }
+
+#[actix_rt::test]
+async fn two_replicas_refresh_a_session_exactly_once() {
+    let redis = RedisServer::start();
+    // 35 s tokens: due for refresh 5 s after login (30 s ahead of expiry).
+    let s = setup(2, &[("OIDC_ACCESS_TOKEN_TTL", "35")]);
+    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
+    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
+    let (cookie, _) = browser_session(&s.op, &a, "erin", "/app").await;
+    assert_eq!(get_with_cookie(&b, "/app/warm", &cookie).await.0, 200);
+    actix_rt::time::sleep(Duration::from_millis(5500)).await;
+
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let url = if i % 2 == 0 {
+            a.url("/app/r")
+        } else {
+            b.url("/app/r")
+        };
+        let cookie = cookie.clone();
+        tasks.push(actix_rt::spawn(async move {
+            client()
+                .get(url)
+                .insert_header(("cookie", format!("gateway_session={cookie}")))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 200);
+    }
+    let refreshes = |metrics: String| -> u64 {
+        metrics
+            .lines()
+            .find(|l| {
+                l.starts_with("gateway_auth_outcomes_total") && l.contains("result=\"refreshed\"")
+            })
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let total = refreshes(a.metrics().await) + refreshes(b.metrics().await);
+    assert_eq!(
+        total, 1,
+        "one refresh for 16 concurrent requests on two replicas"
+    );
+}

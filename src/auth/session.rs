@@ -90,6 +90,17 @@ fn session_key(id_digest: &str) -> String {
     format!("gw:session:{id_digest}")
 }
 
+fn refresh_lock_key(id_digest: &str) -> String {
+    format!("gw:refresh-lock:{id_digest}")
+}
+
+/// How long a refresh lock holds without renewal.
+pub const REFRESH_LEASE: Duration = Duration::from_secs(5);
+const RENEW_IF_OWNER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end";
+const DELETE_IF_OWNER: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
+    return redis.call('DEL', KEYS[1]) else return 0 end";
+
 fn pre_login_key(state_digest: &str) -> String {
     format!("gw:prelogin:{state_digest}")
 }
@@ -219,6 +230,59 @@ impl SessionStore {
             }
         }
         Ok(())
+    }
+
+    /// Takes the cluster-wide refresh lock of a session (Redis), so that one
+    /// replica refreshes while the others wait for its result. Memory
+    /// stores are single-replica: always granted.
+    pub async fn lock_refresh(&self, session_id: &str, owner: &str) -> Result<bool, StoreError> {
+        let Backend::Redis { pool } = &self.backend else {
+            return Ok(true);
+        };
+        let mut conn = Self::conn(pool).await?;
+        let granted: Option<String> = redis::cmd("SET")
+            .arg(refresh_lock_key(&digest(session_id)))
+            .arg(owner)
+            .arg("NX")
+            .arg("PX")
+            .arg(REFRESH_LEASE.as_millis() as u64)
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        Ok(granted.is_some())
+    }
+
+    /// Extends the lease while the refresh is still running.
+    pub async fn renew_refresh(&self, session_id: &str, owner: &str) {
+        if let Backend::Redis { pool } = &self.backend {
+            if let Ok(mut conn) = Self::conn(pool).await {
+                let _: Result<i64, _> = redis::Script::new(RENEW_IF_OWNER)
+                    .key(refresh_lock_key(&digest(session_id)))
+                    .arg(owner)
+                    .arg(REFRESH_LEASE.as_millis() as u64)
+                    .invoke_async(&mut conn)
+                    .await;
+            }
+        }
+    }
+
+    pub async fn unlock_refresh(&self, session_id: &str, owner: &str) {
+        if let Backend::Redis { pool } = &self.backend {
+            if let Ok(mut conn) = Self::conn(pool).await {
+                let _: Result<i64, _> = redis::Script::new(DELETE_IF_OWNER)
+                    .key(refresh_lock_key(&digest(session_id)))
+                    .arg(owner)
+                    .invoke_async(&mut conn)
+                    .await;
+            }
+        }
+    }
+
+    /// The stored session, bypassing this replica's cache (to see another
+    /// replica's refresh).
+    pub async fn load_fresh(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        self.cache.invalidate(&digest(session_id));
+        self.load(session_id).await
     }
 
     /// The replica-local cache of Redis sessions (for the invalidation

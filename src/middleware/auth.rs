@@ -19,7 +19,7 @@ use super::access_log::AuthenticatedUser;
 use super::context::{request_id_of, MatchedRoute};
 use crate::auth::bearer::{self, BearerError};
 use crate::auth::oauth::{refresh, session_cookie};
-use crate::auth::session::unix_now;
+use crate::auth::session::{unix_now, Session, REFRESH_LEASE};
 use crate::auth::{Auth, Identity};
 use crate::error::GatewayError;
 use crate::settings::AuthMode;
@@ -27,6 +27,9 @@ use crate::state::Gateway;
 
 /// Refresh an access token this long before it expires.
 const REFRESH_AHEAD_SECS: u64 = 30;
+/// How long a request waits for another replica's refresh.
+const REFRESH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+const REFRESH_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 fn bearer_token(req: &ServiceRequest) -> Option<String> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
@@ -61,33 +64,103 @@ async fn session_identity(
     let now = unix_now();
     let due =
         session.access_expires_at != 0 && now + REFRESH_AHEAD_SECS >= session.access_expires_at;
-    if due && auth.sessions.begin_refresh(&cookie) {
-        let renewed = refresh(auth, &session).await;
-        let outcome = match renewed {
-            Some(fresh) => auth
-                .sessions
-                .save(&cookie, fresh)
-                .await
-                .map_err(|_| "store_unavailable"),
-            // A refresh the provider refuses ends the session.
-            None => {
-                let _ = auth.sessions.delete(&cookie).await;
-                Err("refresh_failed")
-            }
-        };
+    if !due {
+        return Ok(identity_of(&session));
+    }
+    // One refresh per session: single flight inside this replica, and a
+    // Redis lock (lease renewed while it runs) across replicas.
+    if auth.sessions.begin_refresh(&cookie) {
+        let result = refresh_once(auth, &cookie, &session, refreshed).await;
         auth.sessions.end_refresh(&cookie);
-        outcome?;
-        *refreshed = true;
-    } else if due && now >= session.access_expires_at {
-        // Another request is refreshing, and this token is already dead.
+        return result;
+    }
+    if now >= session.access_expires_at {
+        // Another request of this replica is refreshing a token already dead.
         return Err("refresh_pending");
     }
-    Ok(Identity {
+    Ok(identity_of(&session))
+}
+
+fn identity_of(session: &Session) -> Identity {
+    Identity {
         subject: session.subject.clone(),
         email: session.email.clone(),
         roles: session.roles.clone(),
         scopes: session.scopes.clone(),
-    })
+    }
+}
+
+async fn refresh_once(
+    auth: &Auth,
+    cookie: &str,
+    session: &Session,
+    refreshed: &mut bool,
+) -> Result<Identity, &'static str> {
+    let owner = crate::auth::crypto::random_token();
+    let locked = auth
+        .sessions
+        .lock_refresh(cookie, &owner)
+        .await
+        .map_err(|_| "store_unavailable")?;
+    if !locked {
+        // Another replica refreshes: wait for its result.
+        let deadline = std::time::Instant::now() + REFRESH_WAIT;
+        while std::time::Instant::now() < deadline {
+            actix_rt::time::sleep(REFRESH_POLL).await;
+            match auth.sessions.load_fresh(cookie).await {
+                Ok(Some(s)) if s.access_expires_at > session.access_expires_at => {
+                    return Ok(identity_of(&s));
+                }
+                Ok(None) => return Err("refresh_failed"),
+                _ => {}
+            }
+        }
+        return if unix_now() < session.access_expires_at {
+            Ok(identity_of(session))
+        } else {
+            Err("refresh_pending")
+        };
+    }
+    // Another replica may have finished just before we took the lock.
+    if let Ok(Some(latest)) = auth.sessions.load_fresh(cookie).await {
+        if latest.access_expires_at > session.access_expires_at {
+            auth.sessions.unlock_refresh(cookie, &owner).await;
+            return Ok(identity_of(&latest));
+        }
+    }
+    let renew = async {
+        loop {
+            actix_rt::time::sleep(REFRESH_LEASE / 2).await;
+            auth.sessions.renew_refresh(cookie, &owner).await;
+        }
+    };
+    let work = refresh(auth, session);
+    futures_util::pin_mut!(work);
+    futures_util::pin_mut!(renew);
+    let renewed = match futures_util::future::select(work, renew).await {
+        futures_util::future::Either::Left((result, _)) => result,
+        futures_util::future::Either::Right(((), _)) => None,
+    };
+    let outcome = match renewed {
+        Some(fresh) => {
+            let identity = identity_of(&fresh);
+            auth.sessions
+                .save(cookie, fresh)
+                .await
+                .map(|()| identity)
+                .map_err(|_| "store_unavailable")
+        }
+        // A refresh the provider refuses ends the session.
+        None => {
+            let _ = auth.sessions.delete(cookie).await;
+            Err("refresh_failed")
+        }
+    };
+    auth.sessions.unlock_refresh(cookie, &owner).await;
+    if outcome.is_ok() {
+        *refreshed = true;
+    }
+    outcome
 }
 
 pub async fn authenticate(
