@@ -40,9 +40,11 @@ tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
 	@touch $@
 
 .PHONY: test
-test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end)
+test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, manifests, monitoring)
 	$(CARGO) test --locked --all-targets
 	$(MAKE) --no-print-directory check-config
+	bash scripts/check-k8s.sh
+	bash scripts/check-monitoring.sh
 
 .PHONY: lint
 lint: ## rustfmt check and clippy with warnings as errors

@@ -9,29 +9,13 @@ use std::time::Instant;
 
 use actix_web::http::Method;
 use gateway::routing::RouteTable;
-use gateway::settings::{AuthMode, RouteSettings};
+use gateway::settings::RouteSettings;
 
 fn table(n: usize) -> RouteTable {
     let mut routes: Vec<RouteSettings> = (0..n)
-        .map(|i| RouteSettings {
-            name: format!("r{i}"),
-            path_prefix: format!("/svc{i}/v1"),
-            methods: vec![],
-            host: None,
-            upstream: 0,
-            strip_prefix: None,
-            auth: AuthMode::None,
-            require_scopes: vec![],
-            require_roles: vec![],
-            rate_limits: vec![],
-            preserve_host: false,
-        })
+        .map(|i| RouteSettings::prefix_only(&format!("r{i}"), &format!("/svc{i}/v1")))
         .collect();
-    routes.push(RouteSettings {
-        name: "root".into(),
-        path_prefix: "/".into(),
-        ..routes[0].clone()
-    });
+    routes.push(RouteSettings::prefix_only("root", "/"));
     RouteTable::new(routes)
 }
 

@@ -254,24 +254,15 @@ pub fn is_normal(raw: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::AuthMode;
 
     fn route(name: &str, prefix: &str, methods: &[&str], host: Option<&str>) -> RouteSettings {
         RouteSettings {
-            name: name.into(),
-            path_prefix: prefix.into(),
             methods: methods
                 .iter()
                 .map(|m| Method::from_bytes(m.as_bytes()).unwrap())
                 .collect(),
             host: host.map(str::to_owned),
-            upstream: 0,
-            strip_prefix: None,
-            auth: AuthMode::None,
-            require_scopes: vec![],
-            require_roles: vec![],
-            rate_limits: vec![],
-            preserve_host: false,
+            ..RouteSettings::prefix_only(name, prefix)
         }
     }
 

@@ -375,22 +375,29 @@ async fn tokens_close_to_expiry_are_refreshed_transparently() {
         "{metrics}"
     );
     // Concurrent requests after the refresh all pass.
-    let mut tasks = Vec::new();
-    for i in 0..10 {
-        let url = gw.url(&format!("/app/{i}"));
-        let cookie = cookie.clone();
-        tasks.push(actix_rt::spawn(async move {
-            client()
+    let urls: Vec<String> = (0..10).map(|i| gw.url(&format!("/app/{i}"))).collect();
+    assert!(concurrent_gets(urls, &cookie)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+}
+
+/// GETs every URL at once with the session cookie; the statuses in order.
+async fn concurrent_gets(urls: Vec<String>, cookie: &str) -> Vec<u16> {
+    let tasks: Vec<_> = urls
+        .into_iter()
+        .map(|url| {
+            let req = client()
                 .get(url)
-                .insert_header(("cookie", format!("gateway_session={cookie}")))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }));
-    }
+                .insert_header(("cookie", format!("gateway_session={cookie}")));
+            actix_rt::spawn(async move { req.send().await.map(|r| r.status().as_u16()) })
+        })
+        .collect();
+    let mut statuses = Vec::new();
     for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), 200);
+        statuses.push(t.await.unwrap().unwrap_or(0));
     }
+    statuses
 }
 
 #[actix_rt::test]
@@ -405,26 +412,19 @@ async fn two_replicas_refresh_a_session_exactly_once() {
     assert_eq!(get_with_cookie(&b, "/app/warm", &cookie).await.0, 200);
     actix_rt::time::sleep(Duration::from_millis(5500)).await;
 
-    let mut tasks = Vec::new();
-    for i in 0..16 {
-        let url = if i % 2 == 0 {
-            a.url("/app/r")
-        } else {
-            b.url("/app/r")
-        };
-        let cookie = cookie.clone();
-        tasks.push(actix_rt::spawn(async move {
-            client()
-                .get(url)
-                .insert_header(("cookie", format!("gateway_session={cookie}")))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        }));
-    }
-    for t in tasks {
-        assert_eq!(t.await.unwrap().unwrap(), 200);
-    }
+    let urls: Vec<String> = (0..16)
+        .map(|i| {
+            if i % 2 == 0 {
+                a.url("/app/r")
+            } else {
+                b.url("/app/r")
+            }
+        })
+        .collect();
+    assert!(concurrent_gets(urls, &cookie)
+        .await
+        .iter()
+        .all(|s| *s == 200));
     let refreshes = |metrics: String| -> u64 {
         metrics
             .lines()

@@ -211,6 +211,26 @@ pub struct RouteSettings {
     pub preserve_host: bool,
 }
 
+impl RouteSettings {
+    /// A route on `path_prefix` to upstream 0 with nothing else set: the
+    /// starting point for route tables built in code (tests, benchmarks).
+    pub fn prefix_only(name: &str, path_prefix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            methods: Vec::new(),
+            host: None,
+            upstream: 0,
+            strip_prefix: None,
+            auth: AuthMode::None,
+            require_scopes: Vec::new(),
+            require_roles: Vec::new(),
+            rate_limits: Vec::new(),
+            preserve_host: false,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Loading
 // ---------------------------------------------------------------------------
