@@ -18,6 +18,7 @@ pub mod error;
 pub mod middleware;
 pub mod proxy;
 pub mod ratelimit;
+pub mod redis_pool;
 pub mod routing;
 pub mod server;
 pub mod settings;

@@ -17,7 +17,7 @@ use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
 use slog::{error, info, Logger};
 
-use crate::actors::rate_limiter::{Backend, RateLimiterActor};
+use crate::actors::rate_limiter::RateLimiterActor;
 use crate::middleware::{
     access_log::access_log, auth::authenticate, rate_limit::rate_limit, request_id::request_id,
     route_match::route_match,
@@ -25,7 +25,7 @@ use crate::middleware::{
 use crate::proxy::{forward, UpstreamClients};
 use crate::ratelimit::store::{ClusterStore, StoreHealth};
 use crate::ratelimit::RateLimits;
-use crate::settings::RedisSettings;
+use crate::redis_pool::RedisPool;
 use crate::settings::Settings;
 use crate::state::Gateway;
 use crate::state::RateLimitParts;
@@ -63,7 +63,7 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         None
     } else {
         let backend = match &settings.redis {
-            Some(redis) => Some(redis_backend(redis).map_err(other)?),
+            Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
             None => None,
         };
         let command_timeout = settings
@@ -91,15 +91,16 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
 
     // 3. Auth: provider discovery, JWKS, session store (Redis when set).
     let session_pool = match &settings.redis {
-        Some(redis) if !redis.cluster => Some(redis_pool(redis).map_err(other)?),
-        _ => None,
+        Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
+        None => None,
     };
     let auth = crate::auth::build(&settings, session_pool)
         .await
         .map_err(other)?;
     let any_auth = auth.is_some();
     if let (Some(auth), Some(redis)) = (&auth, &settings.redis) {
-        if !redis.cluster {
+        {
+            // Cluster PUBLISH reaches subscribers on every node: one seed is enough.
             let client = redis::Client::open(redis.urls[0].as_str()).map_err(other)?;
             let actor = crate::actors::session_cache::SessionCacheActor::new(
                 client,
@@ -210,33 +211,6 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         error!(log, "proxy listener failed"; "error" => %e);
     }
     proxy_result.and(admin_result)
-}
-
-fn pool_config(redis: &RedisSettings) -> deadpool_redis::PoolConfig {
-    let mut pool = deadpool_redis::PoolConfig::new(redis.pool_size);
-    pool.timeouts.wait = Some(redis.command_timeout);
-    pool.timeouts.create = Some(redis.command_timeout);
-    pool.timeouts.recycle = Some(redis.command_timeout);
-    pool
-}
-
-fn redis_pool(redis: &RedisSettings) -> Result<deadpool_redis::Pool, String> {
-    let mut cfg = deadpool_redis::Config::from_url(redis.urls[0].clone());
-    cfg.pool = Some(pool_config(redis));
-    cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| format!("redis pool: {e}"))
-}
-
-fn redis_backend(redis: &RedisSettings) -> Result<Backend, String> {
-    if redis.cluster {
-        let mut cfg = deadpool_redis::cluster::Config::from_urls(redis.urls.clone());
-        cfg.pool = Some(pool_config(redis));
-        cfg.create_pool(Some(deadpool_redis::Runtime::Tokio1))
-            .map(Backend::Cluster)
-            .map_err(|e| format!("redis cluster pool: {e}"))
-    } else {
-        redis_pool(redis).map(Backend::Single)
-    }
 }
 
 async fn wait_for_signal() -> &'static str {

@@ -441,3 +441,28 @@ async fn two_replicas_refresh_a_session_exactly_once() {
         "one refresh for 16 concurrent requests on two replicas"
     );
 }
+
+#[actix_rt::test]
+async fn sessions_are_shared_on_a_redis_cluster() {
+    let cluster = RedisCluster::start();
+    let s = setup(2, &[]);
+    let redis_yaml = format!("redis: {{url: \"{}\", cluster: true}}", cluster.urls());
+    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
+    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
+    let (cookie, _) = browser_session(&s.op, &a, "frank", "/app").await;
+    assert_eq!(get_with_cookie(&b, "/app/x", &cookie).await.0, 200);
+    let res = client()
+        .post(b.url("/oauth2/logout"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let gone = eventually(Duration::from_secs(2), || {
+        let a = &a;
+        let cookie = cookie.clone();
+        async move { get_with_cookie(a, "/app/x", &cookie).await.0 == 401 }
+    })
+    .await;
+    assert!(gone, "logout on b seen by a through the cluster");
+}

@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::ratelimit::store::{StoreError, StoreHealth};
 use crate::ratelimit::{Decision, RateLimits};
+use crate::redis_pool::RedisPool;
 use crate::telemetry::metrics::Metrics;
 
 /// GCRA over Redis time, in microseconds. KEYS[1]: state key holding the
@@ -64,11 +65,7 @@ impl Message for Flush {
 }
 
 /// Where the GCRA state lives.
-#[derive(Clone)]
-pub enum Backend {
-    Single(deadpool_redis::Pool),
-    Cluster(deadpool_redis::cluster::Pool),
-}
+pub type Backend = RedisPool;
 
 pub struct RateLimiterActor {
     backend: Option<Backend>,
@@ -227,17 +224,8 @@ fn decision((allowed, remaining, retry_us, reset_us): ScriptResult, capacity: u6
 }
 
 async fn ping(backend: &Backend) -> Result<(), StoreError> {
-    let cmd = redis::cmd("PING");
-    match backend {
-        Backend::Single(pool) => {
-            let mut conn = pool.get().await.map_err(|_| StoreError::Unreachable)?;
-            cmd.query_async::<()>(&mut conn).await?;
-        }
-        Backend::Cluster(pool) => {
-            let mut conn = pool.get().await.map_err(|_| StoreError::Unreachable)?;
-            cmd.query_async::<()>(&mut conn).await?;
-        }
-    }
+    let mut conn = backend.get().await.map_err(|_| StoreError::Unreachable)?;
+    redis::cmd("PING").query_async::<()>(&mut conn).await?;
     Ok(())
 }
 

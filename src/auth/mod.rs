@@ -172,7 +172,7 @@ pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
 /// Builds the auth state when some route uses auth; `None` otherwise.
 pub async fn build(
     settings: &Settings,
-    redis_pool: Option<deadpool_redis::Pool>,
+    redis_pool: Option<crate::redis_pool::RedisPool>,
 ) -> Result<Option<Auth>, String> {
     let uses_auth = settings
         .routes

@@ -14,6 +14,7 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{digest, SessionCrypto};
+use crate::redis_pool::{PooledConnection, RedisPool};
 
 /// Pre-login records live this long: the user has this much time to log in.
 pub const PRE_LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -72,7 +73,7 @@ enum Backend {
         pre_login: Cache<String, Arc<PreLogin>>,
     },
     Redis {
-        pool: deadpool_redis::Pool,
+        pool: RedisPool,
     },
 }
 
@@ -128,7 +129,7 @@ impl SessionStore {
         }
     }
 
-    pub fn redis(secret: &str, pool: deadpool_redis::Pool, cache_ttl: Duration) -> Self {
+    pub fn redis(secret: &str, pool: RedisPool, cache_ttl: Duration) -> Self {
         Self {
             refreshing: Default::default(),
             backend: Backend::Redis { pool },
@@ -144,7 +145,7 @@ impl SessionStore {
         }
     }
 
-    async fn conn(pool: &deadpool_redis::Pool) -> Result<deadpool_redis::Connection, StoreError> {
+    async fn conn(pool: &RedisPool) -> Result<PooledConnection, StoreError> {
         pool.get()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
@@ -215,15 +216,16 @@ impl SessionStore {
             Backend::Memory { sessions, .. } => sessions.invalidate(&key),
             Backend::Redis { pool } => {
                 let mut conn = Self::conn(pool).await?;
-                // Delete, then tell every replica to drop its cached copy.
-                redis::pipe()
-                    .cmd("DEL")
+                // Delete, then tell every replica to drop its cached copy
+                // (two commands: a cluster routes them to different nodes).
+                redis::cmd("DEL")
                     .arg(session_key(&key))
-                    .ignore()
-                    .cmd("PUBLISH")
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+                redis::cmd("PUBLISH")
                     .arg(crate::actors::session_cache::INVALIDATION_CHANNEL)
                     .arg(&key)
-                    .ignore()
                     .query_async::<()>(&mut conn)
                     .await
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;

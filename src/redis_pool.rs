@@ -1,0 +1,86 @@
+//! Redis connection pools shared by the stateful parts of the gateway: the
+//! RateLimiter actor (cluster rate limits) and the session store. One type
+//! for a single server and for a Redis Cluster (`redis.cluster: true`), so
+//! both features work on either.
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+
+use crate::settings::RedisSettings;
+
+#[derive(Clone)]
+pub enum RedisPool {
+    Single(deadpool_redis::Pool),
+    Cluster(deadpool_redis::cluster::Pool),
+}
+
+/// A connection taken from either pool.
+pub enum PooledConnection {
+    Single(deadpool_redis::Connection),
+    Cluster(deadpool_redis::cluster::Connection),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("redis pool: {0}")]
+pub struct PoolError(String);
+
+impl RedisPool {
+    /// Builds the pool (lazily connecting); every wait, connect and recycle
+    /// is bounded by `command_timeout_ms`.
+    pub fn new(redis: &RedisSettings) -> Result<Self, PoolError> {
+        let mut pool = deadpool_redis::PoolConfig::new(redis.pool_size);
+        pool.timeouts.wait = Some(redis.command_timeout);
+        pool.timeouts.create = Some(redis.command_timeout);
+        pool.timeouts.recycle = Some(redis.command_timeout);
+        let runtime = Some(deadpool_redis::Runtime::Tokio1);
+        if redis.cluster {
+            let mut cfg = deadpool_redis::cluster::Config::from_urls(redis.urls.clone());
+            cfg.pool = Some(pool);
+            cfg.create_pool(runtime)
+                .map(Self::Cluster)
+                .map_err(|e| PoolError(e.to_string()))
+        } else {
+            let mut cfg = deadpool_redis::Config::from_url(redis.urls[0].clone());
+            cfg.pool = Some(pool);
+            cfg.create_pool(runtime)
+                .map(Self::Single)
+                .map_err(|e| PoolError(e.to_string()))
+        }
+    }
+
+    pub async fn get(&self) -> Result<PooledConnection, PoolError> {
+        match self {
+            Self::Single(p) => p.get().await.map(PooledConnection::Single),
+            Self::Cluster(p) => p.get().await.map(PooledConnection::Cluster),
+        }
+        .map_err(|e| PoolError(e.to_string()))
+    }
+}
+
+impl ConnectionLike for PooledConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
