@@ -8,6 +8,9 @@ use redis::{Cmd, Pipeline, RedisFuture, Value};
 
 use crate::settings::RedisSettings;
 
+/// Upper bound for opening a connection.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 #[derive(Clone)]
 pub enum RedisPool {
     Single(deadpool_redis::Pool),
@@ -25,12 +28,14 @@ pub enum PooledConnection {
 pub struct PoolError(String);
 
 impl RedisPool {
-    /// Builds the pool (lazily connecting); every wait, connect and recycle
-    /// is bounded by `command_timeout_ms`.
+    /// Builds the pool (lazily connecting). Waiting for a free connection
+    /// and recycling one are bounded by `command_timeout_ms`; opening one
+    /// may take up to [`CONNECT_TIMEOUT`] (a cluster connection first reads
+    /// the slot map), which only the first requests after a (re)connect see.
     pub fn new(redis: &RedisSettings) -> Result<Self, PoolError> {
         let mut pool = deadpool_redis::PoolConfig::new(redis.pool_size);
         pool.timeouts.wait = Some(redis.command_timeout);
-        pool.timeouts.create = Some(redis.command_timeout);
+        pool.timeouts.create = Some(redis.command_timeout.max(CONNECT_TIMEOUT));
         pool.timeouts.recycle = Some(redis.command_timeout);
         let runtime = Some(deadpool_redis::Runtime::Tokio1);
         if redis.cluster {

@@ -81,15 +81,25 @@ async fn browser_session(
         "login ended at {}",
         outcome.callback_url
     );
-    let res = client().get(&outcome.callback_url).send().await.unwrap();
+    let mut callback = client().get(&outcome.callback_url);
+    if let Some(cookies) = outcome.jar.header_for(&outcome.callback_url) {
+        callback = callback.insert_header(("cookie", cookies));
+    }
+    let res = callback.send().await.unwrap();
     assert_eq!(res.status(), 302, "callback answers with a redirect");
     assert_eq!(hdr(&res, "location"), rd);
-    let set_cookie = hdr(&res, "set-cookie");
+    let set_cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("gateway_session="))
+        .expect("session cookie")
+        .to_owned();
     let value = set_cookie
         .split(';')
         .next()
         .and_then(|kv| kv.strip_prefix("gateway_session="))
-        .expect("session cookie")
+        .expect("session cookie value")
         .to_owned();
     (value, set_cookie)
 }
@@ -203,14 +213,25 @@ async fn login_state_is_one_time_and_redirects_are_checked() {
         s.op.browser_login(&gw.url("/oauth2/login?rd=/app"), "bob", &mut jar)
             .await;
     let callback = outcome.callback_url.clone();
+    let browser = outcome.jar.header_for(&callback).expect("login cookie");
+    let with_browser = |url: &str| c.get(url).insert_header(("cookie", browser.clone()));
     // Tampered state: refused, and the real one still works once.
     let tampered = callback.replace("state=", "state=x");
-    let mut res = c.get(&tampered).send().await.unwrap();
+    let mut res = with_browser(&tampered).send().await.unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(json_body(&mut res).await["error"]["code"], "bad_request");
-    assert_eq!(c.get(&callback).send().await.unwrap().status(), 302);
-    // Replayed: the pre-login record is gone.
+    // Another browser (no login cookie) cannot finish this login (login CSRF).
     assert_eq!(c.get(&callback).send().await.unwrap().status(), 400);
+    // That attempt consumed the state: the login must start again.
+    let outcome =
+        s.op.browser_login(&gw.url("/oauth2/login?rd=/app"), "bob", &mut jar)
+            .await;
+    let callback = outcome.callback_url.clone();
+    let browser = outcome.jar.header_for(&callback).expect("login cookie");
+    let with_browser = |url: &str| c.get(url).insert_header(("cookie", browser.clone()));
+    assert_eq!(with_browser(&callback).send().await.unwrap().status(), 302);
+    // Replayed: the pre-login record is gone.
+    assert_eq!(with_browser(&callback).send().await.unwrap().status(), 400);
 
     // Open redirects are refused; allowed hosts and relative paths work.
     for bad in [

@@ -141,9 +141,13 @@ pub async fn validate_jwt(
     validation.leeway = CLOCK_LEEWAY_SECS;
     validation.validate_nbf = true;
     validation.set_audience(audiences);
+    // jsonwebtoken checks aud/iss only when present: make them mandatory.
+    let mut required = vec!["exp", "aud"];
     if let Some(issuer) = &auth.endpoints.issuer {
         validation.set_issuer(&[issuer]);
+        required.push("iss");
     }
+    validation.set_required_spec_claims(&required);
     match jsonwebtoken::decode::<Value>(token, &key, &validation) {
         Ok(data) => Ok(data.claims),
         Err(e) if matches!(e.kind(), jsonwebtoken::errors::ErrorKind::ExpiredSignature) => {

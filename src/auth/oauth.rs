@@ -20,11 +20,19 @@ use subtle::ConstantTimeEq;
 
 use super::bearer::validate_jwt;
 use super::crypto::{digest, random_token};
-use super::session::{unix_now, PreLogin, Session};
+use super::session::{unix_now, PreLogin, Session, PRE_LOGIN_TTL};
 use super::{http, Auth, Identity, TokenResponse};
 use crate::error::GatewayError;
 use crate::middleware::context::request_id_of;
 use crate::state::Gateway;
+
+/// The paths the gateway answers itself when auth is configured.
+pub const ENDPOINTS: [&str; 4] = [
+    "/oauth2/login",
+    "/oauth2/callback",
+    "/oauth2/logout",
+    "/oauth2/userinfo",
+];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -48,6 +56,14 @@ pub fn safe_redirect(rd: Option<&str>, allowed_hosts: &[String]) -> Option<Strin
         None | Some("") => return Some("/".to_owned()),
         Some(rd) => rd,
     };
+    // Browsers drop tabs and newlines from URLs and read '\' as '/', so
+    // "/\t/evil" would become "//evil": refuse them outright.
+    if rd
+        .chars()
+        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return None;
+    }
     // "//evil" and "/\evil" are protocol-relative to browsers.
     if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
         return Some(rd.to_owned());
@@ -70,15 +86,23 @@ pub fn session_cookie(req: &HttpRequest, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_owned())
 }
 
-fn cookie(auth: &Auth, value: &str, max_age: u64) -> String {
-    let s = &auth.settings.session;
+fn cookie(auth: &Auth, name: &str, value: &str, max_age: u64) -> String {
     format!(
         "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        s.cookie_name,
+        name,
         value,
         max_age,
-        if s.cookie_secure { "; Secure" } else { "" }
+        if auth.settings.session.cookie_secure {
+            "; Secure"
+        } else {
+            ""
+        }
     )
+}
+
+/// Cookie that ties a login's state to the browser that started it.
+fn login_cookie_name(auth: &Auth) -> String {
+    format!("{}_login", auth.settings.session.cookie_name)
 }
 
 fn redirect(location: &str) -> HttpResponse {
@@ -120,7 +144,12 @@ async fn login(
         builder = builder.add_scope(Scope::new(scope.clone()));
     }
     let (url, state) = builder.url();
+    // The state is bound to this browser: the callback must come with the
+    // same login cookie, or an attacker could log a victim into the
+    // attacker's account (login CSRF).
+    let binding = random_token();
     let record = PreLogin {
+        binding_digest: digest(&binding),
         state_digest: digest(state.secret()),
         pkce_verifier: verifier.secret().clone(),
         nonce,
@@ -138,7 +167,17 @@ async fn login(
         .auth_outcomes
         .with_label_values(&["_oauth2", "login_started", "none"])
         .inc();
-    redirect(url.as_str())
+    let mut res = redirect(url.as_str());
+    let login_cookie = cookie(
+        auth,
+        &login_cookie_name(auth),
+        &binding,
+        PRE_LOGIN_TTL.as_secs(),
+    );
+    if let Ok(v) = HeaderValue::from_str(&login_cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    res
 }
 
 #[derive(Deserialize)]
@@ -235,6 +274,18 @@ async fn callback(
         outcome("state_mismatch");
         return fail(&req, GatewayError::BadRequest("login state mismatch"));
     }
+    let binding = session_cookie(&req, &login_cookie_name(auth)).unwrap_or_default();
+    if !bool::from(
+        digest(&binding)
+            .as_bytes()
+            .ct_eq(record.binding_digest.as_bytes()),
+    ) {
+        outcome("browser_mismatch");
+        return fail(
+            &req,
+            GatewayError::BadRequest("login was started in another browser"),
+        );
+    }
     let token = match oauth
         .exchange_code(AuthorizationCode::new(code.clone()))
         .set_pkce_verifier(PkceCodeVerifier::new(record.pkce_verifier.clone()))
@@ -269,9 +320,15 @@ async fn callback(
     }
     outcome("session_created");
     let mut res = redirect(&record.redirect_to);
-    if let Ok(v) = HeaderValue::from_str(&cookie(auth, &session_id, auth.settings.session.ttl_secs))
-    {
-        res.headers_mut().append(header::SET_COOKIE, v);
+    let s = &auth.settings.session;
+    let set = [
+        cookie(auth, &s.cookie_name, &session_id, s.ttl_secs),
+        cookie(auth, &login_cookie_name(auth), "", 0),
+    ];
+    for c in set {
+        if let Ok(v) = HeaderValue::from_str(&c) {
+            res.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     res
 }
@@ -352,7 +409,7 @@ async fn logout(
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({"status": "logged_out"}))
     };
-    if let Ok(v) = HeaderValue::from_str(&cookie(auth, "", 0)) {
+    if let Ok(v) = HeaderValue::from_str(&cookie(auth, &auth.settings.session.cookie_name, "", 0)) {
         res.headers_mut().append(header::SET_COOKIE, v);
     }
     res
@@ -380,15 +437,29 @@ async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     }
 }
 
+/// Why a refresh did not produce fresh tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshError {
+    /// The provider refused the refresh token: the session is over.
+    Refused,
+    /// The provider could not be asked: try again later.
+    Unreachable,
+}
+
 /// Swaps a session's tokens for fresh ones with its refresh token.
-pub async fn refresh(auth: &Auth, session: &Session) -> Option<Session> {
-    let oauth = auth.oauth.as_ref()?;
-    let refresh_token = session.refresh_token.as_ref()?;
+pub async fn refresh(auth: &Auth, session: &Session) -> Result<Session, RefreshError> {
+    let (Some(oauth), Some(refresh_token)) = (auth.oauth.as_ref(), session.refresh_token.as_ref())
+    else {
+        return Err(RefreshError::Refused);
+    };
     let token = oauth
         .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
         .request_async(&http::oauth_http)
         .await
-        .ok()?;
+        .map_err(|e| match e {
+            oauth2::RequestTokenError::ServerResponse(_) => RefreshError::Refused,
+            _ => RefreshError::Unreachable,
+        })?;
     let now = unix_now();
     let mut fresh = session.clone();
     fresh.access_token = token.access_token().secret().clone();
@@ -396,7 +467,7 @@ pub async fn refresh(auth: &Auth, session: &Session) -> Option<Session> {
         fresh.refresh_token = Some(rt.secret().clone());
     }
     fresh.access_expires_at = token.expires_in().map_or(0, |d| now + d.as_secs());
-    Some(fresh)
+    Ok(fresh)
 }
 
 #[cfg(test)]
@@ -421,6 +492,9 @@ mod tests {
             "https://evil.example/",
             "javascript:alert(1)",
             "https://app.example.com.evil.example/",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
         ] {
             assert_eq!(safe_redirect(Some(bad), &allowed), None, "{bad}");
         }

@@ -54,6 +54,8 @@ impl std::fmt::Debug for Session {
 /// What the callback needs back from the login request.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct PreLogin {
+    /// Digest of the login cookie's value set on the browser that started.
+    pub binding_digest: String,
     /// Digest of the state, compared in constant time on the way back.
     pub state_digest: String,
     pub pkce_verifier: String,

@@ -18,7 +18,7 @@ use actix_web::{web, Error, HttpMessage, HttpResponse};
 use super::access_log::AuthenticatedUser;
 use super::context::{request_id_of, MatchedRoute};
 use crate::auth::bearer::{self, BearerError};
-use crate::auth::oauth::{refresh, session_cookie};
+use crate::auth::oauth::{refresh, session_cookie, RefreshError};
 use crate::auth::session::{unix_now, Session, REFRESH_LEASE};
 use crate::auth::{Auth, Identity};
 use crate::error::GatewayError;
@@ -62,8 +62,11 @@ async fn session_identity(
         .map_err(|_| "store_unavailable")?
         .ok_or("unknown_session")?;
     let now = unix_now();
-    let due =
-        session.access_expires_at != 0 && now + REFRESH_AHEAD_SECS >= session.access_expires_at;
+    // Without a refresh token there is nothing to renew: the session lives
+    // its ttl_secs (the gateway itself never presents the access token).
+    let due = session.refresh_token.is_some()
+        && session.access_expires_at != 0
+        && now + REFRESH_AHEAD_SECS >= session.access_expires_at;
     if !due {
         return Ok(identity_of(&session));
     }
@@ -74,11 +77,44 @@ async fn session_identity(
         auth.sessions.end_refresh(&cookie);
         return result;
     }
-    if now >= session.access_expires_at {
-        // Another request of this replica is refreshing a token already dead.
-        return Err("refresh_pending");
+    if now < session.access_expires_at {
+        return Ok(identity_of(&session));
     }
-    Ok(identity_of(&session))
+    // Another request of this replica is refreshing a token already
+    // expired: wait for its result rather than failing this one.
+    wait_for_refresh(auth, &cookie, &session, false).await
+}
+
+/// Waits (bounded) until the stored session carries newer tokens than
+/// `stale`; `from_store` reads Redis (another replica refreshes) instead of
+/// this replica's cache (a local request refreshes).
+async fn wait_for_refresh(
+    auth: &Auth,
+    cookie: &str,
+    stale: &Session,
+    from_store: bool,
+) -> Result<Identity, &'static str> {
+    let deadline = std::time::Instant::now() + REFRESH_WAIT;
+    while std::time::Instant::now() < deadline {
+        actix_rt::time::sleep(REFRESH_POLL).await;
+        let current = if from_store {
+            auth.sessions.load_fresh(cookie).await
+        } else {
+            auth.sessions.load(cookie).await
+        };
+        match current {
+            Ok(Some(s)) if s.access_expires_at > stale.access_expires_at => {
+                return Ok(identity_of(&s));
+            }
+            Ok(None) => return Err("refresh_failed"),
+            _ => {}
+        }
+    }
+    if unix_now() < stale.access_expires_at {
+        Ok(identity_of(stale))
+    } else {
+        Err("refresh_pending")
+    }
 }
 
 fn identity_of(session: &Session) -> Identity {
@@ -104,22 +140,7 @@ async fn refresh_once(
         .map_err(|_| "store_unavailable")?;
     if !locked {
         // Another replica refreshes: wait for its result.
-        let deadline = std::time::Instant::now() + REFRESH_WAIT;
-        while std::time::Instant::now() < deadline {
-            actix_rt::time::sleep(REFRESH_POLL).await;
-            match auth.sessions.load_fresh(cookie).await {
-                Ok(Some(s)) if s.access_expires_at > session.access_expires_at => {
-                    return Ok(identity_of(&s));
-                }
-                Ok(None) => return Err("refresh_failed"),
-                _ => {}
-            }
-        }
-        return if unix_now() < session.access_expires_at {
-            Ok(identity_of(session))
-        } else {
-            Err("refresh_pending")
-        };
+        return wait_for_refresh(auth, cookie, session, true).await;
     }
     // Another replica may have finished just before we took the lock.
     if let Ok(Some(latest)) = auth.sessions.load_fresh(cookie).await {
@@ -139,10 +160,11 @@ async fn refresh_once(
     futures_util::pin_mut!(renew);
     let renewed = match futures_util::future::select(work, renew).await {
         futures_util::future::Either::Left((result, _)) => result,
-        futures_util::future::Either::Right(((), _)) => None,
+        futures_util::future::Either::Right(((), _)) => Err(RefreshError::Unreachable),
     };
+    let got_fresh_tokens = renewed.is_ok();
     let outcome = match renewed {
-        Some(fresh) => {
+        Ok(fresh) => {
             let identity = identity_of(&fresh);
             auth.sessions
                 .save(cookie, fresh)
@@ -151,13 +173,18 @@ async fn refresh_once(
                 .map_err(|_| "store_unavailable")
         }
         // A refresh the provider refuses ends the session.
-        None => {
+        Err(RefreshError::Refused) => {
             let _ = auth.sessions.delete(cookie).await;
             Err("refresh_failed")
         }
+        // Provider unreachable: keep the session while its token lives.
+        Err(RefreshError::Unreachable) if unix_now() < session.access_expires_at => {
+            Ok(identity_of(session))
+        }
+        Err(RefreshError::Unreachable) => Err("provider_error"),
     };
     auth.sessions.unlock_refresh(cookie, &owner).await;
-    if outcome.is_ok() {
+    if got_fresh_tokens && outcome.is_ok() {
         *refreshed = true;
     }
     outcome
@@ -233,7 +260,9 @@ pub async fn authenticate(
                     .finish()
             } else {
                 let mut res = status.to_response(&id);
-                if token.is_some() || route.auth == AuthMode::Bearer {
+                if status == GatewayError::Unauthenticated
+                    && (token.is_some() || route.auth == AuthMode::Bearer)
+                {
                     res.headers_mut().insert(
                         header::WWW_AUTHENTICATE,
                         HeaderValue::from_static("Bearer error=\"invalid_token\""),

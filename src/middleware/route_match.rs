@@ -41,7 +41,7 @@ pub async fn route_match(
 
     let raw = req.path();
     // The gateway's own login endpoints are served by the App, not proxied.
-    if gw.auth.is_some() && (raw == "/oauth2" || raw.starts_with("/oauth2/")) {
+    if gw.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&raw) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let path = if is_normal(raw) {

@@ -18,12 +18,26 @@ use futures_util::StreamExt;
 
 pub const GATEWAY_BIN: &str = env!("CARGO_BIN_EXE_gateway");
 
-/// A port nobody listens on right now (the OS picks it; we release it).
+/// A port nobody listens on right now. Taken below the kernel's ephemeral
+/// range (32768+), so the outgoing connections of busy tests and benchmarks
+/// cannot grab it between this check and the server binding it; a counter
+/// keeps the tests of one process apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 1_000) as u16 * 10,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        let port = 20_000 + (port - 20_000) % 12_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Polls `check` until it holds or `timeout` passes; returns whether it held.
