@@ -326,14 +326,44 @@ async fn bearer_tokens_jwt_and_introspection() {
     assert!(metrics.contains("result=\"forbidden\""));
 }
 
+/// Two gateways sharing `redis_yaml`'s Redis, with a long session cache TTL
+/// (so only pub/sub invalidation can make one notice the other's logout).
+async fn two_replicas(s: &Setup, redis_yaml: &str) -> (Gateway, Gateway) {
+    let a = Gateway::start_on(s.ports[0], &config_ttl(s, 0, redis_yaml, 300)).await;
+    let b = Gateway::start_on(s.ports[1], &config_ttl(s, 1, redis_yaml, 300)).await;
+    (a, b)
+}
+
+/// Logs out with a POST on `gw`.
+async fn logout(
+    gw: &Gateway,
+    cookie: &str,
+) -> awc::ClientResponse<
+    impl futures_util::Stream<Item = Result<bytes::Bytes, awc::error::PayloadError>>,
+> {
+    client()
+        .post(gw.url("/oauth2/logout"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Waits until `cookie` is refused on `gw` (bounded).
+async fn refused_soon(gw: &Gateway, cookie: &str) -> bool {
+    eventually(Duration::from_secs(2), || {
+        let cookie = cookie.to_owned();
+        async move { get_with_cookie(gw, "/app/x", &cookie).await.0 == 401 }
+    })
+    .await
+}
+
 #[actix_rt::test]
 async fn logout_ends_the_session_on_every_replica() {
     let redis = RedisServer::start();
     let s = setup(2, &[]);
     let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
-    // A long cache TTL: only the pub/sub invalidation can make b notice.
-    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
-    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
+    let (a, b) = two_replicas(&s, &redis_yaml).await;
 
     let (cookie, _) = browser_session(&s.op, &a, "carol", "/app").await;
     assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 200);
@@ -358,12 +388,7 @@ async fn logout_ends_the_session_on_every_replica() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
-    let res = client()
-        .post(a.url("/oauth2/logout"))
-        .insert_header(("cookie", format!("gateway_session={cookie}")))
-        .send()
-        .await
-        .unwrap();
+    let res = logout(&a, &cookie).await;
     assert_eq!(res.status(), 200);
     assert!(
         hdr(&res, "set-cookie").contains("Max-Age=0"),
@@ -372,13 +397,10 @@ async fn logout_ends_the_session_on_every_replica() {
     assert_eq!(get_with_cookie(&a, "/app/x", &cookie).await.0, 401);
     // Replica b drops its cached copy at once (pub/sub), long before
     // its cache TTL of 300 s.
-    let gone = eventually(Duration::from_secs(2), || {
-        let b = &b;
-        let cookie = cookie.clone();
-        async move { get_with_cookie(b, "/app/x", &cookie).await.0 == 401 }
-    })
-    .await;
-    assert!(gone, "logout seen by the other replica");
+    assert!(
+        refused_soon(&b, &cookie).await,
+        "logout seen by the other replica"
+    );
 }
 
 #[actix_rt::test]
@@ -427,8 +449,7 @@ async fn two_replicas_refresh_a_session_exactly_once() {
     // 35 s tokens: due for refresh 5 s after login (30 s ahead of expiry).
     let s = setup(2, &[("OIDC_ACCESS_TOKEN_TTL", "35")]);
     let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
-    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
-    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
+    let (a, b) = two_replicas(&s, &redis_yaml).await;
     let (cookie, _) = browser_session(&s.op, &a, "erin", "/app").await;
     assert_eq!(get_with_cookie(&b, "/app/warm", &cookie).await.0, 200);
     actix_rt::time::sleep(Duration::from_millis(5500)).await;
@@ -468,22 +489,12 @@ async fn sessions_are_shared_on_a_redis_cluster() {
     let cluster = RedisCluster::start();
     let s = setup(2, &[]);
     let redis_yaml = format!("redis: {{url: \"{}\", cluster: true}}", cluster.urls());
-    let a = Gateway::start_on(s.ports[0], &config_ttl(&s, 0, &redis_yaml, 300)).await;
-    let b = Gateway::start_on(s.ports[1], &config_ttl(&s, 1, &redis_yaml, 300)).await;
+    let (a, b) = two_replicas(&s, &redis_yaml).await;
     let (cookie, _) = browser_session(&s.op, &a, "frank", "/app").await;
     assert_eq!(get_with_cookie(&b, "/app/x", &cookie).await.0, 200);
-    let res = client()
-        .post(b.url("/oauth2/logout"))
-        .insert_header(("cookie", format!("gateway_session={cookie}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
-    let gone = eventually(Duration::from_secs(2), || {
-        let a = &a;
-        let cookie = cookie.clone();
-        async move { get_with_cookie(a, "/app/x", &cookie).await.0 == 401 }
-    })
-    .await;
-    assert!(gone, "logout on b seen by a through the cluster");
+    assert_eq!(logout(&b, &cookie).await.status(), 200);
+    assert!(
+        refused_soon(&a, &cookie).await,
+        "logout on b seen by a through the cluster"
+    );
 }
