@@ -17,6 +17,15 @@ pub enum RedisPool {
     Cluster(deadpool_redis::cluster::Pool),
 }
 
+/// A multiplexed connection kept for many concurrent users (no pool
+/// check-out per use: deadpool verifies a connection with a PING on every
+/// check-out, which would double the round trips of a hot path).
+#[derive(Clone)]
+pub enum SharedConnection {
+    Single(redis::aio::MultiplexedConnection),
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
 /// A connection taken from either pool.
 pub enum PooledConnection {
     Single(deadpool_redis::Connection),
@@ -59,6 +68,44 @@ impl RedisPool {
             Self::Cluster(p) => p.get().await.map(PooledConnection::Cluster),
         }
         .map_err(|e| PoolError(e.to_string()))
+    }
+}
+
+impl RedisPool {
+    /// A clone of a pooled multiplexed connection, to keep and share.
+    pub async fn shared(&self) -> Result<SharedConnection, PoolError> {
+        Ok(match self.get().await? {
+            PooledConnection::Single(c) => SharedConnection::Single((*c).clone()),
+            PooledConnection::Cluster(c) => SharedConnection::Cluster((*c).clone()),
+        })
+    }
+}
+
+impl ConnectionLike for SharedConnection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(cmd, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
     }
 }
 

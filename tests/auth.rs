@@ -188,6 +188,13 @@ async fn browser_login_creates_a_server_side_session() {
         get_with_cookie(&gw, "/app/page", "forged-value").await.0,
         401
     );
+    // Unknown paths under /oauth2 are ordinary routing, not gateway errors;
+    // a wrong method on an endpoint is a 405.
+    let res = c.get(gw.url("/oauth2/other")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let res = c.post(gw.url("/oauth2/login")).send().await.unwrap();
+    assert_eq!(res.status(), 405);
+    assert_eq!(hdr(&res, "allow"), "GET");
 
     let logs = gw.stdout_text();
     assert!(!logs.contains(&cookie), "session id never logged");
@@ -238,6 +245,7 @@ async fn login_state_is_one_time_and_redirects_are_checked() {
         "https://evil.example/x",
         "//evil.example/x",
         "/\\evil.example",
+        "/\t/evil.example",
     ] {
         let url = format!("/oauth2/login?rd={}", urlencode(bad));
         assert_eq!(

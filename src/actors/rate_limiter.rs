@@ -8,7 +8,7 @@
 //! bounded: a worker that finds it full does not wait (see
 //! `ratelimit::store`). Failures feed the shared circuit breaker.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -16,7 +16,7 @@ use tokio::sync::oneshot;
 
 use crate::ratelimit::store::{StoreError, StoreHealth};
 use crate::ratelimit::{Decision, RateLimits};
-use crate::redis_pool::RedisPool;
+use crate::redis_pool::{RedisPool, SharedConnection};
 use crate::telemetry::metrics::Metrics;
 
 /// GCRA over Redis time, in microseconds. KEYS[1]: state key holding the
@@ -72,6 +72,7 @@ pub struct RateLimiterActor {
     script: Arc<redis::Script>,
     pending: Vec<Decide>,
     flush_scheduled: bool,
+    connection: ConnectionSlot,
     mailbox_capacity: usize,
     command_timeout: Duration,
     health: Arc<StoreHealth>,
@@ -93,6 +94,7 @@ impl RateLimiterActor {
             script: Arc::new(redis::Script::new(GCRA_SCRIPT)),
             pending: Vec::new(),
             flush_scheduled: false,
+            connection: ConnectionSlot::default(),
             mailbox_capacity,
             command_timeout,
             health,
@@ -112,10 +114,15 @@ impl RateLimiterActor {
         }
         let health = self.health.clone();
         let timeout = self.command_timeout;
+        let slot = self.connection.clone();
+        let started = crate::ratelimit::store::now_ms();
         actix::spawn(async move {
-            match tokio::time::timeout(timeout, ping(&backend)).await {
+            match tokio::time::timeout(timeout, ping(&backend, &slot)).await {
                 Ok(Ok(())) => health.record_success(),
-                _ => health.record_failure(),
+                _ => {
+                    slot.reset();
+                    health.record_failure(started);
+                }
             }
         });
     }
@@ -173,13 +180,15 @@ impl Handler<Flush> for RateLimiterActor {
         let health = self.health.clone();
         let metrics = self.metrics.clone();
         let timeout = self.command_timeout;
+        let slot = self.connection.clone();
+        let started = crate::ratelimit::store::now_ms();
         actix::spawn(async move {
             let requests: Vec<(&str, u64, u64)> = batch
                 .iter()
                 .map(|d| (d.key.as_str(), d.interval_us, d.capacity))
                 .collect();
             let outcome =
-                tokio::time::timeout(timeout, run_batch(&backend, &script, &requests)).await;
+                tokio::time::timeout(timeout, run_batch(&backend, &slot, &script, &requests)).await;
             let outcome = match outcome {
                 Ok(Ok(results)) if results.len() == batch.len() => Ok(results),
                 Ok(Ok(_)) => Err(StoreError::Protocol),
@@ -196,7 +205,11 @@ impl Handler<Flush> for RateLimiterActor {
                     }
                 }
                 Err(err) => {
-                    health.record_failure();
+                    if err == StoreError::Timeout {
+                        // A stalled connection may stay stalled: start afresh.
+                        slot.reset();
+                    }
+                    health.record_failure(started);
                     metrics
                         .ratelimit_store_errors
                         .with_label_values(&[err.kind()])
@@ -223,10 +236,16 @@ fn decision((allowed, remaining, retry_us, reset_us): ScriptResult, capacity: u6
     }
 }
 
-async fn ping(backend: &Backend) -> Result<(), StoreError> {
-    let mut conn = backend.get().await.map_err(|_| StoreError::Unreachable)?;
-    redis::cmd("PING").query_async::<()>(&mut conn).await?;
-    Ok(())
+async fn ping(backend: &Backend, slot: &ConnectionSlot) -> Result<(), StoreError> {
+    let mut conn = slot.get(backend).await?;
+    let result = redis::cmd("PING")
+        .query_async::<()>(&mut conn)
+        .await
+        .map_err(StoreError::from);
+    if result.is_err() {
+        slot.reset();
+    }
+    result
 }
 
 fn is_noscript(e: &redis::RedisError) -> bool {
@@ -237,14 +256,40 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 /// loaded once and again only when Redis answers NOSCRIPT (after a restart
 /// or SCRIPT FLUSH). A cluster gets concurrent calls on its multiplexed
 /// connection, each routed to the slot of its key.
+/// The actor's Redis connection: taken from the pool once and shared by
+/// every batch; dropped after an error so the next batch takes a new one.
+#[derive(Clone, Default)]
+pub struct ConnectionSlot(Arc<Mutex<Option<SharedConnection>>>);
+
+impl ConnectionSlot {
+    async fn get(&self, pool: &RedisPool) -> Result<SharedConnection, StoreError> {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = cached {
+            return Ok(conn);
+        }
+        let conn = pool.shared().await.map_err(|_| StoreError::Unreachable)?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    fn reset(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// One round trip for a single node (a pipeline of EVALSHA); the script is
+/// loaded once and again only when Redis answers NOSCRIPT (after a restart
+/// or SCRIPT FLUSH). A cluster gets concurrent calls on its multiplexed
+/// connection, each routed to the slot of its key.
 async fn run_batch(
     backend: &Backend,
+    slot: &ConnectionSlot,
     script: &redis::Script,
     requests: &[(&str, u64, u64)],
 ) -> Result<Vec<ScriptResult>, StoreError> {
-    match backend {
-        Backend::Single(pool) => {
-            let mut conn = pool.get().await.map_err(|_| StoreError::Unreachable)?;
+    let conn = slot.get(backend).await?;
+    let result = match conn {
+        SharedConnection::Single(mut conn) => {
             let mut pipe = redis::pipe();
             for (key, interval, capacity) in requests {
                 pipe.cmd("EVALSHA")
@@ -266,10 +311,9 @@ async fn run_batch(
                 other => other.map_err(StoreError::from),
             }
         }
-        Backend::Cluster(pool) => {
-            let conn = pool.get().await.map_err(|_| StoreError::Unreachable)?;
+        SharedConnection::Cluster(conn) => {
             let calls = requests.iter().map(|(key, interval, capacity)| {
-                let mut conn = (*conn).clone();
+                let mut conn = conn.clone();
                 async move {
                     script
                         .key(*key)
@@ -282,5 +326,9 @@ async fn run_batch(
             });
             futures_util::future::try_join_all(calls).await
         }
+    };
+    if matches!(result, Err(StoreError::Unreachable)) {
+        slot.reset();
     }
+    result
 }

@@ -35,14 +35,32 @@ pub const ENDPOINTS: [&str; 4] = [
 ];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    let only_get = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.service(
         web::scope("/oauth2")
-            .route("/login", web::get().to(login))
-            .route("/callback", web::get().to(callback))
-            .route("/logout", web::get().to(logout))
-            .route("/logout", web::post().to(logout))
-            .route("/userinfo", web::get().to(userinfo)),
+            .service(only_get("/login").route(web::get().to(login)))
+            .service(only_get("/callback").route(web::get().to(callback)))
+            .service(
+                only_get("/logout")
+                    .route(web::get().to(logout))
+                    .route(web::post().to(logout)),
+            )
+            .service(only_get("/userinfo").route(web::get().to(userinfo))),
     );
+}
+
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    let allow = if req.path() == "/oauth2/logout" {
+        "GET, POST"
+    } else {
+        "GET"
+    };
+    fail(
+        &req,
+        GatewayError::MethodNotAllowed {
+            allow: allow.to_owned(),
+        },
+    )
 }
 
 fn fail(req: &HttpRequest, err: GatewayError) -> HttpResponse {

@@ -67,7 +67,8 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds on the breaker's clock (monotonic, process-relative).
+pub fn now_ms() -> u64 {
     static START: OnceLock<Instant> = OnceLock::new();
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
@@ -76,6 +77,9 @@ fn now_ms() -> u64 {
 #[derive(Debug, Default)]
 pub struct StoreHealth {
     consecutive_failures: AtomicU32,
+    /// When the last counted failure was recorded; batches that were
+    /// already under way then belong to the same incident.
+    last_failure_ms: AtomicU64,
     /// 0 = closed; otherwise `now_ms()` until which calls are skipped.
     open_until_ms: AtomicU64,
 }
@@ -106,7 +110,20 @@ impl StoreHealth {
         self.open_until_ms.store(0, Ordering::Release);
     }
 
-    pub fn record_failure(&self) {
+    /// Counts a failed round trip that started at `started_ms`. Round trips
+    /// that were in flight together fail together: they count once, so a
+    /// short stall under load does not look like several failures.
+    pub fn record_failure(&self, started_ms: u64) {
+        let now = now_ms();
+        let last = self.last_failure_ms.load(Ordering::Acquire);
+        if started_ms <= last
+            || self
+                .last_failure_ms
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return;
+        }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
         if failures >= FAILURES_TO_OPEN {
             let doublings = (failures - FAILURES_TO_OPEN).min(8);
@@ -184,10 +201,17 @@ mod tests {
     fn breaker_opens_after_repeated_failures_and_probes_once() {
         let h = StoreHealth::default();
         assert!(h.admit());
-        h.record_failure();
-        h.record_failure();
+        let fail = || {
+            std::thread::sleep(Duration::from_millis(2));
+            h.record_failure(now_ms());
+        };
+        fail();
+        // Batches that were under way at the first failure count with it.
+        h.record_failure(0);
+        h.record_failure(0);
+        fail();
         assert!(h.admit(), "still closed below the threshold");
-        h.record_failure();
+        fail();
         assert!(h.is_open());
         assert!(!h.admit(), "open: calls are skipped");
         std::thread::sleep(BACKOFF_BASE + Duration::from_millis(50));
