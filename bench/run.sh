@@ -20,140 +20,9 @@ OUT_DIR=$ROOT/target/bench
 OUT_JSON=$OUT_DIR/proxy.json
 READY_TIMEOUT=30
 
-say() { printf '[bench] %s\n' "$*"; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------- processes
-# Background jobs of a non-interactive shell ignore SIGINT, so on Ctrl-C
-# nothing dies unless we kill it here.
-TMP=""
-WRK_PID=""
-PIDS=()
-declare -A PID=()
-
-stop_pid() {
-    local pid=$1 kids i p
-    kill -0 "$pid" 2>/dev/null || return 0
-    # nginx workers are children of the master; collect them before the
-    # master exits and they get reparented out of reach.
-    kids=$(pgrep -P "$pid" 2>/dev/null || true)
-    # shellcheck disable=SC2086
-    kill -TERM "$pid" $kids 2>/dev/null || true
-    # actix drains gracefully for up to 30 s by default; we don't wait that long.
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    for p in $pid $kids; do
-        ! kill -0 "$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-    done
-    wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM ERR
-    local i
-    [[ -z $WRK_PID ]] || stop_pid "$WRK_PID"
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
-    done
-    if [[ -n $TMP && -d $TMP ]]; then
-        if ((rc != 0)); then
-            local f
-            for f in "$TMP"/*.err "$TMP"/nginx/nginx-error.log; do
-                [[ -s $f ]] || continue
-                printf '[bench] --- last lines of %s ---\n' "${f#"$TMP"/}" >&2
-                tail -n 20 "$f" >&2 || true
-            done
-        fi
-        if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
-            say "kept work dir $TMP"
-        else
-            rm -rf "$TMP"
-        fi
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-trap 'printf "[bench] ERROR: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
-
-# start NAME STDOUT_FILE CMD...: stderr goes to $TMP/NAME.err. Appending
-# (O_APPEND) lets us truncate access logs between rounds while they are open.
-start() {
-    local name=$1 out=$2
-    shift 2
-    "$@" >>"$out" 2>"$TMP/$name.err" &
-    PIDS+=("$!")
-    PID[$name]=$!
-}
-
-# ---------------------------------------------------------------- helpers
-http_get() { # URL -> body on stdout; fails unless 2xx
-    if command -v curl >/dev/null; then
-        curl -fsS --max-time 2 "$1"
-    else
-        python3 -c 'import sys,urllib.request
-sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "$1"
-    fi
-}
-
-wait_ready() { # NAME URL
-    local name=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT))
-    while ! http_get "$url" >/dev/null 2>&1; do
-        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during startup"
-        ((SECONDS < deadline)) || die "$name not ready at $url after ${READY_TIMEOUT}s"
-        sleep 0.2
-    done
-}
-
-dur_secs() { # wrk duration (10, 10s, 2m, 1h) -> seconds
-    [[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 2m)"
-    case ${BASH_REMATCH[2]} in
-        m) echo $((BASH_REMATCH[1] * 60)) ;;
-        h) echo $((BASH_REMATCH[1] * 3600)) ;;
-        *) echo "${BASH_REMATCH[1]}" ;;
-    esac
-}
-
-# CPU time (clock ticks) used so far by PID and its direct children (nginx
-# workers). Fields after the ")" of /proc/PID/stat: utime is 12th, stime 13th.
-cpu_ticks() {
-    local p total=0 rest f
-    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
-        rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
-        rest=${rest##*) }
-        read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
-    done
-    echo "$total"
-}
-
-# wrk --latency output -> "rps p50_ms p99_ms requests secs socket_errors non2xx"
-parse_wrk() {
-    awk '
-    function ms(v,   n, u) {
-        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
-        if (u == "us") return n / 1000
-        if (u == "ms") return n
-        if (u == "s")  return n * 1000
-        if (u == "m")  return n * 60000
-        if (u == "h")  return n * 3600000
-        return -1
-    }
-    /^ +50% /                    { p50 = ms($2) }
-    /^ +99% /                    { p99 = ms($2) }
-    / requests in /              { reqs = $1; d = $4; sub(/,$/, "", d); secs = ms(d) / 1000 }
-    /^Requests\/sec:/            { rps = $2 }
-    /^ +Socket errors:/          { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
-    /^ +Non-2xx or 3xx responses:/ { non2xx = $NF }
-    END {
-        if (rps == "" || p50 == "" || p99 == "" || reqs == "") exit 1
-        printf "%s %.3f %.3f %d %.2f %d %d\n", rps, p50, p99, reqs, secs, sock + 0, non2xx + 0
-    }'
-}
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+FAIL_LOGS=(nginx/nginx-error.log)
 
 # ---------------------------------------------------------------- checks
 for v in WORKERS ROUNDS CONNS THREADS UP_WORKERS; do
@@ -174,29 +43,13 @@ find_nginx() {
 
 ensure_tools() {
     local pkgs=()
-    find_nginx >/dev/null || pkgs+=(nginx)
+    # nginx-light is the smallest build with the proxy module; newer Debian
+    # releases dropped it, so fall back to plain nginx.
+    find_nginx >/dev/null || pkgs+=("nginx-light|nginx")
     command -v wrk >/dev/null || pkgs+=(wrk)
     command -v python3 >/dev/null || pkgs+=(python3)
     ((${#pkgs[@]})) || return 0
-    command -v apt-get >/dev/null || die "missing ${pkgs[*]} and no apt-get to install them"
-    local sudo=()
-    if ((EUID != 0)); then
-        command -v sudo >/dev/null || die "missing ${pkgs[*]}; need root or sudo to install"
-        sudo=(sudo -n)
-    fi
-    say "installing ${pkgs[*]} with apt-get"
-    "${sudo[@]}" apt-get update -qq
-    # nginx-light is the smallest build with the proxy module; newer Debian
-    # releases dropped it, so fall back to plain nginx.
-    local i
-    for i in "${!pkgs[@]}"; do
-        if [[ ${pkgs[i]} == nginx ]] &&
-            apt-cache policy nginx-light 2>/dev/null | grep -q 'Candidate: [0-9]'; then
-            pkgs[i]=nginx-light
-        fi
-    done
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+    apt_install "${pkgs[@]}"
 }
 
 # ---------------------------------------------------------------- build
@@ -241,13 +94,7 @@ chmod 755 "$TMP"
 mkdir -p "$TMP/nginx" "$OUT_DIR"
 rm -f "$OUT_JSON"
 
-read -r P_UP P_GW P_ADMIN P_NGINX < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(4)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))
-')
+read -r P_UP P_GW P_ADMIN P_NGINX < <(free_ports 4)
 
 cat >"$TMP/gateway.yaml" <<EOF
 server:

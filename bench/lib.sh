@@ -1,0 +1,194 @@
+# Shared by the bench scripts (run.sh, ratelimit.sh): process bookkeeping and
+# cleanup, readiness checks, wrk output parsing, free ports, apt installs.
+# Source it right after `set -Eeuo pipefail`; it installs the EXIT/INT/TERM/ERR
+# traps at once so that an early `die` still cleans up.
+# shellcheck shell=bash
+
+say() { printf '[bench] %s\n' "$*"; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- processes
+# Background jobs of a non-interactive shell ignore SIGINT, so on Ctrl-C
+# nothing dies unless we kill it here.
+TMP=""
+WRK_PID=""
+PIDS=()
+declare -A PID=()
+# Files (relative to $TMP, globs allowed) whose last lines are shown when the
+# script fails, besides every $TMP/*.err. A script may also define
+# bench_on_failure to show more (its output goes to stderr).
+FAIL_LOGS=()
+
+stop_pid() {
+    local pid=$1 kids i p
+    kill -0 "$pid" 2>/dev/null || return 0
+    # nginx workers are children of the master; collect them before the
+    # master exits and they get reparented out of reach.
+    kids=$(pgrep -P "$pid" 2>/dev/null || true)
+    # shellcheck disable=SC2086
+    kill -TERM "$pid" $kids 2>/dev/null || true
+    # actix drains gracefully for up to 30 s by default; we don't wait that long.
+    for ((i = 0; i < 50; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    for p in $pid $kids; do
+        ! kill -0 "$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+    done
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM ERR
+    local i
+    [[ -z $WRK_PID ]] || stop_pid "$WRK_PID"
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[i]}"
+    done
+    if [[ -n $TMP && -d $TMP ]]; then
+        if ((rc != 0)); then
+            local f g
+            for g in '*.err' "${FAIL_LOGS[@]}"; do
+                # $g unquoted: it is a glob.
+                for f in "$TMP"/$g; do
+                    [[ -s $f ]] || continue
+                    printf '[bench] --- last lines of %s ---\n' "${f#"$TMP"/}" >&2
+                    tail -n 20 "$f" >&2 || true
+                done
+            done
+            if declare -F bench_on_failure >/dev/null; then
+                bench_on_failure >&2 || true
+            fi
+        fi
+        if [[ ${BENCH_KEEP_TMP:-0} == 1 ]]; then
+            say "kept work dir $TMP"
+        else
+            rm -rf "$TMP"
+        fi
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+trap 'printf "[bench] ERROR: line %s: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
+
+# start NAME STDOUT_FILE CMD...: stderr goes to $TMP/NAME.err. Appending
+# (O_APPEND) lets us truncate access logs between rounds while they are open.
+start() {
+    local name=$1 out=$2
+    shift 2
+    "$@" >>"$out" 2>"$TMP/$name.err" &
+    PIDS+=("$!")
+    PID[$name]=$!
+}
+
+# ---------------------------------------------------------------- helpers
+http_get() { # URL -> body on stdout; fails unless 2xx
+    if command -v curl >/dev/null; then
+        curl -fsS --max-time 2 "$1"
+    else
+        python3 -c 'import sys,urllib.request
+sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=2).read().decode())' "$1"
+    fi
+}
+
+wait_ready() { # NAME URL (READY_TIMEOUT seconds, set by the caller)
+    local name=$1 url=$2 deadline=$((SECONDS + READY_TIMEOUT))
+    while ! http_get "$url" >/dev/null 2>&1; do
+        kill -0 "${PID[$name]}" 2>/dev/null || die "$name exited during startup"
+        ((SECONDS < deadline)) || die "$name not ready at $url after ${READY_TIMEOUT}s"
+        sleep 0.2
+    done
+}
+
+dur_secs() { # wrk duration (10, 10s, 2m, 1h) -> seconds
+    [[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 2m)"
+    case ${BASH_REMATCH[2]} in
+        m) echo $((BASH_REMATCH[1] * 60)) ;;
+        h) echo $((BASH_REMATCH[1] * 3600)) ;;
+        *) echo "${BASH_REMATCH[1]}" ;;
+    esac
+}
+
+# CPU time (clock ticks) used so far by PID and its direct children (nginx
+# workers). Fields after the ")" of /proc/PID/stat: utime is 12th, stime 13th.
+cpu_ticks() {
+    local p total=0 rest f
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        rest=${rest##*) }
+        read -r -a f <<<"$rest"
+        total=$((total + f[11] + f[12]))
+    done
+    echo "$total"
+}
+
+# wrk --latency output -> "rps p50_ms p99_ms requests secs socket_errors non2xx"
+parse_wrk() {
+    awk '
+    function ms(v,   n, u) {
+        n = v + 0; u = v; sub(/^[0-9.]+/, "", u)
+        if (u == "us") return n / 1000
+        if (u == "ms") return n
+        if (u == "s")  return n * 1000
+        if (u == "m")  return n * 60000
+        if (u == "h")  return n * 3600000
+        return -1
+    }
+    /^ +50% /                    { p50 = ms($2) }
+    /^ +99% /                    { p99 = ms($2) }
+    / requests in /              { reqs = $1; d = $4; sub(/,$/, "", d); secs = ms(d) / 1000 }
+    /^Requests\/sec:/            { rps = $2 }
+    /^ +Socket errors:/          { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
+    /^ +Non-2xx or 3xx responses:/ { non2xx = $NF }
+    END {
+        if (rps == "" || p50 == "" || p99 == "" || reqs == "") exit 1
+        printf "%s %.3f %.3f %d %.2f %d %d\n", rps, p50, p99, reqs, secs, sock + 0, non2xx + 0
+    }'
+}
+
+# free_ports N -> N free 127.0.0.1 TCP ports on one line. All are held open
+# together while choosing, so they are distinct.
+free_ports() {
+    python3 -c '
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))
+' "$1"
+}
+
+# apt_install PKG...: installs with apt-get (root or passwordless sudo). A
+# PKG written "a|b" installs the first alternative apt has a candidate for
+# (checked after `apt-get update`) and is called b in messages.
+apt_install() {
+    local pkgs=("$@") names=() i alt
+    for i in "${!pkgs[@]}"; do names+=("${pkgs[i]##*|}"); done
+    command -v apt-get >/dev/null || die "missing ${names[*]} and no apt-get to install them"
+    local sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || die "missing ${names[*]}; need root or sudo to install"
+        sudo=(sudo -n)
+    fi
+    say "installing ${names[*]} with apt-get"
+    "${sudo[@]}" apt-get update -qq
+    for i in "${!pkgs[@]}"; do
+        [[ ${pkgs[i]} == *"|"* ]] || continue
+        IFS='|' read -r -a alt <<<"${pkgs[i]}"
+        pkgs[i]=${alt[-1]}
+        local a
+        for a in "${alt[@]}"; do
+            # Not `| grep -q`: grep quitting early kills apt-cache with SIGPIPE,
+            # and under pipefail the test fails even when there is a candidate.
+            if [[ $(apt-cache policy "$a" 2>/dev/null) == *"Candidate: "[0-9]* ]]; then
+                pkgs[i]=$a
+                break
+            fi
+        done
+    done
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
+}
