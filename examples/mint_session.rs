@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use gateway::auth::crypto::random_token;
 use gateway::auth::session::{unix_now, Session, SessionStore};
+use gateway::auth::Identity;
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip_while(|a| a != name);
@@ -42,21 +43,24 @@ async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<Stri
     );
     let id = random_token();
     let now = unix_now();
-    let session = Session {
-        email: Some(format!("{subject}@bench.invalid")),
-        subject,
-        roles: vec!["bench".to_owned()],
-        scopes: vec![
+    let identity = Identity::new(
+        subject.clone(),
+        Some(format!("{subject}@bench.invalid")),
+        vec!["bench".to_owned()],
+        vec![
             "openid".to_owned(),
             "profile".to_owned(),
             "email".to_owned(),
         ],
-        access_token: format!("bench-access-token-{}", random_token()),
-        refresh_token: None,
-        access_expires_at: 0,
-        created_at: now,
-        expires_at: now + ttl,
-    };
+    );
+    let session = Session::new(
+        identity,
+        format!("bench-access-token-{}", random_token()),
+        None,
+        0,
+        now,
+        now + ttl,
+    );
     store
         .save(&id, session.clone())
         .await
@@ -72,7 +76,7 @@ async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<Stri
         Duration::from_secs(10),
     );
     match check.load(&id).await {
-        Ok(Some(s)) if *s == session => Ok(id),
+        Ok(Some(s)) if s.subject == session.subject && s.expires_at == session.expires_at => Ok(id),
         Ok(_) => Err("the session did not read back from Redis".to_owned()),
         Err(e) => Err(format!("reading the session back: {e}")),
     }

@@ -321,17 +321,14 @@ async fn callback(
         return fail(&req, GatewayError::Unauthenticated);
     };
     let now = unix_now();
-    let session = Session {
-        subject: identity.subject,
-        email: identity.email,
-        roles: identity.roles,
-        scopes: identity.scopes,
-        access_token: token.access_token().secret().clone(),
-        refresh_token: token.refresh_token().map(|t| t.secret().clone()),
-        access_expires_at: token.expires_in().map_or(0, |d| now + d.as_secs()),
-        created_at: now,
-        expires_at: now + auth.settings.session.ttl_secs,
-    };
+    let session = Session::new(
+        identity,
+        token.access_token().secret().clone(),
+        token.refresh_token().map(|t| t.secret().clone()),
+        token.expires_in().map_or(0, |d| now + d.as_secs()),
+        now,
+        now + auth.settings.session.ttl_secs,
+    );
     let session_id = random_token();
     if auth.sessions.save(&session_id, session).await.is_err() {
         return fail(&req, GatewayError::Unavailable);

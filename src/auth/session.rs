@@ -14,6 +14,7 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use super::crypto::{digest, SessionCrypto};
+use super::Identity;
 use crate::redis_pool::{PooledConnection, RedisPool};
 
 /// Pre-login records live this long: the user has this much time to log in.
@@ -27,7 +28,7 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Session {
     pub subject: String,
     pub email: Option<String>,
@@ -39,6 +40,48 @@ pub struct Session {
     pub access_expires_at: u64,
     pub created_at: u64,
     pub expires_at: u64,
+    /// Built on first use; a cached session serves many requests.
+    #[serde(skip)]
+    identity: std::sync::OnceLock<Arc<Identity>>,
+}
+
+impl Session {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        identity: Identity,
+        access_token: String,
+        refresh_token: Option<String>,
+        access_expires_at: u64,
+        created_at: u64,
+        expires_at: u64,
+    ) -> Self {
+        Self {
+            subject: identity.subject.clone(),
+            email: identity.email.clone(),
+            roles: identity.roles.clone(),
+            scopes: identity.scopes.clone(),
+            access_token,
+            refresh_token,
+            access_expires_at,
+            created_at,
+            expires_at,
+            identity: std::sync::OnceLock::from(Arc::new(identity)),
+        }
+    }
+
+    /// Who the session belongs to.
+    pub fn identity(&self) -> Arc<Identity> {
+        self.identity
+            .get_or_init(|| {
+                Arc::new(Identity::new(
+                    self.subject.clone(),
+                    self.email.clone(),
+                    self.roles.clone(),
+                    self.scopes.clone(),
+                ))
+            })
+            .clone()
+    }
 }
 
 // Tokens never reach a log through Debug.

@@ -13,6 +13,8 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
+use std::sync::Arc;
+
 use actix_web::{web, Error, HttpMessage, HttpResponse};
 
 use super::access_log::AuthenticatedUser;
@@ -52,7 +54,7 @@ async fn session_identity(
     auth: &Auth,
     req: &ServiceRequest,
     refreshed: &mut bool,
-) -> Result<Identity, &'static str> {
+) -> Result<Arc<Identity>, &'static str> {
     let cookie =
         session_cookie(req.request(), &auth.settings.session.cookie_name).ok_or("no_session")?;
     let session = auth
@@ -93,7 +95,7 @@ async fn wait_for_refresh(
     cookie: &str,
     stale: &Session,
     from_store: bool,
-) -> Result<Identity, &'static str> {
+) -> Result<Arc<Identity>, &'static str> {
     let deadline = std::time::Instant::now() + REFRESH_WAIT;
     while std::time::Instant::now() < deadline {
         actix_rt::time::sleep(REFRESH_POLL).await;
@@ -117,13 +119,8 @@ async fn wait_for_refresh(
     }
 }
 
-fn identity_of(session: &Session) -> Identity {
-    Identity {
-        subject: session.subject.clone(),
-        email: session.email.clone(),
-        roles: session.roles.clone(),
-        scopes: session.scopes.clone(),
-    }
+fn identity_of(session: &Session) -> Arc<Identity> {
+    session.identity()
 }
 
 async fn refresh_once(
@@ -131,7 +128,7 @@ async fn refresh_once(
     cookie: &str,
     session: &Session,
     refreshed: &mut bool,
-) -> Result<Identity, &'static str> {
+) -> Result<Arc<Identity>, &'static str> {
     let owner = crate::auth::crypto::random_token();
     let locked = auth
         .sessions
@@ -219,10 +216,11 @@ pub async fn authenticate(
 
     let token = bearer_token(&req);
     let mut refreshed = false;
-    let result: Result<Identity, &'static str> = match (route.auth, &token) {
+    let result: Result<Arc<Identity>, &'static str> = match (route.auth, &token) {
         (AuthMode::Bearer | AuthMode::SessionOrBearer, Some(token)) => {
             bearer::authenticate(auth, token)
                 .await
+                .map(Arc::new)
                 .map_err(|e| match e {
                     BearerError::Invalid => "invalid_token",
                     BearerError::Expired => "expired_token",

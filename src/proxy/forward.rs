@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -292,8 +293,8 @@ pub async fn forward(
             extra.push((header::HOST, host));
         }
     }
-    if let Some(identity) = req.extensions().get::<Identity>() {
-        identity_headers(identity, &mut extra);
+    if let Some(identity) = req.extensions().get::<Arc<Identity>>() {
+        extra.extend(identity.upstream_headers().iter().cloned());
     }
 
     if websocket::is_upgrade(&req) {
@@ -418,21 +419,6 @@ pub async fn forward(
             }
         }
     }
-}
-
-/// `X-Auth-*` for the upstream (the client's own were stripped already).
-fn identity_headers(identity: &Identity, extra: &mut Vec<(HeaderName, HeaderValue)>) {
-    let mut push = |name: &'static str, value: &str| {
-        if let Ok(v) = HeaderValue::from_str(value) {
-            extra.push((HeaderName::from_static(name), v));
-        }
-    };
-    push("x-auth-subject", &identity.subject);
-    if let Some(email) = &identity.email {
-        push("x-auth-email", email);
-    }
-    push("x-auth-roles", &identity.roles.join(","));
-    push("x-auth-scopes", &identity.scopes.join(" "));
 }
 
 /// Proxies a WebSocket upgrade to one target (no retries: the client's
