@@ -1,8 +1,11 @@
-//! TLS for the proxy listener (rustls with the ring provider), built from
-//! `server.tls` PEM files. Validation calls this too, so a bad certificate
-//! or key is reported by `gateway check` and stops startup.
+//! TLS with rustls (ring provider): the proxy listener's server side, built
+//! from `server.tls` PEM files, and the client side used towards `https://`
+//! upstreams and the identity provider (Mozilla's roots, or an upstream's
+//! own `tls_ca_file`). Validation calls these too, so a bad certificate,
+//! key or CA file is reported by `gateway check` and stops startup.
 
 use std::io;
+use std::path::Path;
 use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
@@ -29,4 +32,36 @@ pub fn server_config(tls: &TlsSettings) -> io::Result<rustls::ServerConfig> {
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| invalid("certificate and key do not form a usable pair", &e))
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Client TLS trusting Mozilla's root store, or only the PEM certificates
+/// of `ca_file` when given (private CAs inside a cluster).
+pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<rustls::ClientConfig>> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}")))?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("{e}")))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no usable CA certificate in file",
+                ));
+            }
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| io::Error::other(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }

@@ -625,3 +625,30 @@ async fn slow_clients_are_cut_off() {
         "{text}"
     );
 }
+
+#[actix_rt::test]
+async fn https_upstreams_are_verified_against_the_configured_ca() {
+    let (up, ca_pem) = spawn_tls_upstream("secure");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let port = up.addr.port();
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  trusted: {{targets: ["https://localhost:{port}"], tls_ca_file: "{ca}"}}
+  untrusted: {{targets: ["https://localhost:{port}"], retries: 0}}
+routes:
+  - {{name: trusted, path_prefix: /t, strip_prefix: /t, upstream: trusted}}
+  - {{name: untrusted, path_prefix: /u, strip_prefix: /u, upstream: untrusted}}
+"#,
+        ca = ca.display()
+    ))
+    .await;
+    let mut res = client().get(gw.url("/t/hello")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(json_body(&mut res).await["path"], "/hello");
+    // A certificate no trusted CA signed is refused: 502, never proxied.
+    let res = client().get(gw.url("/u/hello")).send().await.unwrap();
+    assert_eq!(res.status(), 502);
+}

@@ -13,10 +13,17 @@ pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_PROVIDER_BODY: usize = 1024 * 1024;
 
 thread_local! {
-    static CLIENT: awc::Client = awc::Client::builder()
-        .timeout(PROVIDER_TIMEOUT)
-        .disable_redirects()
-        .finish();
+    static CLIENT: awc::Client = {
+        let mut connector = awc::Connector::new();
+        if let Ok(tls) = crate::tls::client_config(None) {
+            connector = connector.rustls_0_23(tls);
+        }
+        awc::Client::builder()
+            .connector(connector)
+            .timeout(PROVIDER_TIMEOUT)
+            .disable_redirects()
+            .finish()
+    };
 }
 
 fn client() -> awc::Client {

@@ -159,6 +159,7 @@ mod tests {
             fail_timeout: Duration::from_secs(60),
             pool_max_connections: 0,
             pool_keep_alive: Duration::from_secs(1),
+            tls_ca_file: None,
         })
     }
 

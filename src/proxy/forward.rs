@@ -50,10 +50,15 @@ impl UpstreamClients {
 }
 
 fn client_for(u: &UpstreamSettings) -> awc::Client {
-    let connector = awc::Connector::new()
+    let mut connector = awc::Connector::new()
         .timeout(u.connect_timeout)
         .limit(u.pool_max_connections)
         .conn_keep_alive(u.pool_keep_alive);
+    // Validation has already loaded the CA file once, so this only fails if
+    // it changed since; plain-HTTP targets still work then.
+    if let Ok(tls) = crate::tls::client_config(u.tls_ca_file.as_deref()) {
+        connector = connector.rustls_0_23(tls);
+    }
     awc::Client::builder()
         .connector(connector)
         // A proxy passes redirects to the client; it never follows them.

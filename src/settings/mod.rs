@@ -150,6 +150,7 @@ pub struct UpstreamSettings {
     pub fail_timeout: Duration,
     pub pool_max_connections: usize,
     pub pool_keep_alive: Duration,
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -681,20 +682,13 @@ fn validate_upstreams(
                         && parsed.username().is_empty()
                         && parsed.password().is_none() =>
                 {
-                    if parsed.scheme() == "https" {
-                        c.fail(
-                            &format!("{base}.targets"),
-                            &shown,
-                            format!("{t:?}: https upstreams are not supported yet; use http"),
-                        );
-                    }
                     targets.push(t.trim_end_matches('/').to_owned());
                 }
                 Ok(_) => c.fail(
                     &format!("{base}.targets"),
                     &shown,
                     format!(
-                        "{t:?} must be http://host[:port] without credentials, path, query or fragment"
+                        "{t:?} must be http(s)://host[:port] without credentials, path, query or fragment"
                     ),
                 ),
                 Err(e) => c.fail(
@@ -719,6 +713,19 @@ fn validate_upstreams(
         c.positive(&format!("{base}.connect_timeout_ms"), u.connect_timeout_ms);
         c.positive(&format!("{base}.request_timeout_ms"), u.request_timeout_ms);
         c.positive(&format!("{base}.max_fails"), u64::from(u.max_fails));
+        let tls_ca_file = u
+            .tls_ca_file
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from);
+        if let Some(ca) = &tls_ca_file {
+            if let Err(e) = crate::tls::client_config(Some(ca)) {
+                c.key(
+                    &format!("{base}.tls_ca_file"),
+                    format!("{}: {e}", ca.display()),
+                );
+            }
+        }
         out.push(UpstreamSettings {
             name: name.clone(),
             targets,
@@ -730,6 +737,7 @@ fn validate_upstreams(
             fail_timeout: Duration::from_secs(u.fail_timeout_secs),
             pool_max_connections: u.pool_max_connections,
             pool_keep_alive: Duration::from_secs(u.pool_keep_alive_secs),
+            tls_ca_file,
         });
     }
     out

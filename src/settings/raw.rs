@@ -181,6 +181,9 @@ pub struct RawUpstream {
     pub pool_max_connections: usize,
     /// Idle pooled upstream connections are closed after this, seconds (added key).
     pub pool_keep_alive_secs: u64,
+    /// PEM CA bundle trusted for `https://` targets instead of Mozilla's
+    /// roots (added key).
+    pub tls_ca_file: Option<String>,
 }
 
 impl Default for RawUpstream {
@@ -195,6 +198,7 @@ impl Default for RawUpstream {
             fail_timeout_secs: DEFAULT_FAIL_TIMEOUT_SECS,
             pool_max_connections: DEFAULT_UPSTREAM_POOL_LIMIT,
             pool_keep_alive_secs: DEFAULT_UPSTREAM_KEEP_ALIVE_SECS,
+            tls_ca_file: None,
         }
     }
 }

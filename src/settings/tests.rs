@@ -281,7 +281,7 @@ fn unsafe_or_unsupported_targets_and_port_clashes_are_refused() {
 server: {listen: "0.0.0.0:8080"}
 admin: {listen: "127.0.0.1:8080"}
 upstreams:
-  u: {targets: ["http://user:pw@h:1", "https://h:2", "http://h:3#frag"]}
+  u: {targets: ["http://user:pw@h:1", "https://h:2", "http://h:3#frag"], tls_ca_file: "missing.pem"}
 routes:
   - {name: a, path_prefix: /a/, upstream: u}
   - {name: b, path_prefix: /a, upstream: u}
@@ -291,11 +291,14 @@ routes:
         for e in [
             "t.yaml: admin.listen: must not share server.listen's port",
             "t.yaml: upstreams.u.targets[0]:",
-            "t.yaml: upstreams.u.targets[1]: \"https://h:2\": https upstreams are not supported yet",
             "t.yaml: upstreams.u.targets[2]:",
+            "t.yaml: upstreams.u.tls_ca_file: missing.pem:",
             "t.yaml: routes[1].path_prefix: another route has the same",
         ] {
-            assert!(p.iter().any(|m| m.starts_with(e)), "missing {e:?} in {p:#?}");
+            assert!(
+                p.iter().any(|m| m.starts_with(e)),
+                "missing {e:?} in {p:#?}"
+            );
         }
         Ok(())
     });

@@ -223,7 +223,29 @@ async fn websocket(req: HttpRequest, body: web::Payload) -> actix_web::Result<Ht
     Ok(res)
 }
 
+/// Like `spawn_upstream`, over HTTPS with a fresh self-signed certificate
+/// for `localhost`; returns the upstream and the PEM of its certificate (the
+/// CA a client must trust).
+pub fn spawn_tls_upstream(name: &str) -> (Upstream, String) {
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    let pem = cert.cert.pem();
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .expect("server config");
+    (spawn_upstream_with(name, Some(config)), pem)
+}
+
 pub fn spawn_upstream(name: &str) -> Upstream {
+    spawn_upstream_with(name, None)
+}
+
+fn spawn_upstream_with(name: &str, tls: Option<rustls::ServerConfig>) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind upstream");
     let addr = listener.local_addr().expect("upstream addr");
     let (tx, rx) = std::sync::mpsc::channel();
@@ -241,8 +263,11 @@ pub fn spawn_upstream(name: &str) -> Upstream {
                     .default_service(web::to(echo))
             })
             .workers(2)
-            .disable_signals()
-            .listen(listener)
+            .disable_signals();
+            let server = match tls {
+                Some(config) => server.listen_rustls_0_23(listener, config),
+                None => server.listen(listener),
+            }
             .expect("listen")
             .run();
             tx.send(server.handle()).expect("send handle");
