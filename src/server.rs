@@ -94,7 +94,7 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
         None => None,
     };
-    let auth = crate::auth::build(&settings, session_pool)
+    let auth = crate::auth::build(&settings, session_pool, &metrics)
         .await
         .map_err(other)?;
     let any_auth = auth.is_some();

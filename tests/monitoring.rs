@@ -170,6 +170,7 @@ fn metric_names_are_found_in_the_assets() {
         "gateway_ratelimit_decisions_total",
         "gateway_ratelimit_store_degraded",
         "gateway_auth_outcomes_total",
+        "gateway_session_cache_lookups_total",
     ] {
         assert!(protection.contains(m), "protection dashboard lacks {m}");
     }
@@ -213,6 +214,8 @@ rate_limits:
 auth:
   provider:
     jwks_url: "http://127.0.0.1:{jwks_port}/jwks"
+    authorization_url: "http://127.0.0.1:{jwks_port}/auth"
+    token_url: "http://127.0.0.1:{jwks_port}/token"
     client_id: gateway
   session: {{secret: "{SECRET}"}}
 routes:
@@ -222,6 +225,7 @@ routes:
   - {{name: limited, path_prefix: /limited, upstream: live, rate_limit: [tight]}}
   - {{name: cluster, path_prefix: /cluster, upstream: live, rate_limit: [shared]}}
   - {{name: secure, path_prefix: /secure, upstream: live, auth: bearer}}
+  - {{name: app, path_prefix: /app, upstream: live, auth: session}}
 "#,
         redis = redis.url(),
         live = up.url(),
@@ -250,6 +254,9 @@ routes:
     assert_eq!(status(&c, "GET", &gw.url("/secure/a"), &[]).await, 401);
     let bearer = [("authorization", "Bearer not.a.jwt")];
     assert_eq!(status(&c, "GET", &gw.url("/secure/a"), &bearer).await, 401);
+    // A session lookup (an unknown cookie) feeds the session cache metric.
+    let cookie = [("cookie", "gateway_session=unknown-session-id")];
+    assert_eq!(status(&c, "GET", &gw.url("/app/a"), &cookie).await, 401);
     redis.kill();
     for _ in 0..10 {
         assert_eq!(status(&c, "GET", &gw.url("/cluster/a"), &[]).await, 200);

@@ -210,6 +210,7 @@ pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
 pub async fn build(
     settings: &Settings,
     redis_pool: Option<crate::redis_pool::RedisPool>,
+    metrics: &crate::telemetry::metrics::Metrics,
 ) -> Result<Option<Auth>, String> {
     let uses_auth = settings
         .routes
@@ -241,7 +242,8 @@ pub async fn build(
             Duration::from_secs(raw.session.cache_ttl_secs),
         ),
         None => SessionStore::memory(&raw.session.secret, ttl),
-    };
+    }
+    .with_lookup_metric(metrics.session_cache_lookups.clone());
     let audiences = if raw.provider.audiences.is_empty() {
         vec![raw.provider.client_id.clone()]
     } else {

@@ -123,6 +123,8 @@ enum Backend {
 }
 
 pub struct SessionStore {
+    /// `gateway_session_cache_lookups_total`, when metrics are attached.
+    lookups: Option<prometheus::IntCounterVec>,
     /// Sessions being refreshed by this replica right now (single flight).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     backend: Backend,
@@ -154,6 +156,7 @@ fn pre_login_key(state_digest: &str) -> String {
 impl SessionStore {
     pub fn memory(secret: &str, ttl: Duration) -> Self {
         Self {
+            lookups: None,
             refreshing: Default::default(),
             backend: Backend::Memory {
                 sessions: Cache::builder()
@@ -176,6 +179,7 @@ impl SessionStore {
 
     pub fn redis(secret: &str, pool: RedisPool, cache_ttl: Duration) -> Self {
         Self {
+            lookups: None,
             refreshing: Default::default(),
             backend: Backend::Redis { pool },
             cache: Cache::builder()
@@ -196,15 +200,33 @@ impl SessionStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
+    /// Counts session lookups by result.
+    pub fn with_lookup_metric(mut self, lookups: prometheus::IntCounterVec) -> Self {
+        self.lookups = Some(lookups);
+        self
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(lookups) = &self.lookups {
+            lookups.with_label_values(&[result]).inc();
+        }
+    }
+
     /// The session behind a cookie value, if it exists and has not expired.
     pub async fn load(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
         let key = digest(session_id);
         let found = match &self.backend {
-            Backend::Memory { sessions, .. } => sessions.get(&key),
+            Backend::Memory { sessions, .. } => {
+                let found = sessions.get(&key);
+                self.count(if found.is_some() { "hit" } else { "miss" });
+                found
+            }
             Backend::Redis { pool } => {
                 if let Some(hit) = self.cache.get(&key) {
+                    self.count("hit");
                     Some(hit)
                 } else if self.negative.contains_key(&key) {
+                    self.count("negative_hit");
                     None
                 } else {
                     let mut conn = Self::conn(pool).await?;
@@ -218,8 +240,14 @@ impl SessionStore {
                         .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
                         .map(Arc::new);
                     match &session {
-                        Some(s) => self.cache.insert(key.clone(), s.clone()),
-                        None => self.negative.insert(key.clone(), ()),
+                        Some(s) => {
+                            self.count("store_hit");
+                            self.cache.insert(key.clone(), s.clone());
+                        }
+                        None => {
+                            self.count("miss");
+                            self.negative.insert(key.clone(), ());
+                        }
                     }
                     session
                 }

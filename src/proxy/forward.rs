@@ -8,7 +8,6 @@
 //! are retried on another target for idempotent requests without a body.
 
 use std::cell::Cell;
-use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -142,16 +141,11 @@ impl Stream for LimitedBody {
 
 pin_project_lite::pin_project! {
     /// The upstream's response body, holding the target's in-flight count
-    /// until the last byte has gone to the client (or the client left), and
-    /// ending the exchange once `request_timeout_ms` has passed.
+    /// until the last byte has gone to the client (or the client left).
     struct ResponseBody<S> {
         #[pin]
         inner: S,
         in_flight: Option<InFlightOwned>,
-        deadline: Instant,
-        // Armed only when the upstream makes us wait: most bodies finish
-        // without ever needing a timer.
-        timer: Option<Pin<Box<actix_rt::time::Sleep>>>,
     }
 }
 
@@ -163,29 +157,11 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        match this.inner.poll_next(cx) {
-            Poll::Ready(None) => {
-                this.in_flight.take();
-                Poll::Ready(None)
-            }
-            Poll::Pending => {
-                let deadline = *this.deadline;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(actix_rt::time::sleep_until(deadline.into())));
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => {
-                        this.in_flight.take();
-                        Poll::Ready(Some(Err(PayloadError::Io(std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "upstream response exceeded request_timeout_ms",
-                        )))))
-                    }
-                    Poll::Pending => Poll::Pending,
-                }
-            }
-            ready => ready,
+        let polled = this.inner.poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            this.in_flight.take();
         }
+        polled
     }
 }
 
@@ -394,9 +370,13 @@ pub async fn forward(
                     warn!(gw.log, "upstream target recovered";
                         "upstream" => labels[0], "target" => labels[1]);
                 }
+                // request_timeout_ms covers the body too: awc re-arms the
+                // timer it used for the head (no new allocation).
+                let remaining = (sent_at + upstream.settings.request_timeout)
+                    .saturating_duration_since(Instant::now());
+                let resp = resp.timeout(remaining);
                 // The count now travels with the response body.
-                let deadline = sent_at + upstream.settings.request_timeout;
-                return build_response(&req, resp, in_flight, deadline);
+                return build_response(&req, resp, in_flight);
             }
             Err(err) => {
                 drop(in_flight);
@@ -495,7 +475,6 @@ fn build_response<S>(
     req: &HttpRequest,
     resp: awc::ClientResponse<S>,
     in_flight: InFlightOwned,
-    deadline: Instant,
 ) -> HttpResponse
 where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
@@ -531,8 +510,6 @@ where
     let body = ResponseBody {
         inner: resp,
         in_flight: Some(in_flight),
-        deadline,
-        timer: None,
     };
     match length {
         Some(len) => builder.body(SizedStream::new(len, body)),

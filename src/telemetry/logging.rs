@@ -78,14 +78,36 @@ impl BatchedStdout {
     }
 }
 
-impl Write for BatchedStdout {
+/// The log thread's writer: the JSON serializer writes each record in many
+/// small pieces, so they gather in a private line buffer and the shared
+/// batch is locked once per line.
+struct LineWriter {
+    shared: BatchedStdout,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn new(shared: BatchedStdout) -> Self {
+        Self {
+            shared,
+            line: Vec::with_capacity(512),
+        }
+    }
+}
+
+impl Write for LineWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        let (lock, wake) = &*self.0;
+        self.line.extend_from_slice(bytes);
+        if !bytes.ends_with(b"\n") {
+            return Ok(bytes.len());
+        }
+        let (lock, wake) = &*self.shared.0;
         let mut batch = lock.lock().unwrap_or_else(|p| p.into_inner());
-        batch.buf.extend_from_slice(bytes);
-        if batch.direct && bytes.ends_with(b"\n") {
+        batch.buf.extend_from_slice(&self.line);
+        self.line.clear();
+        if batch.direct {
             drop(batch);
-            self.drain_to_stdout();
+            self.shared.drain_to_stdout();
         } else if batch.buf.len() >= FLUSH_BYTES {
             wake.notify_one();
         }
@@ -132,7 +154,7 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
     let output = BatchedStdout::default();
     let (drain, async_guard) = match settings.format {
         LogFormat::Json => {
-            let json = slog_json::Json::new(output.clone())
+            let json = slog_json::Json::new(LineWriter::new(output.clone()))
                 .add_key_value(o!(
                     "ts" => FnValue(|_: &Record| {
                         time::OffsetDateTime::now_utc()
@@ -147,7 +169,7 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
             async_drain(json, level)
         }
         LogFormat::Text => {
-            let decorator = slog_term::PlainDecorator::new(output.clone());
+            let decorator = slog_term::PlainDecorator::new(LineWriter::new(output.clone()));
             let text = slog_term::FullFormat::new(decorator).build().fuse();
             async_drain(text, level)
         }

@@ -37,6 +37,7 @@ pub struct Metrics {
     pub ratelimit_redis_decisions: IntCounter,
     pub ratelimit_local_keys: IntGaugeVec,
     pub auth_outcomes: IntCounterVec,
+    pub session_cache_lookups: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -137,6 +138,14 @@ impl Metrics {
                 ),
                 &["route", "result", "reason"],
             )?,
+            session_cache_lookups: IntCounterVec::new(
+                opts(
+                    "session_cache_lookups_total",
+                    "Session lookups by result: hit (replica cache), store_hit (Redis), \
+                     miss (unknown or expired), negative_hit (recently unknown).",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -159,6 +168,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.ratelimit_local_keys.clone()))?;
         m.registry.register(Box::new(m.auth_outcomes.clone()))?;
+        m.registry
+            .register(Box::new(m.session_cache_lookups.clone()))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
             &["version"],
