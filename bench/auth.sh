@@ -78,15 +78,8 @@ WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
 # wrk and Redis share CPU 0. Both routes run in the same gateway process,
 # loaded one at a time, so they get exactly the same CPUs.
 NCPU=$(nproc)
-GW_PIN=() LOAD_PIN=()
-if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && ((NCPU >= WORKERS + 1)); then
-    if ((WORKERS == 1)); then GW_CPUS=1; else GW_CPUS="1-$WORKERS"; fi
-    GW_PIN=(taskset -c "$GW_CPUS")
-    LOAD_PIN=(taskset -c 0)
-    PINNING="gateway on CPU $GW_CPUS; upstream + wrk + redis on CPU 0 (taskset)"
-else
-    PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$NCPU)"
-fi
+pin_layout "gateway" "upstream + wrk + redis"
+GW_PIN=("${SUT_PIN[@]}")
 
 # ---------------------------------------------------------------- setup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench-auth.XXXXXX")

@@ -192,3 +192,23 @@ apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >/dev/null
 }
+
+# CPU layout shared by every bench: the process under test gets CPUs of its
+# own (1..WORKERS), the load side (upstream, wrk, redis) shares CPU 0, when
+# taskset exists and there are enough CPUs. Sets SUT_PIN and LOAD_PIN
+# (command prefixes, so `cmd &` forks the real process and $! is its pid),
+# SUT_CPUS and PINNING (a description that names SUT_LABEL and LOAD_LABEL).
+# shellcheck disable=SC2034 # the variables are the function's output
+pin_layout() { # SUT_LABEL LOAD_LABEL
+    local ncpu
+    ncpu=$(nproc)
+    SUT_PIN=() LOAD_PIN=() SUT_CPUS=""
+    if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && ((ncpu >= WORKERS + 1)); then
+        if ((WORKERS == 1)); then SUT_CPUS=1; else SUT_CPUS="1-$WORKERS"; fi
+        SUT_PIN=(taskset -c "$SUT_CPUS")
+        LOAD_PIN=(taskset -c 0)
+        PINNING="$1 on CPU $SUT_CPUS; $2 on CPU 0 (taskset)"
+    else
+        PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$ncpu)"
+    fi
+}

@@ -78,15 +78,8 @@ WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
 # CPU 0. Redis therefore takes CPU from the load side, not from the gateway:
 # the cluster figure is the gateway's own cost plus the slower load side.
 NCPU=$(nproc)
-GW_PIN=() LOAD_PIN=()
-if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && ((NCPU >= WORKERS + 1)); then
-    if ((WORKERS == 1)); then GW_CPUS=1; else GW_CPUS="1-$WORKERS"; fi
-    GW_PIN=(taskset -c "$GW_CPUS")
-    LOAD_PIN=(taskset -c 0)
-    PINNING="gateways on CPU $GW_CPUS; upstream + wrk + redis on CPU 0 (taskset)"
-else
-    PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$NCPU)"
-fi
+pin_layout "gateways" "upstream + wrk + redis"
+GW_PIN=("${SUT_PIN[@]}")
 
 # ---------------------------------------------------------------- setup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench-rl.XXXXXX")

@@ -74,17 +74,8 @@ fi
 # Both proxies get the same CPUs and worker count, and only one is loaded at a
 # time, so neither competes with the load generator for its core.
 NCPU=$(nproc)
-# Command prefixes rather than a wrapper function, so that `cmd &` forks the
-# real process and $! is its pid (taskset execs).
-PROXY_PIN=() LOAD_PIN=()
-if [[ ${BENCH_PIN:-1} == 1 ]] && command -v taskset >/dev/null && ((NCPU >= WORKERS + 1)); then
-    if ((WORKERS == 1)); then PROXY_CPUS=1; else PROXY_CPUS="1-$WORKERS"; fi
-    PROXY_PIN=(taskset -c "$PROXY_CPUS")
-    LOAD_PIN=(taskset -c 0)
-    PINNING="proxy on CPU $PROXY_CPUS; upstream + wrk on CPU 0 (taskset)"
-else
-    PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$NCPU)"
-fi
+pin_layout "proxy" "upstream + wrk"
+PROXY_PIN=("${SUT_PIN[@]}")
 
 # ---------------------------------------------------------------- setup
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench.XXXXXX")
