@@ -61,13 +61,7 @@ ensure_tools() {
     apt_install "${pkgs[@]}"
 }
 
-say "building gateway, demo_upstream and mint_session (release)"
-if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
-    cargo build --release --bin gateway --example demo_upstream --example mint_session
-fi
-[[ -x $GATEWAY_BIN ]] || die "no gateway binary at $GATEWAY_BIN"
-[[ -x $UPSTREAM_BIN ]] || die "no upstream binary at $UPSTREAM_BIN"
-[[ -x $MINT_BIN ]] || die "no mint_session binary at $MINT_BIN"
+build_release demo_upstream mint_session -- "$UPSTREAM_BIN" "$MINT_BIN"
 
 ensure_tools
 REDIS_VERSION=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')

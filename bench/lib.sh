@@ -212,3 +212,21 @@ pin_layout() { # SUT_LABEL LOAD_LABEL
         PINNING="none (needs taskset, nproc >= workers+1, BENCH_PIN!=0; nproc=$ncpu)"
     fi
 }
+
+# Builds the gateway and the named examples in release mode (BENCH_NO_BUILD=1
+# skips it) and checks that each binary (GATEWAY_BIN and the paths given
+# after --) exists.
+build_release() { # EXAMPLE... -- BIN...
+    local examples=() bins=() args=() e b
+    while (($#)) && [[ $1 != -- ]]; do examples+=("$1"); shift; done
+    (($#)) && shift
+    bins=("$GATEWAY_BIN" "$@")
+    say "building gateway and ${examples[*]} (release)"
+    if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+        for e in "${examples[@]}"; do args+=(--example "$e"); done
+        cargo build --release --bin gateway "${args[@]}"
+    fi
+    for b in "${bins[@]}"; do
+        [[ -x $b ]] || die "no binary at $b"
+    done
+}

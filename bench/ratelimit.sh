@@ -61,12 +61,7 @@ ensure_tools() {
     apt_install "${pkgs[@]}"
 }
 
-say "building gateway and demo_upstream (release)"
-if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
-    cargo build --release --bin gateway --example demo_upstream
-fi
-[[ -x $GATEWAY_BIN ]] || die "no gateway binary at $GATEWAY_BIN"
-[[ -x $UPSTREAM_BIN ]] || die "no upstream binary at $UPSTREAM_BIN"
+build_release demo_upstream -- "$UPSTREAM_BIN"
 
 ensure_tools
 REDIS_VERSION=$(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p')
