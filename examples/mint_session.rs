@@ -18,6 +18,8 @@ use std::time::Duration;
 use gateway::auth::crypto::random_token;
 use gateway::auth::session::{unix_now, Session, SessionStore};
 use gateway::auth::Identity;
+use gateway::redis_pool::RedisPool;
+use gateway::settings::RedisSettings;
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip_while(|a| a != name);
@@ -31,16 +33,23 @@ fn usage(problem: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<String, String> {
-    let pool = deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| format!("redis pool for {url}: {e}"))?;
+/// A store over `url`, as the gateway builds it (with a fresh cache).
+fn open_store(url: &str, secret: &str) -> Result<SessionStore, String> {
+    let redis = RedisSettings {
+        urls: vec![url.to_owned()],
+        cluster: false,
+        pool_size: 4,
+        command_timeout: Duration::from_secs(2),
+    };
+    let pool = RedisPool::new(&redis).map_err(|e| format!("redis pool for {url}: {e}"))?;
+    let log = slog::Logger::root(slog::Discard, slog::o!());
     // The cache TTL only matters to a store that also reads; any value works.
-    let store = SessionStore::redis(
-        secret,
-        gateway::redis_pool::RedisPool::Single(pool.clone()),
-        Duration::from_secs(10),
-    );
+    SessionStore::redis(secret, pool, &redis, Duration::from_secs(10), log)
+        .map_err(|e| format!("session store for {url}: {e}"))
+}
+
+async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<String, String> {
+    let store = open_store(url, secret)?;
     let id = random_token();
     let now = unix_now();
     let identity = Identity::new(
@@ -67,14 +76,7 @@ async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<Stri
         .map_err(|e| format!("saving the session: {e}"))?;
     // Read it back through a store with an empty cache: proves that Redis
     // holds it and that the secret opens it.
-    let pool = deadpool_redis::Config::from_url(url)
-        .create_pool(Some(deadpool_redis::Runtime::Tokio1))
-        .map_err(|e| format!("redis pool for {url}: {e}"))?;
-    let check = SessionStore::redis(
-        secret,
-        gateway::redis_pool::RedisPool::Single(pool.clone()),
-        Duration::from_secs(10),
-    );
+    let check = open_store(url, secret)?;
     match check.load(&id).await {
         Ok(Some(s)) if s.subject == session.subject && s.expires_at == session.expires_at => Ok(id),
         Ok(_) => Err("the session did not read back from Redis".to_owned()),

@@ -70,11 +70,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let (log, guard) = gateway::telemetry::logging::build(&settings.logging);
+    let (log, guard, access_sink) = gateway::telemetry::logging::build(&settings.logging);
     info!(log, "configuration loaded";
         "routes" => settings.routes.len(), "upstreams" => settings.upstreams.len(),
         "workers" => settings.server.workers, "state_store" => if settings.redis.is_some() { "redis" } else { "memory" });
-    let result = actix_rt::System::new().block_on(gateway::run(settings, log.clone()));
+    let result = actix_rt::System::new().block_on(gateway::run(settings, log.clone(), access_sink));
     let code = match result {
         Ok(()) => {
             info!(log, "gateway stopped");

@@ -3,6 +3,8 @@
 //! for a single server and for a Redis Cluster (`redis.cluster: true`), so
 //! both features work on either.
 
+use std::sync::{Arc, Mutex};
+
 use redis::aio::ConnectionLike;
 use redis::{Cmd, Pipeline, RedisFuture, Value};
 
@@ -112,6 +114,28 @@ macro_rules! delegate_connection_like {
             }
         }
     };
+}
+
+/// An actor's Redis connection: taken from the pool once and shared by
+/// all of the actor's concurrent commands; dropped after an error so the
+/// next use takes a new one.
+#[derive(Clone, Default)]
+pub struct ConnectionSlot(Arc<Mutex<Option<SharedConnection>>>);
+
+impl ConnectionSlot {
+    pub async fn get(&self, pool: &RedisPool) -> Result<SharedConnection, PoolError> {
+        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(conn) = cached {
+            return Ok(conn);
+        }
+        let conn = pool.shared().await?;
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
+        Ok(conn)
+    }
+
+    pub fn reset(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
 }
 
 delegate_connection_like!(SharedConnection);

@@ -18,6 +18,7 @@ use prometheus::Registry;
 use slog::{error, info, Logger};
 
 use crate::actors::rate_limiter::RateLimiterActor;
+use crate::middleware::access_log::WorkerTelemetry;
 use crate::middleware::{
     access_log::access_log, auth::authenticate, rate_limit::rate_limit, request_id::request_id,
     route_match::route_match,
@@ -29,6 +30,7 @@ use crate::redis_pool::RedisPool;
 use crate::settings::Settings;
 use crate::state::Gateway;
 use crate::state::RateLimitParts;
+use crate::telemetry::logging::AccessLogSink;
 use crate::telemetry::{health, metrics::Metrics};
 
 const HEALTH_GAUGE_REFRESH: Duration = Duration::from_secs(1);
@@ -45,7 +47,7 @@ fn other(err: impl std::fmt::Display) -> io::Error {
 
 /// Runs the gateway until a shutdown signal has been handled and every
 /// in-flight request has finished (or `shutdown_timeout_secs` passed).
-pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
+pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) -> io::Result<()> {
     // 1. Metrics: one registry for our metrics, actix-web-prom's and process metrics.
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::new(registry.clone()).map_err(other)?);
@@ -77,6 +79,7 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
             health.clone(),
             limits.clone(),
             metrics.clone(),
+            log.clone(),
         );
         let arbiter = actix::Arbiter::new();
         let addr = RateLimiterActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
@@ -94,26 +97,10 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
         Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
         None => None,
     };
-    let auth = crate::auth::build(&settings, session_pool, &metrics)
+    let auth = crate::auth::build(&settings, session_pool, &metrics, &log)
         .await
         .map_err(other)?;
     let any_auth = auth.is_some();
-    if let (Some(auth), Some(redis)) = (&auth, &settings.redis) {
-        {
-            // Cluster PUBLISH reaches subscribers on every node: one seed is enough.
-            let client = redis::Client::open(redis.urls[0].as_str()).map_err(other)?;
-            let actor = crate::actors::session_cache::SessionCacheActor::new(
-                client,
-                auth.sessions.cache_handle(),
-                log.clone(),
-            );
-            let arbiter = actix::Arbiter::new();
-            crate::actors::session_cache::SessionCacheActor::start_in_arbiter(
-                &arbiter.handle(),
-                move |_| actor,
-            );
-        }
-    }
 
     // 4. Shared state, read by every worker.
     let server_settings = settings.server.clone();
@@ -129,9 +116,11 @@ pub async fn run(settings: Settings, log: Logger) -> io::Result<()> {
     let state = gateway.clone();
     let proxy = HttpServer::new(move || {
         let clients = UpstreamClients::new(&state.settings.upstreams);
+        let telemetry = WorkerTelemetry::new(access_sink.worker_logger());
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
+            .app_data(web::Data::new(telemetry))
             .configure(|cfg| {
                 if any_auth {
                     crate::auth::oauth::configure(cfg);

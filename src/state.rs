@@ -38,6 +38,11 @@ pub struct Gateway {
     pub started: Instant,
     /// Request headers never copied upstream (the gateway sets them itself).
     pub request_skip: Vec<HeaderName>,
+    /// The gateway's own cookies (session and login binding), removed from
+    /// the `Cookie` header sent upstream. Empty without auth.
+    pub gateway_cookies: Vec<String>,
+    /// Upstream latency histogram per upstream, per target, resolved once.
+    pub upstream_histograms: Vec<Vec<Histogram>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -78,6 +83,26 @@ impl Gateway {
                     .set(1);
             }
         }
+        let upstream_histograms = upstreams
+            .iter()
+            .map(|u| {
+                u.targets
+                    .iter()
+                    .map(|t| {
+                        metrics
+                            .upstream_duration
+                            .with_label_values(&[&u.settings.name, &t.url])
+                    })
+                    .collect()
+            })
+            .collect();
+        let gateway_cookies = match &auth {
+            Some(auth) => {
+                let name = &auth.settings.session.cookie_name;
+                vec![name.clone(), format!("{name}_login")]
+            }
+            None => Vec::new(),
+        };
         Self {
             settings,
             routes,
@@ -92,6 +117,8 @@ impl Gateway {
             log,
             started: Instant::now(),
             request_skip: crate::proxy::headers::request_skip_list(),
+            gateway_cookies,
+            upstream_histograms,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

@@ -167,8 +167,24 @@ async fn browser_login_creates_a_server_side_session() {
     assert_eq!(upstream_header(&echo, "x-auth-roles"), "user");
     assert!(upstream_header(&echo, "x-auth-scopes").contains("openid"));
     assert!(
-        echo["headers"].get("cookie").is_some(),
-        "cookies still reach the upstream"
+        echo["headers"].get("cookie").is_none(),
+        "the session cookie is the gateway's credential: never sent upstream"
+    );
+    let mut res = c
+        .get(gw.url("/app/page"))
+        .insert_header((
+            "cookie",
+            format!("theme=dark; gateway_session={cookie}; lang=en"),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo = json_body(&mut res).await;
+    assert_eq!(
+        upstream_header(&echo, "cookie"),
+        "theme=dark; lang=en",
+        "the application's own cookies still reach the upstream"
     );
 
     let (status, info) = get_with_cookie(&gw, "/oauth2/userinfo", &cookie).await;
@@ -408,6 +424,56 @@ async fn logout_ends_the_session_on_every_replica() {
     assert!(
         refused_soon(&b, &cookie).await,
         "logout seen by the other replica"
+    );
+}
+
+/// Redis `GET` commands served so far.
+fn redis_gets(redis: &RedisServer) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]).unwrap_or_default();
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Value of `gateway_session_cache_lookups_total{result=...}`.
+fn lookups(metrics: &str, result: &str) -> u64 {
+    let label = format!("gateway_session_cache_lookups_total{{result=\"{result}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(label.as_str()))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[actix_rt::test]
+async fn a_cold_replica_reads_a_session_from_redis_once() {
+    let redis = RedisServer::start();
+    let s = setup(2, &[]);
+    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let (a, b) = two_replicas(&s, &redis_yaml).await;
+    let (cookie, _) = browser_session(&s.op, &a, "grace", "/app").await;
+
+    // Replica b has never seen the session: 32 requests arrive at once.
+    let before = redis_gets(&redis);
+    let urls: Vec<String> = (0..32).map(|i| b.url(&format!("/app/{i}"))).collect();
+    assert!(concurrent_gets(urls, &cookie)
+        .await
+        .iter()
+        .all(|s| *s == 200));
+    assert_eq!(
+        redis_gets(&redis) - before,
+        1,
+        "concurrent misses share one Redis read"
+    );
+    let metrics = b.metrics().await;
+    assert_eq!(lookups(&metrics, "store_hit"), 1, "{metrics}");
+    assert_eq!(
+        lookups(&metrics, "hit") + lookups(&metrics, "coalesced"),
+        31,
+        "{metrics}"
     );
 }
 

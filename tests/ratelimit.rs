@@ -220,6 +220,20 @@ async fn redis_outage(mode: &str) -> (u16, Vec<u16>, Duration) {
         metrics.contains("gateway_ratelimit_store_errors_total"),
         "{metrics}"
     );
+    // Operators see both transitions in the log, once each.
+    let transitions = |msg: &str| {
+        gw.log_lines()
+            .iter()
+            .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with(msg)))
+            .count()
+    };
+    let logged = eventually(Duration::from_secs(3), || {
+        let seen = transitions("redis circuit breaker closed") == 1;
+        async move { seen }
+    })
+    .await;
+    assert!(logged, "breaker closing logged: {}", gw.stdout_text());
+    assert_eq!(transitions("redis circuit breaker opened"), 1);
     (before, during, elapsed)
 }
 

@@ -8,16 +8,17 @@
 //! bounded: a worker that finds it full does not wait (see
 //! `ratelimit::store`). Failures feed the shared circuit breaker.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::ratelimit::store::{StoreError, StoreHealth};
+use crate::ratelimit::store::{BreakerChange, StoreError, StoreHealth};
 use crate::ratelimit::{Decision, RateLimits};
-use crate::redis_pool::{RedisPool, SharedConnection};
+use crate::redis_pool::{ConnectionSlot, RedisPool, SharedConnection};
 use crate::telemetry::metrics::Metrics;
+use slog::{info, warn, Logger};
 
 /// GCRA over Redis time, in microseconds. KEYS[1]: state key holding the
 /// theoretical arrival time (TAT); ARGV[1]: emission interval; ARGV[2]:
@@ -78,6 +79,7 @@ pub struct RateLimiterActor {
     health: Arc<StoreHealth>,
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
+    log: Logger,
 }
 
 impl RateLimiterActor {
@@ -88,6 +90,7 @@ impl RateLimiterActor {
         health: Arc<StoreHealth>,
         limits: Arc<RateLimits>,
         metrics: Arc<Metrics>,
+        log: Logger,
     ) -> Self {
         Self {
             backend,
@@ -100,6 +103,7 @@ impl RateLimiterActor {
             health,
             limits,
             metrics,
+            log,
         }
     }
 
@@ -116,14 +120,16 @@ impl RateLimiterActor {
         let timeout = self.command_timeout;
         let slot = self.connection.clone();
         let started = crate::ratelimit::store::now_ms();
+        let log = self.log.clone();
         actix::spawn(async move {
-            match tokio::time::timeout(timeout, ping(&backend, &slot)).await {
+            let change = match tokio::time::timeout(timeout, ping(&backend, &slot)).await {
                 Ok(Ok(())) => health.record_success(),
                 _ => {
                     slot.reset();
-                    health.record_failure(started);
+                    health.record_failure(started)
                 }
-            }
+            };
+            log_breaker(&log, change, "probe failed");
         });
     }
 
@@ -179,6 +185,7 @@ impl Handler<Flush> for RateLimiterActor {
         let script = self.script.clone();
         let health = self.health.clone();
         let metrics = self.metrics.clone();
+        let log = self.log.clone();
         let timeout = self.command_timeout;
         let slot = self.connection.clone();
         let started = crate::ratelimit::store::now_ms();
@@ -197,7 +204,7 @@ impl Handler<Flush> for RateLimiterActor {
             };
             match outcome {
                 Ok(results) => {
-                    health.record_success();
+                    log_breaker(&log, health.record_success(), "");
                     metrics.ratelimit_redis_roundtrips.inc();
                     metrics.ratelimit_redis_decisions.inc_by(batch.len() as u64);
                     for (d, r) in batch.into_iter().zip(results) {
@@ -209,7 +216,7 @@ impl Handler<Flush> for RateLimiterActor {
                         // A stalled connection may stay stalled: start afresh.
                         slot.reset();
                     }
-                    health.record_failure(started);
+                    log_breaker(&log, health.record_failure(started), err.kind());
                     metrics
                         .ratelimit_store_errors
                         .with_label_values(&[err.kind()])
@@ -236,8 +243,28 @@ fn decision((allowed, remaining, retry_us, reset_us): ScriptResult, capacity: u6
     }
 }
 
+/// Breaker transitions are rare and matter to operators: one line each.
+fn log_breaker(log: &Logger, change: Option<BreakerChange>, error: &str) {
+    match change {
+        Some(BreakerChange::Opened { failures, backoff }) => warn!(log,
+            "redis circuit breaker opened: cluster rate limits follow on_store_error";
+            "consecutive_failures" => failures, "backoff_ms" => backoff.as_millis() as u64,
+            "error" => error),
+        Some(BreakerChange::Closed) => {
+            info!(
+                log,
+                "redis circuit breaker closed: cluster rate limiting resumed"
+            )
+        }
+        None => {}
+    }
+}
+
 async fn ping(backend: &Backend, slot: &ConnectionSlot) -> Result<(), StoreError> {
-    let mut conn = slot.get(backend).await?;
+    let mut conn = slot
+        .get(backend)
+        .await
+        .map_err(|_| StoreError::Unreachable)?;
     let result = redis::cmd("PING")
         .query_async::<()>(&mut conn)
         .await
@@ -256,38 +283,16 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 /// loaded once and again only when Redis answers NOSCRIPT (after a restart
 /// or SCRIPT FLUSH). A cluster gets concurrent calls on its multiplexed
 /// connection, each routed to the slot of its key.
-/// The actor's Redis connection: taken from the pool once and shared by
-/// every batch; dropped after an error so the next batch takes a new one.
-#[derive(Clone, Default)]
-pub struct ConnectionSlot(Arc<Mutex<Option<SharedConnection>>>);
-
-impl ConnectionSlot {
-    async fn get(&self, pool: &RedisPool) -> Result<SharedConnection, StoreError> {
-        let cached = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Some(conn) = cached {
-            return Ok(conn);
-        }
-        let conn = pool.shared().await.map_err(|_| StoreError::Unreachable)?;
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(conn.clone());
-        Ok(conn)
-    }
-
-    fn reset(&self) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
-    }
-}
-
-/// One round trip for a single node (a pipeline of EVALSHA); the script is
-/// loaded once and again only when Redis answers NOSCRIPT (after a restart
-/// or SCRIPT FLUSH). A cluster gets concurrent calls on its multiplexed
-/// connection, each routed to the slot of its key.
 async fn run_batch(
     backend: &Backend,
     slot: &ConnectionSlot,
     script: &redis::Script,
     requests: &[(&str, u64, u64)],
 ) -> Result<Vec<ScriptResult>, StoreError> {
-    let conn = slot.get(backend).await?;
+    let conn = slot
+        .get(backend)
+        .await
+        .map_err(|_| StoreError::Unreachable)?;
     let result = match conn {
         SharedConnection::Single(mut conn) => {
             let mut pipe = redis::pipe();

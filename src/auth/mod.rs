@@ -211,6 +211,7 @@ pub async fn build(
     settings: &Settings,
     redis_pool: Option<crate::redis_pool::RedisPool>,
     metrics: &crate::telemetry::metrics::Metrics,
+    log: &slog::Logger,
 ) -> Result<Option<Auth>, String> {
     let uses_auth = settings
         .routes
@@ -235,13 +236,15 @@ pub async fn build(
         _ => None,
     };
     let ttl = Duration::from_secs(raw.session.ttl_secs);
-    let sessions = match redis_pool {
-        Some(pool) => SessionStore::redis(
+    let sessions = match (redis_pool, &settings.redis) {
+        (Some(pool), Some(redis)) => SessionStore::redis(
             &raw.session.secret,
             pool,
+            redis,
             Duration::from_secs(raw.session.cache_ttl_secs),
-        ),
-        None => SessionStore::memory(&raw.session.secret, ttl),
+            log.clone(),
+        )?,
+        _ => SessionStore::memory(&raw.session.secret, ttl, log.clone()),
     }
     .with_lookup_metric(metrics.session_cache_lookups.clone());
     let audiences = if raw.provider.audiences.is_empty() {

@@ -13,9 +13,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
+use actix::{Actor, Addr};
+use slog::Logger;
+
 use super::crypto::{digest, SessionCrypto};
 use super::Identity;
-use crate::redis_pool::{PooledConnection, RedisPool};
+use crate::actors::session_cache::{
+    DeleteSession, LoadSession, LoadSource, SaveSession, SessionCacheActor,
+};
+use crate::redis_pool::{ConnectionSlot, PooledConnection, RedisPool};
+use crate::settings::RedisSettings;
+
+/// The actor gets an arbiter (thread) of its own: store round trips never
+/// run on a request worker.
+fn start_actor(actor: SessionCacheActor) -> Addr<SessionCacheActor> {
+    let arbiter = actix::Arbiter::new();
+    SessionCacheActor::start_in_arbiter(&arbiter.handle(), move |_| actor)
+}
 
 /// Pre-login records live this long: the user has this much time to log in.
 pub const PRE_LOGIN_TTL: Duration = Duration::from_secs(600);
@@ -106,32 +120,18 @@ pub struct PreLogin {
     pub redirect_to: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("session store unavailable: {0}")]
     Unavailable(String),
+    #[error("session cache actor stopped")]
+    Stopped,
 }
 
-enum Backend {
-    Memory {
-        sessions: Cache<String, Arc<Session>>,
-        pre_login: Cache<String, Arc<PreLogin>>,
-    },
-    Redis {
-        pool: RedisPool,
-    },
-}
-
-pub struct SessionStore {
-    /// `gateway_session_cache_lookups_total`, when metrics are attached.
-    lookups: Option<prometheus::IntCounterVec>,
-    /// Sessions being refreshed by this replica right now (single flight).
-    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
-    backend: Backend,
-    /// Replica-local copies of Redis sessions (Memory: unused).
-    cache: Cache<String, Arc<Session>>,
-    negative: Cache<String, ()>,
-    crypto: SessionCrypto,
+impl From<redis::RedisError> for StoreError {
+    fn from(e: redis::RedisError) -> Self {
+        Self::Unavailable(e.to_string())
+    }
 }
 
 fn session_key(id_digest: &str) -> String {
@@ -153,51 +153,176 @@ fn pre_login_key(state_digest: &str) -> String {
     format!("gw:prelogin:{state_digest}")
 }
 
+/// Sealed sessions in Redis, keyed by the id's digest: the storage that the
+/// SessionCache actor reads on a miss and writes through. Every command is
+/// bounded by `command_timeout_ms`.
+#[derive(Clone)]
+pub struct RedisSessions {
+    pool: RedisPool,
+    connection: ConnectionSlot,
+    crypto: Arc<SessionCrypto>,
+    command_timeout: Duration,
+}
+
+impl RedisSessions {
+    async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let attempt = async {
+            let mut conn = self
+                .connection
+                .get(&self.pool)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok::<T, StoreError>(cmd.query_async(&mut conn).await?)
+        };
+        let result = match tokio::time::timeout(self.command_timeout, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+        };
+        if result.is_err() {
+            self.connection.reset();
+        }
+        result
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Arc<Session>>, StoreError> {
+        let sealed: Option<Vec<u8>> = self.run(redis::Cmd::get(session_key(key))).await?;
+        Ok(sealed
+            .and_then(|s| self.crypto.open(key.as_bytes(), &s))
+            .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
+            .map(Arc::new))
+    }
+
+    pub async fn put(&self, key: &str, session: &Session) -> Result<(), StoreError> {
+        let ttl = session.expires_at.saturating_sub(unix_now()).max(1);
+        let plain =
+            serde_json::to_vec(session).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let sealed = self.crypto.seal(key.as_bytes(), &plain);
+        self.run(redis::Cmd::set_ex(session_key(key), sealed, ttl))
+            .await
+    }
+
+    /// Deletes, then tells every replica to drop its cached copy (two
+    /// commands: a cluster routes them to different nodes).
+    pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
+        self.run::<()>(redis::Cmd::del(session_key(key))).await?;
+        self.run(redis::Cmd::publish(
+            crate::actors::session_cache::INVALIDATION_CHANNEL,
+            key,
+        ))
+        .await
+    }
+}
+
+/// Where one-time pre-login records live.
+enum PreLoginBackend {
+    Memory(Cache<String, Arc<PreLogin>>),
+    Redis(RedisPool),
+}
+
+/// The worker-side face of the session store: reads the in-process cache
+/// without waiting, sends misses and writes to the SessionCache actor.
+pub struct SessionStore {
+    /// `gateway_session_cache_lookups_total`, when metrics are attached.
+    lookups: Option<prometheus::IntCounterVec>,
+    /// Sessions being refreshed by this replica right now (single flight).
+    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Redis mode: replica-local copies. Memory mode: the store itself.
+    cache: Cache<String, Arc<Session>>,
+    negative: Cache<String, ()>,
+    /// Redis sits behind the cache (misses go to the actor).
+    shared: bool,
+    actor: Addr<SessionCacheActor>,
+    pre_login: PreLoginBackend,
+    crypto: Arc<SessionCrypto>,
+}
+
+fn negative_cache() -> Cache<String, ()> {
+    Cache::builder()
+        .max_capacity(CACHE_CAPACITY)
+        .time_to_live(NEGATIVE_TTL)
+        .build()
+}
+
 impl SessionStore {
-    pub fn memory(secret: &str, ttl: Duration) -> Self {
+    /// One replica, sessions in memory. Starts the SessionCache actor, so
+    /// call it inside the actix system.
+    pub fn memory(secret: &str, ttl: Duration, log: Logger) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(ttl)
+            .build();
+        let negative = negative_cache();
+        let actor = SessionCacheActor::new(None, cache.clone(), negative.clone(), log);
         Self {
             lookups: None,
             refreshing: Default::default(),
-            backend: Backend::Memory {
-                sessions: Cache::builder()
-                    .max_capacity(CACHE_CAPACITY)
-                    .time_to_live(ttl)
-                    .build(),
-                pre_login: Cache::builder()
+            cache,
+            negative,
+            shared: false,
+            actor: start_actor(actor),
+            pre_login: PreLoginBackend::Memory(
+                Cache::builder()
                     .max_capacity(CACHE_CAPACITY)
                     .time_to_live(PRE_LOGIN_TTL)
                     .build(),
-            },
-            cache: Cache::builder().max_capacity(1).build(),
-            negative: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(NEGATIVE_TTL)
-                .build(),
-            crypto: SessionCrypto::new(secret),
+            ),
+            crypto: Arc::new(SessionCrypto::new(secret)),
         }
     }
 
-    pub fn redis(secret: &str, pool: RedisPool, cache_ttl: Duration) -> Self {
-        Self {
+    /// Sessions in Redis, shared by every replica; `cache_ttl` bounds how
+    /// long this replica trusts its copy. Starts the SessionCache actor
+    /// (and its pub/sub subscription).
+    pub fn redis(
+        secret: &str,
+        pool: RedisPool,
+        redis: &RedisSettings,
+        cache_ttl: Duration,
+        log: Logger,
+    ) -> Result<Self, String> {
+        let crypto = Arc::new(SessionCrypto::new(secret));
+        // Cluster PUBLISH reaches subscribers on every node: one seed is enough.
+        let subscriber = redis::Client::open(redis.urls[0].as_str()).map_err(|e| e.to_string())?;
+        let backend = RedisSessions {
+            pool: pool.clone(),
+            connection: ConnectionSlot::default(),
+            crypto: crypto.clone(),
+            command_timeout: redis.command_timeout,
+        };
+        let cache = Cache::builder()
+            .max_capacity(CACHE_CAPACITY)
+            .time_to_live(cache_ttl.max(Duration::from_millis(1)))
+            .build();
+        let negative = negative_cache();
+        let actor = SessionCacheActor::new(
+            Some((backend, subscriber)),
+            cache.clone(),
+            negative.clone(),
+            log,
+        );
+        Ok(Self {
             lookups: None,
             refreshing: Default::default(),
-            backend: Backend::Redis { pool },
-            cache: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(cache_ttl.max(Duration::from_millis(1)))
-                .build(),
-            negative: Cache::builder()
-                .max_capacity(CACHE_CAPACITY)
-                .time_to_live(NEGATIVE_TTL)
-                .build(),
-            crypto: SessionCrypto::new(secret),
-        }
+            cache,
+            negative,
+            shared: true,
+            actor: start_actor(actor),
+            pre_login: PreLoginBackend::Redis(pool),
+            crypto,
+        })
     }
 
     async fn conn(pool: &RedisPool) -> Result<PooledConnection, StoreError> {
         pool.get()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    fn redis_pool(&self) -> Option<&RedisPool> {
+        match &self.pre_login {
+            PreLoginBackend::Redis(pool) => Some(pool),
+            PreLoginBackend::Memory(_) => None,
+        }
     }
 
     /// Counts session lookups by result.
@@ -215,103 +340,54 @@ impl SessionStore {
     /// The session behind a cookie value, if it exists and has not expired.
     pub async fn load(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
         let key = digest(session_id);
-        let found = match &self.backend {
-            Backend::Memory { sessions, .. } => {
-                let found = sessions.get(&key);
-                self.count(if found.is_some() { "hit" } else { "miss" });
-                found
-            }
-            Backend::Redis { pool } => {
-                if let Some(hit) = self.cache.get(&key) {
-                    self.count("hit");
-                    Some(hit)
-                } else if self.negative.contains_key(&key) {
-                    self.count("negative_hit");
-                    None
-                } else {
-                    let mut conn = Self::conn(pool).await?;
-                    let sealed: Option<Vec<u8>> = redis::cmd("GET")
-                        .arg(session_key(&key))
-                        .query_async(&mut conn)
-                        .await
-                        .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                    let session = sealed
-                        .and_then(|s| self.crypto.open(key.as_bytes(), &s))
-                        .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
-                        .map(Arc::new);
-                    match &session {
-                        Some(s) => {
-                            self.count("store_hit");
-                            self.cache.insert(key.clone(), s.clone());
-                        }
-                        None => {
-                            self.count("miss");
-                            self.negative.insert(key.clone(), ());
-                        }
-                    }
-                    session
-                }
-            }
+        let found = if let Some(hit) = self.cache.get(&key) {
+            self.count("hit");
+            Some(hit)
+        } else if !self.shared {
+            self.count("miss");
+            None
+        } else if self.negative.contains_key(&key) {
+            self.count("negative_hit");
+            None
+        } else {
+            let loaded = self
+                .actor
+                .send(LoadSession(key))
+                .await
+                .map_err(|_| StoreError::Stopped)??;
+            self.count(match (loaded.source, &loaded.session) {
+                (LoadSource::Cache, _) => "hit",
+                (LoadSource::Coalesced, _) => "coalesced",
+                (LoadSource::Store, Some(_)) => "store_hit",
+                (LoadSource::Store, None) => "miss",
+            });
+            loaded.session
         };
         Ok(found.filter(|s| s.expires_at > unix_now()))
     }
 
     pub async fn save(&self, session_id: &str, session: Session) -> Result<(), StoreError> {
-        let key = digest(session_id);
-        let session = Arc::new(session);
-        match &self.backend {
-            Backend::Memory { sessions, .. } => sessions.insert(key, session),
-            Backend::Redis { pool } => {
-                let ttl = session.expires_at.saturating_sub(unix_now()).max(1);
-                let plain = serde_json::to_vec(&*session)
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                let sealed = self.crypto.seal(key.as_bytes(), &plain);
-                let mut conn = Self::conn(pool).await?;
-                redis::cmd("SET")
-                    .arg(session_key(&key))
-                    .arg(sealed)
-                    .arg("EX")
-                    .arg(ttl)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                self.negative.invalidate(&key);
-                self.cache.insert(key, session);
-            }
-        }
-        Ok(())
+        self.actor
+            .send(SaveSession {
+                key: digest(session_id),
+                session: Arc::new(session),
+            })
+            .await
+            .map_err(|_| StoreError::Stopped)?
     }
 
     pub async fn delete(&self, session_id: &str) -> Result<(), StoreError> {
-        let key = digest(session_id);
-        self.cache.invalidate(&key);
-        match &self.backend {
-            Backend::Memory { sessions, .. } => sessions.invalidate(&key),
-            Backend::Redis { pool } => {
-                let mut conn = Self::conn(pool).await?;
-                // Delete, then tell every replica to drop its cached copy
-                // (two commands: a cluster routes them to different nodes).
-                redis::cmd("DEL")
-                    .arg(session_key(&key))
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-                redis::cmd("PUBLISH")
-                    .arg(crate::actors::session_cache::INVALIDATION_CHANNEL)
-                    .arg(&key)
-                    .query_async::<()>(&mut conn)
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            }
-        }
-        Ok(())
+        self.actor
+            .send(DeleteSession(digest(session_id)))
+            .await
+            .map_err(|_| StoreError::Stopped)?
     }
 
     /// Takes the cluster-wide refresh lock of a session (Redis), so that one
     /// replica refreshes while the others wait for its result. Memory
     /// stores are single-replica: always granted.
     pub async fn lock_refresh(&self, session_id: &str, owner: &str) -> Result<bool, StoreError> {
-        let Backend::Redis { pool } = &self.backend else {
+        let Some(pool) = self.redis_pool() else {
             return Ok(true);
         };
         let mut conn = Self::conn(pool).await?;
@@ -329,7 +405,7 @@ impl SessionStore {
 
     /// Extends the lease while the refresh is still running.
     pub async fn renew_refresh(&self, session_id: &str, owner: &str) {
-        if let Backend::Redis { pool } = &self.backend {
+        if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(RENEW_IF_OWNER)
                     .key(refresh_lock_key(&digest(session_id)))
@@ -342,7 +418,7 @@ impl SessionStore {
     }
 
     pub async fn unlock_refresh(&self, session_id: &str, owner: &str) {
-        if let Backend::Redis { pool } = &self.backend {
+        if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(DELETE_IF_OWNER)
                     .key(refresh_lock_key(&digest(session_id)))
@@ -356,14 +432,11 @@ impl SessionStore {
     /// The stored session, bypassing this replica's cache (to see another
     /// replica's refresh).
     pub async fn load_fresh(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
-        self.cache.invalidate(&digest(session_id));
+        // In memory mode the cache is the store: nothing to bypass.
+        if self.shared {
+            self.cache.invalidate(&digest(session_id));
+        }
         self.load(session_id).await
-    }
-
-    /// The replica-local cache of Redis sessions (for the invalidation
-    /// subscriber).
-    pub fn cache_handle(&self) -> Cache<String, Arc<Session>> {
-        self.cache.clone()
     }
 
     /// True when this caller should refresh the session's tokens; false
@@ -384,9 +457,9 @@ impl SessionStore {
 
     pub async fn put_pre_login(&self, state: &str, record: PreLogin) -> Result<(), StoreError> {
         let key = digest(state);
-        match &self.backend {
-            Backend::Memory { pre_login, .. } => pre_login.insert(key, Arc::new(record)),
-            Backend::Redis { pool } => {
+        match &self.pre_login {
+            PreLoginBackend::Memory(records) => records.insert(key, Arc::new(record)),
+            PreLoginBackend::Redis(pool) => {
                 let plain = serde_json::to_vec(&record)
                     .map_err(|e| StoreError::Unavailable(e.to_string()))?;
                 let sealed = self.crypto.seal(key.as_bytes(), &plain);
@@ -407,9 +480,9 @@ impl SessionStore {
     /// Takes the record of `state` out of the store: a state works once.
     pub async fn take_pre_login(&self, state: &str) -> Result<Option<PreLogin>, StoreError> {
         let key = digest(state);
-        match &self.backend {
-            Backend::Memory { pre_login, .. } => Ok(pre_login.remove(&key).map(|r| (*r).clone())),
-            Backend::Redis { pool } => {
+        match &self.pre_login {
+            PreLoginBackend::Memory(records) => Ok(records.remove(&key).map(|r| (*r).clone())),
+            PreLoginBackend::Redis(pool) => {
                 let mut conn = Self::conn(pool).await?;
                 let sealed: Option<Vec<u8>> = redis::cmd("GETDEL")
                     .arg(pre_login_key(&key))

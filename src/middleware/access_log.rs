@@ -12,11 +12,11 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
-use slog::info;
+use slog::{info, Logger};
 
-use super::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
+use super::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
 use crate::state::Gateway;
-use crate::telemetry::metrics::{method_label, NO_ROUTE};
+use crate::telemetry::metrics::{method_label, RequestCounterCache};
 
 /// Decrements the in-flight gauge however the request ends (even if the
 /// client goes away and the future is dropped).
@@ -32,11 +32,30 @@ impl Drop for InFlightGuard<'_> {
 #[derive(Clone)]
 pub struct AuthenticatedUser(pub String);
 
+/// What each worker keeps for this stage (built in the server factory):
+/// its own access-log drain and request-counter cache.
+pub struct WorkerTelemetry {
+    pub access_log: Option<Logger>,
+    pub requests: RequestCounterCache,
+}
+
+impl WorkerTelemetry {
+    pub fn new(access_log: Option<Logger>) -> Self {
+        Self {
+            access_log,
+            requests: RequestCounterCache::default(),
+        }
+    }
+}
+
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let Some(gw) = req.app_data::<web::Data<Gateway>>().cloned() else {
+    let (Some(gw), Some(worker)) = (
+        req.app_data::<web::Data<Gateway>>().cloned(),
+        req.app_data::<web::Data<WorkerTelemetry>>().cloned(),
+    ) else {
         return next.call(req).await;
     };
     let start = Instant::now();
@@ -52,49 +71,67 @@ pub async fn access_log(
         Ok(res) => res.status(),
         Err(err) => err.as_response_error().status_code(),
     };
+    // The extensions stay borrowed while the line is written: nothing is
+    // copied out of them.
+    let borrowed = result.as_ref().ok().map(|res| res.request().extensions());
+    record(
+        &gw,
+        &worker,
+        borrowed.as_deref(),
+        &method,
+        &uri,
+        status,
+        elapsed,
+    );
+    drop(borrowed);
+    result
+}
 
-    let (route_idx, request_id, client_ip, upstream, user) = match &result {
-        Ok(res) => {
-            let ext = res.request().extensions();
-            (
-                ext.get::<MatchedRoute>().map(|m| m.index),
-                ext.get::<RequestId>().map(|id| id.as_str().to_owned()),
-                ext.get::<ClientInfo>().map(|c| c.ip),
-                ext.get::<UpstreamUsed>().copied(),
-                ext.get::<AuthenticatedUser>().map(|u| u.0.clone()),
-            )
-        }
-        Err(_) => (None, None, None, None, None),
-    };
-    let route_name = route_idx.map_or(NO_ROUTE, |i| gw.routes.get(i).name.as_str());
+fn record(
+    gw: &Gateway,
+    worker: &WorkerTelemetry,
+    ext: Option<&actix_http::Extensions>,
+    method: &actix_web::http::Method,
+    uri: &actix_web::http::Uri,
+    status: actix_web::http::StatusCode,
+    elapsed: std::time::Duration,
+) {
+    let route_idx = ext.and_then(|e| e.get::<MatchedRoute>()).map(|m| m.index);
+    let route_name = route_idx.map(|i| gw.routes.get(i).name.as_str());
     let histogram = route_idx.map_or(&gw.no_route_histogram, |i| &gw.route_histograms[i]);
     histogram.observe(elapsed.as_secs_f64());
-    let status_str = status.as_str();
-    gw.metrics
-        .requests
-        .with_label_values(&[route_name, method_label(&method), status_str])
-        .inc();
+    worker.requests.inc(
+        &gw.metrics.requests,
+        route_idx.zip(route_name),
+        method_label(method),
+        status,
+    );
 
-    if gw.settings.logging.access_log {
-        let (upstream_name, target) = match upstream {
+    if let Some(log) = &worker.access_log {
+        let (upstream, target) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];
-                (up.settings.name.as_str(), up.targets[u.target].url.as_str())
+                (
+                    Some(up.settings.name.as_str()),
+                    Some(up.targets[u.target].url.as_str()),
+                )
             }
-            None => ("", ""),
+            None => (None, None),
         };
-        info!(gw.log, "request";
-            "request_id" => request_id.as_deref().unwrap_or("-"),
+        let client_ip = ext
+            .and_then(|e| e.get::<ClientInfo>())
+            .map(|c| IpText::new(c.ip));
+        info!(log, "request";
+            "request_id" => ext.and_then(|e| e.get::<RequestId>()).map_or("-", |id| id.as_str()),
             "method" => method.as_str(),
             "path" => uri.path(),
             "status" => status.as_u16(),
             "duration_ms" => (elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
-            "route" => route_idx.map(|_| route_name),
-            "upstream" => (!upstream_name.is_empty()).then_some(upstream_name),
-            "target" => (!target.is_empty()).then_some(target),
-            "client_ip" => client_ip.map(|ip| ip.to_string()),
-            "user" => user,
+            "route" => route_name,
+            "upstream" => upstream,
+            "target" => target,
+            "client_ip" => client_ip.as_ref().map(IpText::as_str),
+            "user" => ext.and_then(|e| e.get::<AuthenticatedUser>()).map(|u| u.0.as_str()),
         );
     }
-    result
 }

@@ -75,7 +75,9 @@ async fn session_identity(
     // One refresh per session: single flight inside this replica, and a
     // Redis lock (lease renewed while it runs) across replicas.
     if auth.sessions.begin_refresh(&cookie) {
-        let result = refresh_once(auth, &cookie, &session, refreshed).await;
+        // Boxed: the refresh machinery is large and rare; inlined, its state
+        // would be copied around with every request's future.
+        let result = Box::pin(refresh_once(auth, &cookie, &session, refreshed)).await;
         auth.sessions.end_refresh(&cookie);
         return result;
     }
@@ -84,7 +86,7 @@ async fn session_identity(
     }
     // Another request of this replica is refreshing a token already
     // expired: wait for its result rather than failing this one.
-    wait_for_refresh(auth, &cookie, &session, false).await
+    Box::pin(wait_for_refresh(auth, &cookie, &session, false)).await
 }
 
 /// Waits (bounded) until the stored session carries newer tokens than
@@ -137,7 +139,7 @@ async fn refresh_once(
         .map_err(|_| "store_unavailable")?;
     if !locked {
         // Another replica refreshes: wait for its result.
-        return wait_for_refresh(auth, cookie, session, true).await;
+        return Box::pin(wait_for_refresh(auth, cookie, session, true)).await;
     }
     // Another replica may have finished just before we took the lock.
     if let Ok(Some(latest)) = auth.sessions.load_fresh(cookie).await {
@@ -218,7 +220,7 @@ pub async fn authenticate(
     let mut refreshed = false;
     let result: Result<Arc<Identity>, &'static str> = match (route.auth, &token) {
         (AuthMode::Bearer | AuthMode::SessionOrBearer, Some(token)) => {
-            bearer::authenticate(auth, token)
+            Box::pin(bearer::authenticate(auth, token))
                 .await
                 .map(Arc::new)
                 .map_err(|e| match e {

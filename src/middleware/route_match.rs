@@ -44,22 +44,24 @@ pub async fn route_match(
     if gw.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&raw) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
-    let path = if is_normal(raw) {
-        Some(raw.to_owned())
+    let normalized = if is_normal(raw) {
+        None
     } else {
-        normalize_path(raw)
+        match normalize_path(raw) {
+            Some(path) => Some(path),
+            None => return Ok(reject(req, GatewayError::BadPath)),
+        }
     };
-    let Some(path) = path else {
-        return Ok(reject(req, GatewayError::BadPath));
-    };
+    let path = normalized.as_deref().unwrap_or(raw);
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    match gw.routes.find(host, req.method(), &path) {
+    match gw.routes.find(host, req.method(), path) {
         RouteMatch::Found(index) => {
-            req.extensions_mut().insert(MatchedRoute { index, path });
+            req.extensions_mut()
+                .insert(MatchedRoute { index, normalized });
             Ok(next.call(req).await?.map_into_left_body())
         }
         RouteMatch::MethodNotAllowed(allow) => {

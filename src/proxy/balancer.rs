@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::HeaderValue;
+use actix_web::http::Uri;
+
 use crate::settings::{Balance, UpstreamSettings};
 
 fn now_ms() -> u64 {
@@ -21,15 +24,29 @@ fn now_ms() -> u64 {
 pub struct Target {
     /// `scheme://host:port`, also the metrics label.
     pub url: String,
+    /// The `Host` header for this target (`host`, or `host:port` off the
+    /// default ports), built once instead of by the client per request.
+    pub host_header: Option<HeaderValue>,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// `now_ms()` until which the target is skipped; 0 = healthy.
     down_until_ms: AtomicU64,
 }
 
+fn host_header_of(url: &str) -> Option<HeaderValue> {
+    let uri: Uri = url.parse().ok()?;
+    let host = uri.host()?;
+    let value = match uri.port_u16() {
+        None | Some(80) | Some(443) => host.to_owned(),
+        Some(port) => format!("{host}:{port}"),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
 impl Target {
     fn new(url: String) -> Self {
         Self {
+            host_header: host_header_of(&url),
             url,
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -144,6 +161,21 @@ fn duration_ms(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_leaves_out_default_ports() {
+        let host = |url: &str| host_header_of(url).map(|v| v.to_str().unwrap().to_owned());
+        assert_eq!(
+            host("http://10.0.0.1:8080").as_deref(),
+            Some("10.0.0.1:8080")
+        );
+        assert_eq!(host("http://api.internal").as_deref(), Some("api.internal"));
+        assert_eq!(
+            host("https://api.internal:443").as_deref(),
+            Some("api.internal")
+        );
+        assert_eq!(host("http://[::1]:9000").as_deref(), Some("[::1]:9000"));
+    }
 
     fn upstream(balance: Balance, n: usize) -> Upstream {
         Upstream::new(UpstreamSettings {

@@ -26,8 +26,8 @@ use slog::{debug, warn};
 
 use super::balancer::HealthChange;
 use super::headers::{
-    for_each_end_to_end, forwarded_for, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    X_REQUEST_ID,
+    for_each_end_to_end, for_each_upstream_header, forwarded_for, X_FORWARDED_FOR,
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use super::websocket::{self, Tunnel};
 use crate::auth::Identity;
@@ -206,9 +206,10 @@ pub async fn forward(
         // the matched path is never copied.
         let matched = ext.get::<MatchedRoute>().map(|m| {
             let route = gw.routes.get(m.index);
+            let matched_path = m.path(req.path());
             let path = match &route.strip_prefix {
-                Some(prefix) => strip_segment_prefix(&m.path, prefix),
-                None => std::borrow::Cow::Borrowed(m.path.as_str()),
+                Some(prefix) => strip_segment_prefix(matched_path, prefix),
+                None => std::borrow::Cow::Borrowed(matched_path),
             };
             let mut path_and_query = String::with_capacity(path.len() + 64);
             path_and_query.push_str(&path);
@@ -279,7 +280,8 @@ pub async fn forward(
     }
 
     if websocket::is_upgrade(&req) {
-        return upgrade(
+        // Boxed: rare, and large enough to bloat every request's future.
+        return Box::pin(upgrade(
             &req,
             payload,
             &gw,
@@ -287,7 +289,7 @@ pub async fn forward(
             upstream_idx,
             &path_and_query,
             extra,
-        )
+        ))
         .await
         .unwrap_or_else(fail);
     }
@@ -324,9 +326,17 @@ pub async fn forward(
             .no_decompress();
         {
             let h = up.headers_mut();
-            for_each_end_to_end(incoming, &gw.request_skip, |name, value| {
-                h.append(name.clone(), value.clone());
-            });
+            for_each_upstream_header(
+                incoming,
+                &gw.request_skip,
+                &gw.gateway_cookies,
+                |name, value| h.append(name.clone(), value.clone()),
+            );
+            if !route.preserve_host {
+                if let Some(host) = &target.host_header {
+                    h.insert(header::HOST, host.clone());
+                }
+            }
             for (name, value) in &extra {
                 h.insert(name.clone(), value.clone());
             }
@@ -361,9 +371,7 @@ pub async fn forward(
 
         match result {
             Ok(resp) => {
-                gw.metrics
-                    .upstream_duration
-                    .with_label_values(&labels)
+                gw.upstream_histograms[upstream_idx][target_idx]
                     .observe(sent_at.elapsed().as_secs_f64());
                 if upstream.record_success(target_idx) == HealthChange::Recovered {
                     gw.metrics.target_healthy.with_label_values(&labels).set(1);
@@ -430,6 +438,7 @@ async fn upgrade(
         url: format!("{}{}", target.url, path_and_query),
         extra,
         skip: &gw.request_skip,
+        gateway_cookies: &gw.gateway_cookies,
     };
     let labels = [upstream.settings.name.as_str(), target.url.as_str()];
     match websocket::open(req, payload, tunnel, in_flight).await {

@@ -74,6 +74,25 @@ pub fn for_each_end_to_end(
     }
 }
 
+/// [`for_each_end_to_end`] for a request going upstream: also takes the
+/// gateway's own cookies (`gateway_cookies`) out of `Cookie`.
+pub fn for_each_upstream_header(
+    headers: &HeaderMap,
+    skip: &[HeaderName],
+    gateway_cookies: &[String],
+    mut keep: impl FnMut(&HeaderName, &HeaderValue),
+) {
+    for_each_end_to_end(headers, skip, |name, value| {
+        if name == header::COOKIE && !gateway_cookies.is_empty() {
+            if let Some(value) = without_cookies(value, gateway_cookies) {
+                keep(name, &value);
+            }
+        } else {
+            keep(name, value);
+        }
+    });
+}
+
 /// Request headers the gateway sets or refuses to pass on.
 pub fn request_skip_list() -> Vec<HeaderName> {
     let mut skip = vec![
@@ -137,13 +156,57 @@ pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> S
             out.push_str(", ");
         }
     }
-    out.push_str(&peer.to_string());
+    out.push_str(crate::middleware::context::IpText::new(peer).as_str());
     out
+}
+
+/// A `Cookie` header without the gateway's own cookies (`names`): the
+/// session id is the gateway's credential, and an upstream that logs or
+/// leaks headers must not be able to replay it. `None` when nothing is
+/// left.
+pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderValue> {
+    let text = match value.to_str() {
+        Ok(text) => text,
+        // Not text: not a cookie the gateway could have set.
+        Err(_) => return Some(value.clone()),
+    };
+    let is_ours = |pair: &str| {
+        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
+        names.iter().any(|n| n == name)
+    };
+    if !text.split(';').any(is_ours) {
+        return Some(value.clone());
+    }
+    let kept: Vec<&str> = text
+        .split(';')
+        .filter(|pair| !is_ours(pair) && !pair.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateway_cookies_are_removed_others_kept() {
+        let names = vec!["gw".to_owned(), "gw_login".to_owned()];
+        let v = |s: &'static str| HeaderValue::from_static(s);
+        assert_eq!(without_cookies(&v("gw=secret"), &names), None);
+        assert_eq!(
+            without_cookies(&v("theme=dark; gw=secret; gw_login=x; lang=en"), &names),
+            Some(v("theme=dark; lang=en"))
+        );
+        assert_eq!(
+            without_cookies(&v("gwx=1; a=2"), &names),
+            Some(v("gwx=1; a=2")),
+            "untouched when no gateway cookie is present"
+        );
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()

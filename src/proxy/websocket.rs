@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
-use super::headers::for_each_end_to_end;
+use super::headers::{for_each_end_to_end, for_each_upstream_header};
 use crate::error::GatewayError;
 
 /// Headers of the handshake that belong to one hop's key exchange.
@@ -48,6 +48,8 @@ pub struct Tunnel<'a> {
     /// Extra headers for the upstream (X-Forwarded-*, X-Request-Id, Host).
     pub extra: Vec<(HeaderName, HeaderValue)>,
     pub skip: &'a [HeaderName],
+    /// The gateway's own cookies, never passed upstream.
+    pub gateway_cookies: &'a [String],
 }
 
 /// Why the upstream handshake failed, for metrics and passive health.
@@ -98,9 +100,14 @@ pub async fn open<G: 'static>(
     let mut skip: Vec<HeaderName> = tunnel.skip.to_vec();
     skip.extend(HANDSHAKE_HEADERS);
     let mut forwarded: Vec<(HeaderName, HeaderValue)> = Vec::new();
-    for_each_end_to_end(req.headers(), &skip, |name, value| {
-        forwarded.push((name.clone(), value.clone()));
-    });
+    for_each_upstream_header(
+        req.headers(),
+        &skip,
+        tunnel.gateway_cookies,
+        |name, value| {
+            forwarded.push((name.clone(), value.clone()));
+        },
+    );
     for (name, value) in forwarded.into_iter().chain(tunnel.extra) {
         ws = ws.header(name, value);
     }

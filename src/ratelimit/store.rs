@@ -73,6 +73,13 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+/// A breaker transition, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerChange {
+    Opened { failures: u32, backoff: Duration },
+    Closed,
+}
+
 /// Redis health as seen by this replica, shared by workers and the actor.
 #[derive(Debug, Default)]
 pub struct StoreHealth {
@@ -105,15 +112,17 @@ impl StoreHealth {
             .is_ok()
     }
 
-    pub fn record_success(&self) {
+    /// Records a good round trip; `Some(Closed)` when it closes the breaker.
+    pub fn record_success(&self) -> Option<BreakerChange> {
         self.consecutive_failures.store(0, Ordering::Release);
-        self.open_until_ms.store(0, Ordering::Release);
+        (self.open_until_ms.swap(0, Ordering::AcqRel) != 0).then_some(BreakerChange::Closed)
     }
 
     /// Counts a failed round trip that started at `started_ms`. Round trips
     /// that were in flight together fail together: they count once, so a
     /// short stall under load does not look like several failures.
-    pub fn record_failure(&self, started_ms: u64) {
+    /// `Some(Opened)` when this failure opens a closed breaker.
+    pub fn record_failure(&self, started_ms: u64) -> Option<BreakerChange> {
         let now = now_ms();
         let last = self.last_failure_ms.load(Ordering::Acquire);
         if started_ms <= last
@@ -122,15 +131,18 @@ impl StoreHealth {
                 .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
                 .is_err()
         {
-            return;
+            return None;
         }
         let failures = self.consecutive_failures.fetch_add(1, Ordering::AcqRel) + 1;
-        if failures >= FAILURES_TO_OPEN {
-            let doublings = (failures - FAILURES_TO_OPEN).min(8);
-            let backoff = (BACKOFF_BASE * 2u32.pow(doublings)).min(BACKOFF_MAX);
-            self.open_until_ms
-                .store(now_ms() + backoff.as_millis() as u64, Ordering::Release);
+        if failures < FAILURES_TO_OPEN {
+            return None;
         }
+        let doublings = (failures - FAILURES_TO_OPEN).min(8);
+        let backoff = (BACKOFF_BASE * 2u32.pow(doublings)).min(BACKOFF_MAX);
+        let was = self
+            .open_until_ms
+            .swap(now_ms() + backoff.as_millis() as u64, Ordering::AcqRel);
+        (was == 0).then_some(BreakerChange::Opened { failures, backoff })
     }
 
     pub fn is_open(&self) -> bool {
@@ -211,13 +223,27 @@ mod tests {
         h.record_failure(0);
         fail();
         assert!(h.admit(), "still closed below the threshold");
-        fail();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(
+            matches!(
+                h.record_failure(now_ms()),
+                Some(BreakerChange::Opened { failures: 3, .. })
+            ),
+            "the third failure opens the breaker"
+        );
         assert!(h.is_open());
         assert!(!h.admit(), "open: calls are skipped");
         std::thread::sleep(BACKOFF_BASE + Duration::from_millis(50));
         assert!(h.admit(), "back-off over: one probe");
         assert!(!h.admit(), "only one probe at a time");
-        h.record_success();
+        std::thread::sleep(Duration::from_millis(2));
+        assert_eq!(
+            h.record_failure(now_ms()),
+            None,
+            "already open: no new transition"
+        );
+        assert_eq!(h.record_success(), Some(BreakerChange::Closed));
+        assert_eq!(h.record_success(), None);
         assert!(!h.is_open());
         assert!(h.admit());
     }

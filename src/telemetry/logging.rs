@@ -5,11 +5,18 @@
 //! When the async channel is full, records are dropped and the drop is
 //! reported, rather than stalling the request path.
 //!
-//! Lines are batched: the log thread appends to a buffer that a flusher
-//! thread writes out every [`FLUSH_INTERVAL`] (or at once past
-//! [`FLUSH_BYTES`]), so a busy gateway makes one `write` per batch instead of
-//! one per line. A line reaches stdout at most `FLUSH_INTERVAL` late; the
-//! guard flushes what is left at exit.
+//! Lines are batched: writers append to a buffer that a flusher thread
+//! writes out every [`FLUSH_INTERVAL`] (or at once past [`FLUSH_BYTES`]), so
+//! a busy gateway makes one `write` per batch instead of one per line. A
+//! line reaches stdout at most `FLUSH_INTERVAL` late; the guard flushes what
+//! is left at exit. The buffer is bounded ([`MAX_PENDING_BYTES`]): when
+//! stdout stalls, new lines are dropped and the drop is reported.
+//!
+//! Access-log lines, the one event per request, skip the async channel:
+//! each worker has its own slog-json drain ([`AccessLogSink::worker_logger`])
+//! that serialises the record straight from the borrowed request data into
+//! the shared buffer. That costs the worker a memory append, never I/O, and
+//! saves converting every field into an owned value for the channel.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +30,8 @@ use crate::settings::{LogFormat, LoggingSettings};
 const CHANNEL_SIZE: usize = 65_536;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const FLUSH_BYTES: usize = 64 * 1024;
+/// Past this much unwritten output (stdout stalled), lines are dropped.
+pub const MAX_PENDING_BYTES: usize = 8 * 1024 * 1024;
 
 #[derive(Default)]
 struct Batch {
@@ -30,6 +39,8 @@ struct Batch {
     closed: bool,
     /// No flusher thread: the writer itself writes out each line.
     direct: bool,
+    /// Lines dropped since the last report.
+    dropped: u64,
 }
 
 /// Output shared by the log thread (appends) and the flusher (writes out).
@@ -39,10 +50,24 @@ struct BatchedStdout(Arc<(Mutex<Batch>, Condvar)>);
 impl BatchedStdout {
     /// Takes the pending bytes and writes them, outside the lock.
     fn drain_to_stdout(&self) {
-        let pending = {
+        let (mut pending, dropped) = {
             let mut batch = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
-            std::mem::take(&mut batch.buf)
+            (
+                std::mem::take(&mut batch.buf),
+                std::mem::take(&mut batch.dropped),
+            )
         };
+        if dropped > 0 {
+            let report = serde_json::json!({
+                "ts": now_rfc3339().as_str(),
+                "level": "warning",
+                "msg": "log output too slow: lines dropped",
+                "dropped": dropped,
+                "version": env!("CARGO_PKG_VERSION"),
+            });
+            pending.extend_from_slice(report.to_string().as_bytes());
+            pending.push(b'\n');
+        }
         if !pending.is_empty() {
             let mut out = io::stdout().lock();
             // Nowhere to report a failed log write; the line is lost.
@@ -103,7 +128,11 @@ impl Write for LineWriter {
         }
         let (lock, wake) = &*self.shared.0;
         let mut batch = lock.lock().unwrap_or_else(|p| p.into_inner());
-        batch.buf.extend_from_slice(&self.line);
+        if batch.buf.len() + self.line.len() > MAX_PENDING_BYTES {
+            batch.dropped += 1;
+        } else {
+            batch.buf.extend_from_slice(&self.line);
+        }
         self.line.clear();
         if batch.direct {
             drop(batch);
@@ -149,31 +178,80 @@ fn level_name(level: slog::Level) -> &'static str {
     }
 }
 
-pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
-    let level = settings.level;
-    let output = BatchedStdout::default();
-    let (drain, async_guard) = match settings.format {
-        LogFormat::Json => {
-            let json = slog_json::Json::new(LineWriter::new(output.clone()))
+/// The time as RFC 3339 text, formatted on the stack.
+struct Timestamp {
+    buf: [u8; 40],
+    len: usize,
+}
+
+impl Timestamp {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
+}
+
+fn now_rfc3339() -> Timestamp {
+    let mut ts = Timestamp {
+        buf: [0; 40],
+        len: 0,
+    };
+    let mut out = io::Cursor::new(&mut ts.buf[..]);
+    if time::OffsetDateTime::now_utc()
+        .format_into(&mut out, &time::format_description::well_known::Rfc3339)
+        .is_ok()
+    {
+        ts.len = out.position() as usize;
+    }
+    ts
+}
+
+type LineDrain = Box<dyn Drain<Ok = (), Err = slog::Never> + Send>;
+
+/// The formatter of every line, JSON or text, writing into `output`.
+fn line_drain(format: LogFormat, output: &BatchedStdout) -> LineDrain {
+    match format {
+        LogFormat::Json => Box::new(
+            slog_json::Json::new(LineWriter::new(output.clone()))
                 .add_key_value(o!(
-                    "ts" => FnValue(|_: &Record| {
-                        time::OffsetDateTime::now_utc()
-                            .format(&time::format_description::well_known::Rfc3339)
-                            .ok()
-                    }),
+                    "ts" => PushFnValue(|_: &Record, ser| ser.emit(now_rfc3339().as_str())),
                     "level" => FnValue(|r: &Record| level_name(r.level())),
                     "msg" => PushFnValue(|r: &Record, ser| ser.emit(r.msg())),
                 ))
                 .build()
-                .fuse();
-            async_drain(json, level)
-        }
+                .fuse(),
+        ),
         LogFormat::Text => {
             let decorator = slog_term::PlainDecorator::new(LineWriter::new(output.clone()));
-            let text = slog_term::FullFormat::new(decorator).build().fuse();
-            async_drain(text, level)
+            Box::new(slog_term::FullFormat::new(decorator).build().fuse())
         }
-    };
+    }
+}
+
+/// Hands each worker its own access-log drain over the shared output.
+#[derive(Clone)]
+pub struct AccessLogSink {
+    output: BatchedStdout,
+    format: LogFormat,
+    /// Access logging on and `info` within the configured level.
+    enabled: bool,
+}
+
+impl AccessLogSink {
+    /// A logger for the calling worker (built once per worker, in the
+    /// server factory), or `None` when access lines are not wanted. Its
+    /// lock is only ever taken by that worker's thread.
+    pub fn worker_logger(&self) -> Option<Logger> {
+        self.enabled.then(|| {
+            let drain = std::sync::Mutex::new(line_drain(self.format, &self.output)).ignore_res();
+            Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
+        })
+    }
+}
+
+pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard, AccessLogSink) {
+    let level = settings.level;
+    let output = BatchedStdout::default();
+    let (drain, async_guard) = async_drain(line_drain(settings.format, &output), level);
     // Without the flusher thread lines would wait for the next full batch;
     // fall back to writing each line at once.
     let flusher = output.spawn_flusher().ok();
@@ -181,6 +259,11 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
         output.0 .0.lock().unwrap_or_else(|p| p.into_inner()).direct = true;
     }
     let logger = Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")));
+    let access = AccessLogSink {
+        output: output.clone(),
+        format: settings.format,
+        enabled: settings.access_log && slog::Level::Info.is_at_least(level),
+    };
     (
         logger,
         LogGuard {
@@ -188,6 +271,7 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard) {
             output,
             flusher,
         },
+        access,
     )
 }
 
