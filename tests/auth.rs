@@ -477,6 +477,66 @@ async fn a_cold_replica_reads_a_session_from_redis_once() {
     );
 }
 
+/// `/health`'s `session_store` section.
+async fn session_store_health(gw: &Gateway) -> serde_json::Value {
+    match client().get(gw.admin_url("/health")).send().await {
+        Ok(mut res) => json_body(&mut res).await["session_store"].clone(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+#[actix_rt::test]
+async fn session_store_outage_answers_503_then_recovers_by_itself() {
+    let mut redis = RedisServer::start();
+    let s = setup(1, &[]);
+    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    // Replica cache of 1 s: after that every request needs Redis.
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, &redis_yaml)).await;
+    let (cookie, _) = browser_session(&s.op, &gw, "heidi", "/app").await;
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 200);
+    assert_eq!(session_store_health(&gw).await["status"], "ok");
+
+    redis.kill();
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    let mut during = Vec::new();
+    for i in 0..6 {
+        during.push(get_with_cookie(&gw, &format!("/app/{i}"), &cookie).await.0);
+    }
+    assert!(during.iter().all(|s| *s == 503), "{during:?}");
+    let health = session_store_health(&gw).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert_eq!(health["breaker_open"], true, "{health}");
+    let res = client()
+        .get(gw.admin_url("/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "readiness is not tied to Redis");
+
+    // An empty Redis comes back: the breaker closes without traffic, and the
+    // lost session is an ordinary unknown one (401, not 503).
+    redis.restart();
+    let recovered = eventually(Duration::from_secs(20), || async {
+        session_store_health(&gw).await["status"] == "ok"
+    })
+    .await;
+    assert!(recovered, "session store breaker closes once Redis is back");
+    assert_eq!(get_with_cookie(&gw, "/app/y", &cookie).await.0, 401);
+    let count = |msg: &str| {
+        gw.log_lines()
+            .iter()
+            .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with(msg)))
+            .count()
+    };
+    let logged = eventually(Duration::from_secs(3), || {
+        let seen = count("session store circuit breaker closed") == 1;
+        async move { seen }
+    })
+    .await;
+    assert!(logged, "{}", gw.stdout_text());
+    assert_eq!(count("session store circuit breaker opened"), 1);
+}
+
 #[actix_rt::test]
 async fn tokens_close_to_expiry_are_refreshed_transparently() {
     // Access tokens live 20 s: inside the 30 s refresh window from the start.

@@ -37,6 +37,8 @@ pub const INVALIDATION_CHANNEL: &str = "gw:session:invalidate";
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(1);
 /// Queued requests beyond this wait (backpressure) instead of piling up.
 const MAILBOX_CAPACITY: usize = 4096;
+/// How often an open session-store breaker is checked for a probe.
+const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
 type LoadResult = Result<Option<Arc<Session>>, StoreError>;
 
@@ -188,6 +190,12 @@ impl Actor for SessionCacheActor {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         if let Some(client) = self.subscriber.clone() {
             self.subscribe(client, ctx.address());
+        }
+        if let Some(store) = self.store.clone() {
+            ctx.run_interval(PROBE_INTERVAL, move |_, _| {
+                let store = store.clone();
+                actix::spawn(async move { store.probe().await });
+            });
         }
     }
 }

@@ -14,13 +14,14 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use actix::{Actor, Addr};
-use slog::Logger;
+use slog::{info, warn, Logger};
 
 use super::crypto::{digest, SessionCrypto};
 use super::Identity;
 use crate::actors::session_cache::{
     DeleteSession, LoadSession, LoadSource, SaveSession, SessionCacheActor,
 };
+use crate::ratelimit::store::{BreakerChange, StoreHealth};
 use crate::redis_pool::{ConnectionSlot, PooledConnection, RedisPool};
 use crate::settings::RedisSettings;
 
@@ -156,16 +157,40 @@ fn pre_login_key(state_digest: &str) -> String {
 /// Sealed sessions in Redis, keyed by the id's digest: the storage that the
 /// SessionCache actor reads on a miss and writes through. Every command is
 /// bounded by `command_timeout_ms`.
+///
+/// A circuit breaker (the same rules as the rate limiter's, its own state)
+/// stops calling a failing Redis: after 3 failed commands in a row, session
+/// commands fail at once for a back-off, the actor PINGs to recover, and
+/// `/health` shows the session store degraded.
 #[derive(Clone)]
 pub struct RedisSessions {
     pool: RedisPool,
     connection: ConnectionSlot,
     crypto: Arc<SessionCrypto>,
     command_timeout: Duration,
+    health: Arc<StoreHealth>,
+    log: Logger,
 }
 
 impl RedisSessions {
+    /// Checks Redis while the breaker is open and its back-off is over
+    /// (called by the actor on a timer), so recovery needs no traffic.
+    pub async fn probe(&self) {
+        if self.health.is_open() && self.health.admit() {
+            let _ = self.command::<String>(redis::cmd("PING")).await;
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        if !self.health.admit() {
+            return Err(StoreError::Unavailable("circuit breaker open".into()));
+        }
+        self.command(cmd).await
+    }
+
+    /// One command, bounded by `command_timeout_ms`, reported to the breaker.
+    async fn command<T: redis::FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let started = crate::ratelimit::store::now_ms();
         let attempt = async {
             let mut conn = self
                 .connection
@@ -178,8 +203,26 @@ impl RedisSessions {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable("timed out".into())),
         };
-        if result.is_err() {
-            self.connection.reset();
+        // Transitions are rare and matter to operators: one line each.
+        match &result {
+            Ok(_) => {
+                if let Some(BreakerChange::Closed) = self.health.record_success() {
+                    info!(
+                        self.log,
+                        "session store circuit breaker closed: sessions served again"
+                    );
+                }
+            }
+            Err(e) => {
+                self.connection.reset();
+                if let Some(BreakerChange::Opened { failures, backoff }) =
+                    self.health.record_failure(started)
+                {
+                    warn!(self.log, "session store circuit breaker opened: uncached sessions get 503";
+                        "consecutive_failures" => failures,
+                        "backoff_ms" => backoff.as_millis() as u64, "error" => %e);
+                }
+            }
         }
         result
     }
@@ -231,6 +274,8 @@ pub struct SessionStore {
     negative: Cache<String, ()>,
     /// Redis sits behind the cache (misses go to the actor).
     shared: bool,
+    /// The Redis session commands' circuit breaker (Redis mode).
+    health: Option<Arc<StoreHealth>>,
     actor: Addr<SessionCacheActor>,
     pre_login: PreLoginBackend,
     crypto: Arc<SessionCrypto>,
@@ -259,6 +304,7 @@ impl SessionStore {
             cache,
             negative,
             shared: false,
+            health: None,
             actor: start_actor(actor),
             pre_login: PreLoginBackend::Memory(
                 Cache::builder()
@@ -283,11 +329,14 @@ impl SessionStore {
         let crypto = Arc::new(SessionCrypto::new(secret));
         // Cluster PUBLISH reaches subscribers on every node: one seed is enough.
         let subscriber = redis::Client::open(redis.urls[0].as_str()).map_err(|e| e.to_string())?;
+        let health = Arc::new(StoreHealth::default());
         let backend = RedisSessions {
             pool: pool.clone(),
             connection: ConnectionSlot::default(),
             crypto: crypto.clone(),
             command_timeout: redis.command_timeout,
+            health: health.clone(),
+            log: log.clone(),
         };
         let cache = Cache::builder()
             .max_capacity(CACHE_CAPACITY)
@@ -306,6 +355,7 @@ impl SessionStore {
             cache,
             negative,
             shared: true,
+            health: Some(health),
             actor: start_actor(actor),
             pre_login: PreLoginBackend::Redis(pool),
             crypto,
@@ -316,6 +366,11 @@ impl SessionStore {
         pool.get()
             .await
             .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Health of the Redis behind the sessions (`None` in memory mode).
+    pub fn health(&self) -> Option<&StoreHealth> {
+        self.health.as_deref()
     }
 
     fn redis_pool(&self) -> Option<&RedisPool> {

@@ -63,7 +63,9 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
             )
         })
         .collect();
+    let sessions = gw.auth.as_ref().and_then(|a| a.sessions.health());
     let degraded = gw.store_health.is_open()
+        || sessions.is_some_and(|h| h.is_open())
         || gw
             .upstreams
             .iter()
@@ -80,6 +82,11 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
             "status": if gw.store_health.is_open() { "degraded" } else { "ok" },
             "breaker_open": gw.store_health.is_open(),
             "consecutive_failures": gw.store_health.consecutive_failures(),
+        })),
+        "session_store": sessions.map(|h| json!({
+            "status": if h.is_open() { "degraded" } else { "ok" },
+            "breaker_open": h.is_open(),
+            "consecutive_failures": h.consecutive_failures(),
         })),
         "upstreams": upstreams,
     });
