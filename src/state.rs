@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::HeaderName;
-use prometheus::Histogram;
+use prometheus::{Histogram, IntCounter};
 use slog::Logger;
 
 use crate::proxy::balancer::Upstream;
@@ -43,6 +43,10 @@ pub struct Gateway {
     pub gateway_cookies: Vec<String>,
     /// Upstream latency histogram per upstream, per target, resolved once.
     pub upstream_histograms: Vec<Vec<Histogram>>,
+    /// `auth_outcomes_total{result="authenticated"}` per route, for the
+    /// reasons `session` and `bearer`, resolved once (the hot path of
+    /// authenticated traffic); `None` for routes without auth.
+    pub auth_successes: Vec<Option<[IntCounter; 2]>>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -96,6 +100,19 @@ impl Gateway {
                     .collect()
             })
             .collect();
+        let auth_successes = routes
+            .routes()
+            .iter()
+            .map(|r| {
+                (r.auth != crate::settings::AuthMode::None).then(|| {
+                    ["session", "bearer"].map(|reason| {
+                        metrics
+                            .auth_outcomes
+                            .with_label_values(&[&r.name, "authenticated", reason])
+                    })
+                })
+            })
+            .collect();
         let gateway_cookies = match &auth {
             Some(auth) => {
                 let name = &auth.settings.session.cookie_name;
@@ -119,6 +136,7 @@ impl Gateway {
             request_skip: crate::proxy::headers::request_skip_list(),
             gateway_cookies,
             upstream_histograms,
+            auth_successes,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

@@ -267,6 +267,7 @@ enum PreLoginBackend {
 pub struct SessionStore {
     /// `gateway_session_cache_lookups_total`, when metrics are attached.
     lookups: Option<prometheus::IntCounterVec>,
+    cache_hits: Option<prometheus::IntCounter>,
     /// Sessions being refreshed by this replica right now (single flight).
     refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Redis mode: replica-local copies. Memory mode: the store itself.
@@ -300,6 +301,7 @@ impl SessionStore {
         let actor = SessionCacheActor::new(None, cache.clone(), negative.clone(), log);
         Self {
             lookups: None,
+            cache_hits: None,
             refreshing: Default::default(),
             cache,
             negative,
@@ -351,6 +353,7 @@ impl SessionStore {
         );
         Ok(Self {
             lookups: None,
+            cache_hits: None,
             refreshing: Default::default(),
             cache,
             negative,
@@ -382,12 +385,18 @@ impl SessionStore {
 
     /// Counts session lookups by result.
     pub fn with_lookup_metric(mut self, lookups: prometheus::IntCounterVec) -> Self {
+        self.cache_hits = Some(lookups.with_label_values(&["hit"]));
         self.lookups = Some(lookups);
         self
     }
 
     fn count(&self, result: &str) {
-        if let Some(lookups) = &self.lookups {
+        if result == "hit" {
+            // The hot path: resolved once, no label lookup.
+            if let Some(hits) = &self.cache_hits {
+                hits.inc();
+            }
+        } else if let Some(lookups) = &self.lookups {
             lookups.with_label_values(&[result]).inc();
         }
     }

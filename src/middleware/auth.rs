@@ -283,10 +283,9 @@ pub async fn authenticate(
     if refreshed {
         outcome("refreshed", "session");
     }
-    outcome(
-        "authenticated",
-        if token.is_some() { "bearer" } else { "session" },
-    );
+    if let Some(counters) = &gw.auth_successes[route_idx] {
+        counters[usize::from(token.is_some())].inc();
+    }
     req.extensions_mut()
         .insert(AuthenticatedUser(identity.subject.clone()));
     req.extensions_mut().insert(identity);
