@@ -385,8 +385,8 @@ print(f"redis: {gets} GETs for {sess_requests} session requests over {sess_secs}
       f" ({redis['gets_during_open_rounds']} during /open rounds); per /sess round:"
       f" {' '.join(str(g) for g in redis['gets_per_sess_round'])}")
 print(f"redis: cache_ttl_secs={ttl} means {reloads_lo}-{reloads_hi} cache reloads, so {lo}-{hi or '?'}"
-      f" GETs per reload (near {env['B_CONNS']}, the connection count, when requests that miss"
-      f" together each go to Redis)")
+      f" GETs per reload (1: the SessionCache actor merges concurrent misses into one load;"
+      f" near {env['B_CONNS']}, the connection count, would mean each miss went to Redis)")
 
 print(f"RESULT auth_session_ratio={ratio} open_rps={o['rps_median']} session_rps={s['rps_median']} "
       f"p99_added_ms={p99_added} redis_gets={gets}")

@@ -24,7 +24,7 @@ use crate::middleware::{
     route_match::route_match,
 };
 use crate::proxy::{forward, UpstreamClients};
-use crate::ratelimit::store::{ClusterStore, StoreHealth};
+use crate::ratelimit::store::{ClusterStores, StoreHealth, WorkerCluster};
 use crate::ratelimit::RateLimits;
 use crate::redis_pool::RedisPool;
 use crate::settings::Settings;
@@ -81,10 +81,12 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
             metrics.clone(),
             log.clone(),
         );
+        // Each worker starts its own decisions actor from this template.
+        let template = actor.for_worker();
         let arbiter = actix::Arbiter::new();
-        let addr = RateLimiterActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        settings.redis.as_ref().map(|_| ClusterStore {
-            addr,
+        RateLimiterActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
+        settings.redis.as_ref().map(|_| ClusterStores {
+            template,
             health: health.clone(),
             wait: command_timeout + MAILBOX_WAIT_MARGIN,
             metrics: metrics.clone(),
@@ -117,10 +119,12 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     let proxy = HttpServer::new(move || {
         let clients = UpstreamClients::new(&state.settings.upstreams);
         let telemetry = WorkerTelemetry::new(access_sink.worker_logger());
+        let cluster = WorkerCluster(state.cluster.as_ref().map(ClusterStores::for_this_worker));
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
             .app_data(web::Data::new(telemetry))
+            .app_data(web::Data::new(cluster))
             .configure(|cfg| {
                 if any_auth {
                     crate::auth::oauth::configure(cfg);

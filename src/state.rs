@@ -14,7 +14,7 @@ use prometheus::{Histogram, IntCounter};
 use slog::Logger;
 
 use crate::proxy::balancer::Upstream;
-use crate::ratelimit::store::{ClusterStore, StoreHealth};
+use crate::ratelimit::store::{ClusterStores, StoreHealth};
 use crate::ratelimit::RateLimits;
 use crate::routing::RouteTable;
 use crate::settings::Settings;
@@ -30,7 +30,7 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     pub rate_limits: Arc<RateLimits>,
     /// Present when `redis.url` is set: cluster-scoped decisions.
-    pub cluster: Option<ClusterStore>,
+    pub cluster: Option<ClusterStores>,
     pub store_health: Arc<StoreHealth>,
     /// Present when some route uses auth.
     pub auth: Option<crate::auth::Auth>,
@@ -54,7 +54,7 @@ pub struct Gateway {
 /// What startup builds before the shared state (the actor needs some of it).
 pub struct RateLimitParts {
     pub limits: Arc<RateLimits>,
-    pub cluster: Option<ClusterStore>,
+    pub cluster: Option<ClusterStores>,
     pub health: Arc<StoreHealth>,
 }
 

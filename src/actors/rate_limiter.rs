@@ -1,12 +1,17 @@
 //! The RateLimiter actor: owns the Redis side of cluster-scoped rate limits
 //! and the periodic eviction of idle local keys.
 //!
-//! Workers reach it only for `scope: cluster` decisions (local decisions
-//! never leave the worker). Every `Decide` that arrives in the same tick is
-//! sent to Redis in ONE pipelined round trip of `EVALSHA` calls of an atomic
-//! GCRA script; replies go back through one-shot channels. The mailbox is
-//! bounded: a worker that finds it full does not wait (see
-//! `ratelimit::store`). Failures feed the shared circuit breaker.
+//! Two roles, one type:
+//! - one actor per worker, started on the worker's own event loop (so a
+//!   decision never crosses threads), answers `scope: cluster` decisions
+//!   (local decisions never leave the worker). Every `Decide` that arrives
+//!   in the same tick of that loop is sent to Redis in ONE pipelined round
+//!   trip of `EVALSHA` calls of an atomic GCRA script, on the actor's own
+//!   multiplexed connection; replies go back through one-shot channels.
+//!   The mailbox is bounded: a worker that finds it full does not wait
+//!   (see `ratelimit::store`). Failures feed the shared circuit breaker.
+//! - one maintenance actor on a thread of its own evicts idle local keys
+//!   and probes Redis while the breaker is open.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,9 +85,30 @@ pub struct RateLimiterActor {
     limits: Arc<RateLimits>,
     metrics: Arc<Metrics>,
     log: Logger,
+    /// Evicts idle keys and probes Redis (the one maintenance actor).
+    maintenance: bool,
 }
 
 impl RateLimiterActor {
+    /// A decisions-only actor with the same settings and shared state (the
+    /// breaker, the limits, the metrics) and a connection of its own.
+    pub fn for_worker(&self) -> Self {
+        Self {
+            backend: self.backend.clone(),
+            script: self.script.clone(),
+            pending: Vec::new(),
+            flush_scheduled: false,
+            connection: ConnectionSlot::default(),
+            mailbox_capacity: self.mailbox_capacity,
+            command_timeout: self.command_timeout,
+            health: self.health.clone(),
+            limits: self.limits.clone(),
+            metrics: self.metrics.clone(),
+            log: self.log.clone(),
+            maintenance: false,
+        }
+    }
+
     pub fn new(
         backend: Option<Backend>,
         mailbox_capacity: usize,
@@ -104,6 +130,7 @@ impl RateLimiterActor {
             limits,
             metrics,
             log,
+            maintenance: true,
         }
     }
 
@@ -149,8 +176,10 @@ impl Actor for RateLimiterActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox_capacity);
-        ctx.run_interval(EVICTION_PERIOD, |actor, _| actor.evict_idle_keys());
-        ctx.run_interval(PROBE_PERIOD, |actor, _| actor.probe_if_open());
+        if self.maintenance {
+            ctx.run_interval(EVICTION_PERIOD, |actor, _| actor.evict_idle_keys());
+            ctx.run_interval(PROBE_PERIOD, |actor, _| actor.probe_if_open());
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use actix_web::{web, Error, HttpMessage};
 use super::access_log::AuthenticatedUser;
 use super::context::{request_id_of, ClientInfo, MatchedRoute};
 use crate::error::GatewayError;
+use crate::ratelimit::store::WorkerCluster;
 use crate::ratelimit::{ceil_secs, key_material, Decision};
 use crate::settings::{OnStoreError, RateLimitScope};
 use crate::state::Gateway;
@@ -54,6 +55,8 @@ pub async fn rate_limit(
     if route.rate_limits.is_empty() {
         return Ok(next.call(req).await?.map_into_left_body());
     }
+    let worker_cluster = req.app_data::<web::Data<WorkerCluster>>().cloned();
+    let cluster = worker_cluster.as_ref().and_then(|w| w.0.as_ref());
 
     let mut tightest: Option<Decision> = None;
     for &policy_idx in &route.rate_limits {
@@ -66,7 +69,7 @@ pub async fn rate_limit(
             req.headers(),
         );
         let local_key = gw.rate_limits.local_key(&material);
-        let (decision, outcome) = match (policy.settings.scope, &gw.cluster) {
+        let (decision, outcome) = match (policy.settings.scope, cluster) {
             (RateLimitScope::Cluster, Some(store)) => {
                 let key = format!(
                     "gw:rl:{}:{{{}}}",

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::{Actor, Addr};
 use tokio::sync::oneshot;
 
 use super::Decision;
@@ -154,7 +154,33 @@ impl StoreHealth {
     }
 }
 
-/// Handle the workers use for cluster decisions.
+/// Starts each worker's RateLimiter actor (held in the shared state; the
+/// server factory calls [`ClusterStores::for_this_worker`] once per worker).
+pub struct ClusterStores {
+    pub template: RateLimiterActor,
+    pub health: Arc<StoreHealth>,
+    pub wait: Duration,
+    pub metrics: Arc<Metrics>,
+}
+
+impl ClusterStores {
+    /// Starts a RateLimiter actor on the calling worker's event loop: its
+    /// decisions are batched per tick of that loop and never wait for
+    /// another thread to wake up.
+    pub fn for_this_worker(&self) -> ClusterStore {
+        ClusterStore {
+            addr: self.template.for_worker().start(),
+            health: self.health.clone(),
+            wait: self.wait,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// This worker's handle for cluster decisions; `None` without Redis.
+pub struct WorkerCluster(pub Option<ClusterStore>);
+
+/// Handle a worker uses for cluster decisions.
 #[derive(Clone)]
 pub struct ClusterStore {
     pub addr: Addr<RateLimiterActor>,
