@@ -47,6 +47,10 @@ pub struct Gateway {
     /// reasons `session` and `bearer`, resolved once (the hot path of
     /// authenticated traffic); `None` for routes without auth.
     pub auth_successes: Vec<Option<[IntCounter; 2]>>,
+    /// `ratelimit_decisions_total` per policy for the outcomes `allowed`
+    /// and `limited`, resolved once (every request of a limited route
+    /// counts one).
+    pub ratelimit_counters: Vec<[IntCounter; 2]>,
     ready: AtomicBool,
     draining: AtomicBool,
 }
@@ -113,6 +117,18 @@ impl Gateway {
                 })
             })
             .collect();
+        let ratelimit_counters = rl
+            .limits
+            .policies
+            .iter()
+            .map(|p| {
+                ["allowed", "limited"].map(|outcome| {
+                    metrics
+                        .ratelimit_decisions
+                        .with_label_values(&[&p.settings.name, outcome])
+                })
+            })
+            .collect();
         let gateway_cookies = match &auth {
             Some(auth) => {
                 let name = &auth.settings.session.cookie_name;
@@ -137,6 +153,7 @@ impl Gateway {
             gateway_cookies,
             upstream_histograms,
             auth_successes,
+            ratelimit_counters,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }

@@ -108,10 +108,15 @@ pub async fn rate_limit(
                 (Some(d), if d.allowed { "allowed" } else { "limited" })
             }
         };
-        gw.metrics
-            .ratelimit_decisions
-            .with_label_values(&[&policy.settings.name, outcome])
-            .inc();
+        match outcome {
+            "allowed" => gw.ratelimit_counters[policy_idx][0].inc(),
+            "limited" => gw.ratelimit_counters[policy_idx][1].inc(),
+            _ => gw
+                .metrics
+                .ratelimit_decisions
+                .with_label_values(&[&policy.settings.name, outcome])
+                .inc(),
+        }
         let Some(d) = decision else { continue };
         if !d.allowed {
             let id = request_id_of(&req);
