@@ -132,7 +132,7 @@ impl Gateway {
         let gateway_cookies = match &auth {
             Some(auth) => {
                 let name = &auth.settings.session.cookie_name;
-                vec![name.clone(), format!("{name}_login")]
+                vec![name.clone(), crate::auth::oauth::login_cookie_for(name)]
             }
             None => Vec::new(),
         };

@@ -350,6 +350,11 @@ async fn bearer_tokens_jwt_and_introspection() {
     assert!(metrics.contains("result=\"forbidden\""));
 }
 
+/// The `redis` settings line for one redis-server.
+fn redis_setting(redis: &RedisServer) -> String {
+    format!("redis: {{url: \"{}\"}}", redis.url())
+}
+
 /// Two gateways sharing `redis_yaml`'s Redis, with a long session cache TTL
 /// (so only pub/sub invalidation can make one notice the other's logout).
 async fn two_replicas(s: &Setup, redis_yaml: &str) -> (Gateway, Gateway) {
@@ -386,7 +391,7 @@ async fn refused_soon(gw: &Gateway, cookie: &str) -> bool {
 async fn logout_ends_the_session_on_every_replica() {
     let redis = RedisServer::start();
     let s = setup(2, &[]);
-    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let redis_yaml = redis_setting(&redis);
     let (a, b) = two_replicas(&s, &redis_yaml).await;
 
     let (cookie, _) = browser_session(&s.op, &a, "carol", "/app").await;
@@ -452,7 +457,7 @@ fn lookups(metrics: &str, result: &str) -> u64 {
 async fn a_cold_replica_reads_a_session_from_redis_once() {
     let redis = RedisServer::start();
     let s = setup(2, &[]);
-    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let redis_yaml = redis_setting(&redis);
     let (a, b) = two_replicas(&s, &redis_yaml).await;
     let (cookie, _) = browser_session(&s.op, &a, "grace", "/app").await;
 
@@ -489,7 +494,7 @@ async fn session_store_health(gw: &Gateway) -> serde_json::Value {
 async fn session_store_outage_answers_503_then_recovers_by_itself() {
     let mut redis = RedisServer::start();
     let s = setup(1, &[]);
-    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let redis_yaml = redis_setting(&redis);
     // Replica cache of 1 s: after that every request needs Redis.
     let gw = Gateway::start_on(s.ports[0], &config(&s, 0, &redis_yaml)).await;
     let (cookie, _) = browser_session(&s.op, &gw, "heidi", "/app").await;
@@ -522,19 +527,16 @@ async fn session_store_outage_answers_503_then_recovers_by_itself() {
     .await;
     assert!(recovered, "session store breaker closes once Redis is back");
     assert_eq!(get_with_cookie(&gw, "/app/y", &cookie).await.0, 401);
-    let count = |msg: &str| {
-        gw.log_lines()
-            .iter()
-            .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with(msg)))
-            .count()
-    };
     let logged = eventually(Duration::from_secs(3), || {
-        let seen = count("session store circuit breaker closed") == 1;
+        let seen = gw.count_log_messages("session store circuit breaker closed") == 1;
         async move { seen }
     })
     .await;
     assert!(logged, "{}", gw.stdout_text());
-    assert_eq!(count("session store circuit breaker opened"), 1);
+    assert_eq!(
+        gw.count_log_messages("session store circuit breaker opened"),
+        1
+    );
 }
 
 #[actix_rt::test]
@@ -582,7 +584,7 @@ async fn two_replicas_refresh_a_session_exactly_once() {
     let redis = RedisServer::start();
     // 35 s tokens: due for refresh 5 s after login (30 s ahead of expiry).
     let s = setup(2, &[("OIDC_ACCESS_TOKEN_TTL", "35")]);
-    let redis_yaml = format!("redis: {{url: \"{}\"}}", redis.url());
+    let redis_yaml = redis_setting(&redis);
     let (a, b) = two_replicas(&s, &redis_yaml).await;
     let (cookie, _) = browser_session(&s.op, &a, "erin", "/app").await;
     assert_eq!(get_with_cookie(&b, "/app/warm", &cookie).await.0, 200);

@@ -221,19 +221,13 @@ async fn redis_outage(mode: &str) -> (u16, Vec<u16>, Duration) {
         "{metrics}"
     );
     // Operators see both transitions in the log, once each.
-    let transitions = |msg: &str| {
-        gw.log_lines()
-            .iter()
-            .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with(msg)))
-            .count()
-    };
     let logged = eventually(Duration::from_secs(3), || {
-        let seen = transitions("redis circuit breaker closed") == 1;
+        let seen = gw.count_log_messages("redis circuit breaker closed") == 1;
         async move { seen }
     })
     .await;
     assert!(logged, "breaker closing logged: {}", gw.stdout_text());
-    assert_eq!(transitions("redis circuit breaker opened"), 1);
+    assert_eq!(gw.count_log_messages("redis circuit breaker opened"), 1);
     (before, during, elapsed)
 }
 

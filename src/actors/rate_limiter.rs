@@ -19,11 +19,11 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
-use crate::ratelimit::store::{BreakerChange, StoreError, StoreHealth};
+use crate::ratelimit::store::{log_breaker_change, BreakerChange, StoreError, StoreHealth};
 use crate::ratelimit::{Decision, RateLimits};
 use crate::redis_pool::{ConnectionSlot, RedisPool, SharedConnection};
 use crate::telemetry::metrics::Metrics;
-use slog::{info, warn, Logger};
+use slog::Logger;
 
 /// GCRA over Redis time, in microseconds. KEYS[1]: state key holding the
 /// theoretical arrival time (TAT); ARGV[1]: emission interval; ARGV[2]:
@@ -272,21 +272,15 @@ fn decision((allowed, remaining, retry_us, reset_us): ScriptResult, capacity: u6
     }
 }
 
-/// Breaker transitions are rare and matter to operators: one line each.
+/// Breaker transitions of the cluster rate limits, logged once each.
 fn log_breaker(log: &Logger, change: Option<BreakerChange>, error: &str) {
-    match change {
-        Some(BreakerChange::Opened { failures, backoff }) => warn!(log,
-            "redis circuit breaker opened: cluster rate limits follow on_store_error";
-            "consecutive_failures" => failures, "backoff_ms" => backoff.as_millis() as u64,
-            "error" => error),
-        Some(BreakerChange::Closed) => {
-            info!(
-                log,
-                "redis circuit breaker closed: cluster rate limiting resumed"
-            )
-        }
-        None => {}
-    }
+    log_breaker_change(
+        log,
+        change,
+        "redis circuit breaker opened: cluster rate limits follow on_store_error",
+        "redis circuit breaker closed: cluster rate limiting resumed",
+        error,
+    );
 }
 
 async fn ping(backend: &Backend, slot: &ConnectionSlot) -> Result<(), StoreError> {

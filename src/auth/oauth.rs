@@ -120,7 +120,12 @@ fn cookie(auth: &Auth, name: &str, value: &str, max_age: u64) -> String {
 
 /// Cookie that ties a login's state to the browser that started it.
 fn login_cookie_name(auth: &Auth) -> String {
-    format!("{}_login", auth.settings.session.cookie_name)
+    login_cookie_for(&auth.settings.session.cookie_name)
+}
+
+/// The login cookie's name for a session cookie named `session_cookie`.
+pub fn login_cookie_for(session_cookie: &str) -> String {
+    format!("{session_cookie}_login")
 }
 
 fn redirect(location: &str) -> HttpResponse {

@@ -14,14 +14,14 @@ use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
 use actix::{Actor, Addr};
-use slog::{info, warn, Logger};
+use slog::Logger;
 
 use super::crypto::{digest, SessionCrypto};
 use super::Identity;
 use crate::actors::session_cache::{
     DeleteSession, LoadSession, LoadSource, SaveSession, SessionCacheActor,
 };
-use crate::ratelimit::store::{BreakerChange, StoreHealth};
+use crate::ratelimit::store::{log_breaker_change, StoreHealth};
 use crate::redis_pool::{ConnectionSlot, PooledConnection, RedisPool};
 use crate::settings::RedisSettings;
 
@@ -203,27 +203,20 @@ impl RedisSessions {
             Ok(result) => result,
             Err(_) => Err(StoreError::Unavailable("timed out".into())),
         };
-        // Transitions are rare and matter to operators: one line each.
-        match &result {
-            Ok(_) => {
-                if let Some(BreakerChange::Closed) = self.health.record_success() {
-                    info!(
-                        self.log,
-                        "session store circuit breaker closed: sessions served again"
-                    );
-                }
-            }
+        let (change, error) = match &result {
+            Ok(_) => (self.health.record_success(), String::new()),
             Err(e) => {
                 self.connection.reset();
-                if let Some(BreakerChange::Opened { failures, backoff }) =
-                    self.health.record_failure(started)
-                {
-                    warn!(self.log, "session store circuit breaker opened: uncached sessions get 503";
-                        "consecutive_failures" => failures,
-                        "backoff_ms" => backoff.as_millis() as u64, "error" => %e);
-                }
+                (self.health.record_failure(started), e.to_string())
             }
-        }
+        };
+        log_breaker_change(
+            &self.log,
+            change,
+            "session store circuit breaker opened: uncached sessions get 503",
+            "session store circuit breaker closed: sessions served again",
+            &error,
+        );
         result
     }
 

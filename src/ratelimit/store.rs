@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr};
+use slog::{info, warn, Logger};
 use tokio::sync::oneshot;
 
 use super::Decision;
@@ -78,6 +79,25 @@ pub fn now_ms() -> u64 {
 pub enum BreakerChange {
     Opened { failures: u32, backoff: Duration },
     Closed,
+}
+
+/// Logs a breaker transition, one line each (rare, and what an operator
+/// needs to see): `opened` as a warning with the failure count, back-off
+/// and the error kind, `closed` as info.
+pub fn log_breaker_change(
+    log: &Logger,
+    change: Option<BreakerChange>,
+    opened: &str,
+    closed: &str,
+    error: &str,
+) {
+    match change {
+        Some(BreakerChange::Opened { failures, backoff }) => warn!(log, "{}", opened;
+            "consecutive_failures" => failures,
+            "backoff_ms" => backoff.as_millis() as u64, "error" => error),
+        Some(BreakerChange::Closed) => info!(log, "{}", closed),
+        None => {}
+    }
 }
 
 /// Redis health as seen by this replica, shared by workers and the actor.

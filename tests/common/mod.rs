@@ -405,6 +405,14 @@ impl Gateway {
             .collect()
     }
 
+    /// How many log lines so far have a `msg` starting with `prefix`.
+    pub fn count_log_messages(&self, prefix: &str) -> usize {
+        self.log_lines()
+            .iter()
+            .filter(|l| l["msg"].as_str().is_some_and(|m| m.starts_with(prefix)))
+            .count()
+    }
+
     /// Waits for the access-log line of `request_id`.
     pub async fn access_log_for(&self, request_id: &str) -> serde_json::Value {
         let mut found = None;
