@@ -103,6 +103,34 @@ wait_ready() { # NAME URL (READY_TIMEOUT seconds, set by the caller)
     done
 }
 
+redis_cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$P_REDIS" "$@" | tr -d '\r'; }
+
+# start_redis: our own throw-away redis-server on $P_REDIS (no persistence,
+# files, if any, in $TMP), on the load CPUs, checked to be the one answering.
+start_redis() {
+    start redis "$TMP/redis.out" "${LOAD_PIN[@]}" redis-server --port "$P_REDIS" \
+        --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" --logfile ""
+    local deadline=$((SECONDS + READY_TIMEOUT)) redis_pid
+    until [[ $(redis_cli ping 2>/dev/null) == PONG ]]; do
+        kill -0 "${PID[redis]}" 2>/dev/null || die "redis-server exited during startup"
+        ((SECONDS < deadline)) || die "redis-server not ready on port $P_REDIS after ${READY_TIMEOUT}s"
+        sleep 0.2
+    done
+    # The port must be answered by the Redis we started, never someone else's.
+    redis_pid=$(redis_cli info server | sed -n 's/^process_id://p')
+    [[ $redis_pid == "${PID[redis]}" ]] ||
+        die "port $P_REDIS is answered by redis pid '$redis_pid', not ours (${PID[redis]})"
+}
+
+# start_upstream: demo_upstream on $P_UP (load CPUs); sets UP_BODY to the
+# body every proxy must return unchanged.
+start_upstream() {
+    start upstream "$TMP/upstream.out" \
+        "${LOAD_PIN[@]}" "$UPSTREAM_BIN" --listen "127.0.0.1:$P_UP" --workers "$UP_WORKERS"
+    wait_ready upstream "http://127.0.0.1:$P_UP/hello"
+    UP_BODY=$(http_get "http://127.0.0.1:$P_UP/hello")
+}
+
 dur_secs() { # wrk duration (10, 10s, 2m, 1h) -> seconds
     [[ $1 =~ ^([0-9]+)([smh]?)$ ]] || die "bad duration '$1' (use e.g. 10s, 2m)"
     case ${BASH_REMATCH[2]} in

@@ -123,30 +123,13 @@ for c in "${CONFIGS[@]}"; do
         die "gateway rejected the $c config: $(cat "$TMP/check-$c.err")"
 done
 
-redis_cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$P_REDIS" "$@" | tr -d '\r'; }
 
 # ---------------------------------------------------------------- start
 say "work dir $TMP; ports upstream=$P_UP redis=$P_REDIS" \
     "gateways off=${P_GW[off]} local=${P_GW[local]} cluster=${P_GW[cluster]}"
 
-# Our own throw-away Redis: no persistence, files (if any) in $TMP.
-start redis "$TMP/redis.out" "${LOAD_PIN[@]}" redis-server --port "$P_REDIS" \
-    --bind 127.0.0.1 --save "" --appendonly no --dir "$TMP" --logfile ""
-deadline=$((SECONDS + READY_TIMEOUT))
-until [[ $(redis_cli ping 2>/dev/null) == PONG ]]; do
-    kill -0 "${PID[redis]}" 2>/dev/null || die "redis-server exited during startup"
-    ((SECONDS < deadline)) || die "redis-server not ready on port $P_REDIS after ${READY_TIMEOUT}s"
-    sleep 0.2
-done
-# The port must be answered by the Redis we started, never someone else's.
-redis_pid=$(redis_cli info server | sed -n 's/^process_id://p')
-[[ $redis_pid == "${PID[redis]}" ]] ||
-    die "port $P_REDIS is answered by redis pid '$redis_pid', not ours (${PID[redis]})"
-
-start upstream "$TMP/upstream.out" \
-    "${LOAD_PIN[@]}" "$UPSTREAM_BIN" --listen "127.0.0.1:$P_UP" --workers "$UP_WORKERS"
-wait_ready upstream "http://127.0.0.1:$P_UP/hello"
-UP_BODY=$(http_get "http://127.0.0.1:$P_UP/hello")
+start_redis
+start_upstream
 
 # All three at once: an idle gateway costs nothing measurable, and starting
 # them once keeps their warm state across rounds.

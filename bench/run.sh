@@ -189,10 +189,7 @@ fi
 
 # ---------------------------------------------------------------- start
 say "work dir $TMP; ports upstream=$P_UP gateway=$P_GW admin=$P_ADMIN nginx=$P_NGINX"
-start upstream "$TMP/upstream.out" \
-    "${LOAD_PIN[@]}" "$UPSTREAM_BIN" --listen "127.0.0.1:$P_UP" --workers "$UP_WORKERS"
-wait_ready upstream "http://127.0.0.1:$P_UP/hello"
-UP_BODY=$(http_get "http://127.0.0.1:$P_UP/hello")
+start_upstream
 
 start gateway "$TMP/gateway-access.log" \
     "${PROXY_PIN[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
