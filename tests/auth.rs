@@ -71,9 +71,20 @@ async fn browser_session(
     login: &str,
     rd: &str,
 ) -> (String, String) {
-    let mut jar = CookieJar::new();
+    browser_session_in(op, gw, login, rd, &mut CookieJar::new()).await
+}
+
+/// [`browser_session`] in a browser that keeps its cookies (`jar`), so a
+/// session at the provider outlives the gateway's.
+async fn browser_session_in(
+    op: &OidcProvider,
+    gw: &Gateway,
+    login: &str,
+    rd: &str,
+    jar: &mut CookieJar,
+) -> (String, String) {
     let start = gw.url(&format!("/oauth2/login?rd={rd}"));
-    let outcome = op.browser_login(&start, login, &mut jar).await;
+    let outcome = op.browser_login(&start, login, jar).await;
     assert!(
         outcome
             .callback_url
@@ -341,6 +352,22 @@ async fn bearer_tokens_jwt_and_introspection() {
     actix_rt::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(call(opaque, "/api/things").await.status(), 401);
 
+    // A made-up opaque token, replayed: every request is refused, and the
+    // provider is asked once (refusals are cached like answers).
+    let introspections = |m: &str, result| counter(m, "gateway_auth_introspections_total", result);
+    let before = gw.metrics().await;
+    for _ in 0..10 {
+        let res = call("made-up-opaque-token".into(), "/api/things").await;
+        assert_eq!(res.status(), 401);
+    }
+    let after = gw.metrics().await;
+    assert_eq!(
+        introspections(&after, "inactive") - introspections(&before, "inactive"),
+        1,
+        "{after}"
+    );
+    assert!(introspections(&after, "active") >= 1);
+
     // session_or_bearer takes either.
     assert_eq!(call(jwt, "/mixed/x").await.status(), 200);
     let metrics = gw.metrics().await;
@@ -361,6 +388,127 @@ async fn two_replicas(s: &Setup, redis_yaml: &str) -> (Gateway, Gateway) {
     let a = Gateway::start_on(s.ports[0], &config_ttl(s, 0, redis_yaml, 300)).await;
     let b = Gateway::start_on(s.ports[1], &config_ttl(s, 1, redis_yaml, 300)).await;
     (a, b)
+}
+
+#[actix_rt::test]
+async fn logout_at_the_provider_ends_the_provider_session_too() {
+    let signed_out = "http://app.example.test/signed-out";
+    let s = setup(1, &[("OIDC_POST_LOGOUT_REDIRECT_URIS", signed_out)]);
+    let set_back = format!("auth.logout.post_logout_redirect_url={signed_out}");
+    let gw = Gateway::spawn_on(
+        s.ports[0],
+        &config(&s, 0, ""),
+        &["--set", "auth.logout.provider=true", "--set", &set_back],
+        &[],
+    );
+    gw.wait_ready().await;
+
+    let mut browser = CookieJar::new();
+    let (cookie, _) = browser_session_in(&s.op, &gw, "alice", "/app", &mut browser).await;
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 200);
+
+    // An API client is told where the provider's logout is.
+    let (api_cookie, _) = browser_session(&s.op, &gw, "erin", "/app").await;
+    let mut res = logout(&gw, &api_cookie).await;
+    assert_eq!(res.status(), 200);
+    let body = json_body(&mut res).await;
+    assert_eq!(body["status"], "logged_out");
+    let provider_logout = body["provider_logout_url"].as_str().unwrap_or_default();
+    assert!(
+        provider_logout.starts_with(&s.op.end_session_endpoint()),
+        "{body}"
+    );
+
+    // A browser is sent to the provider with the ID token as a hint.
+    let res = client()
+        .get(gw.url("/oauth2/logout?rd=/"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .insert_header(("accept", "text/html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert!(hdr(&res, "set-cookie").contains("Max-Age=0"));
+    let location = hdr(&res, "location");
+    let to_provider = url::Url::parse(&location).unwrap();
+    let param = |name: &str| {
+        to_provider
+            .query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    assert!(
+        location.starts_with(&s.op.end_session_endpoint()),
+        "{location}"
+    );
+    assert_eq!(param("client_id").as_deref(), Some("gateway"));
+    assert_eq!(
+        param("post_logout_redirect_uri").as_deref(),
+        Some(signed_out)
+    );
+    let hint = param("id_token_hint").expect("id_token_hint");
+    assert_eq!(common::oidc::decode_jwt_payload(&hint)["sub"], "alice");
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 401);
+
+    // The browser confirms at the provider and lands on the registered page.
+    let landed = s.op.browser_logout(&location, &mut browser).await;
+    assert_eq!(landed, signed_out);
+
+    // The provider forgot alice: the next login asks who it is, so bob can
+    // log in from the same browser (a surviving provider session would
+    // have signed alice straight back in).
+    let (cookie, _) = browser_session_in(&s.op, &gw, "bob", "/app", &mut browser).await;
+    let (status, echo) = get_with_cookie(&gw, "/app/x", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream_header(&echo, "x-auth-subject"), "bob");
+}
+
+#[actix_rt::test]
+async fn a_provider_behind_a_private_ca_is_reached_through_its_tls_ca_file() {
+    let ports = (free_port(), free_port());
+    let callback = format!("http://127.0.0.1:{}/oauth2/callback", ports.0);
+    let (op, ca_pem) = OidcProvider::start_tls(&[callback]);
+    assert!(op.issuer.starts_with("https://localhost:"), "{}", op.issuer);
+    let s = Setup {
+        op,
+        up: spawn_upstream("app"),
+        ports: vec![ports],
+    };
+    let yaml = config(&s, 0, "");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+
+    // Mozilla's roots do not know the private CA: no start.
+    let mut untrusting = Gateway::spawn_on((free_port(), free_port()), &yaml, &[], &[]);
+    let status = untrusting.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let stderr = untrusting.stderr();
+    assert!(
+        stderr.contains("OpenID discovery") && stderr.contains("UnknownIssuer"),
+        "{stderr}"
+    );
+
+    let trust = format!("auth.provider.tls_ca_file={}", ca_file.display());
+    let gw = Gateway::spawn_on(ports, &yaml, &["--set", &trust], &[]);
+    gw.wait_ready().await;
+    // Login: code exchange, JWKS and userinfo over HTTPS.
+    let (cookie, _) = browser_session(&s.op, &gw, "dana", "/app").await;
+    let (status, echo) = get_with_cookie(&gw, "/app/x", &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream_header(&echo, "x-auth-subject"), "dana");
+    // Bearer tokens: a JWT (keys fetched over HTTPS) and an opaque token
+    // (introspected over HTTPS).
+    for resource in [Some(API), None] {
+        let token = s.op.client_credentials_token(resource, "api:read").await;
+        let res = client()
+            .get(gw.url("/api/things"))
+            .insert_header(("authorization", format!("Bearer {token}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "resource {resource:?}");
+    }
 }
 
 /// Logs out with a POST on `gw`.
@@ -445,7 +593,12 @@ fn redis_gets(redis: &RedisServer) -> u64 {
 
 /// Value of `gateway_session_cache_lookups_total{result=...}`.
 fn lookups(metrics: &str, result: &str) -> u64 {
-    let label = format!("gateway_session_cache_lookups_total{{result=\"{result}\"}} ");
+    counter(metrics, "gateway_session_cache_lookups_total", result)
+}
+
+/// A `{result="..."}` counter's value in a /metrics text (0 when absent).
+fn counter(metrics: &str, name: &str, result: &str) -> u64 {
+    let label = format!("{name}{{result=\"{result}\"}} ");
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(label.as_str()))

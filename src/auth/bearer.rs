@@ -20,7 +20,7 @@ use super::{http, Auth, Identity};
 const JWKS_REFETCH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 const CLOCK_LEEWAY_SECS: u64 = 30;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum BearerError {
     #[error("the token is not valid")]
     Invalid,
@@ -157,19 +157,54 @@ pub async fn validate_jwt(
     }
 }
 
-/// Introspection answers, keyed by the token's digest.
+/// Introspection answers, keyed by the token's digest: active tokens until
+/// `min(exp, ttl)`, refused ones for `ttl`, so a client replaying a dead or
+/// made-up token costs the provider one call per `ttl`, not one per request.
 pub struct IntrospectionCache {
-    cache: Cache<String, Arc<(Identity, u64)>>,
+    active: Cache<String, Arc<(Identity, u64)>>,
+    refused: Cache<String, BearerError>,
+    /// `gateway_auth_introspections_total` by result.
+    calls: Option<prometheus::IntCounterVec>,
 }
 
 impl IntrospectionCache {
-    pub fn new(ttl: Duration) -> Self {
+    pub fn new(ttl: Duration, calls: Option<prometheus::IntCounterVec>) -> Self {
         Self {
-            cache: Cache::builder()
+            active: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(ttl)
                 .build(),
+            refused: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build(),
+            calls,
         }
+    }
+
+    fn count(&self, result: &str) {
+        if let Some(calls) = &self.calls {
+            calls.with_label_values(&[result]).inc();
+        }
+    }
+}
+
+/// RFC 7662 leaves `iss` and `aud` optional; when the provider sends them
+/// they must name our issuer and one of the accepted audiences, like a JWT's.
+fn introspected_claims_match(answer: &Value, issuer: Option<&str>, audiences: &[String]) -> bool {
+    if let (Some(expected), Some(iss)) = (issuer, answer.get("iss")) {
+        if iss.as_str() != Some(expected) {
+            return false;
+        }
+    }
+    match answer.get("aud") {
+        None => true,
+        Some(Value::String(aud)) => audiences.contains(aud),
+        Some(Value::Array(auds)) => auds
+            .iter()
+            .filter_map(Value::as_str)
+            .any(|aud| audiences.iter().any(|a| a == aud)),
+        Some(_) => false,
     }
 }
 
@@ -179,27 +214,60 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
         .introspection
         .as_deref()
         .ok_or(BearerError::NoVerifier)?;
+    let cache = &auth.introspection;
     let key = digest(token);
-    if let Some(hit) = auth.introspection.cache.get(&key) {
+    if let Some(hit) = cache.active.get(&key) {
         if hit.1 > unix_now() {
             return Ok(hit.0.clone());
         }
-        auth.introspection.cache.invalidate(&key);
+        cache.active.invalidate(&key);
+    }
+    if let Some(refused) = cache.refused.get(&key) {
+        return Err(refused);
     }
     let p = &auth.settings.provider;
-    let answer = http::post_form(
+    let answer = match http::post_form(
         url,
         &p.client_id,
         &p.client_secret,
         &[("token", token), ("token_type_hint", "access_token")],
     )
     .await
-    .map_err(|_| BearerError::Provider)?;
+    {
+        Ok(answer) => answer,
+        Err(_) => {
+            // Not cached: the provider may be back for the next request.
+            cache.count("error");
+            return Err(BearerError::Provider);
+        }
+    };
+    let verdict = identity_from_introspection(auth, &answer);
+    match &verdict {
+        Ok((identity, exp)) => {
+            cache.count("active");
+            cache.active.insert(key, Arc::new((identity.clone(), *exp)));
+        }
+        Err(refused) => {
+            cache.count("inactive");
+            cache.refused.insert(key, refused.clone());
+        }
+    }
+    verdict.map(|(identity, _)| identity)
+}
+
+/// The identity and expiry of an introspection answer, or why it is refused.
+fn identity_from_introspection(
+    auth: &Auth,
+    answer: &Value,
+) -> Result<(Identity, u64), BearerError> {
     if answer.get("active").and_then(Value::as_bool) != Some(true) {
         return Err(BearerError::Invalid);
     }
+    if !introspected_claims_match(answer, auth.endpoints.issuer.as_deref(), &auth.audiences) {
+        return Err(BearerError::Invalid);
+    }
     let identity =
-        Identity::from_claims(&answer, &auth.settings.roles_claim).ok_or(BearerError::Invalid)?;
+        Identity::from_claims(answer, &auth.settings.roles_claim).ok_or(BearerError::Invalid)?;
     let exp = answer
         .get("exp")
         .and_then(Value::as_u64)
@@ -207,10 +275,7 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
     if exp <= unix_now() {
         return Err(BearerError::Expired);
     }
-    auth.introspection
-        .cache
-        .insert(key, Arc::new((identity.clone(), exp)));
-    Ok(identity)
+    Ok((identity, exp))
 }
 
 /// Authenticates a bearer token: JWTs locally when a JWKS is known,
@@ -222,4 +287,28 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<Identity, BearerEr
             .ok_or(BearerError::Invalid);
     }
     introspect(auth, token).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::introspected_claims_match;
+    use serde_json::json;
+
+    #[test]
+    fn introspection_iss_and_aud_must_match_when_present() {
+        let auds = ["api".to_owned(), "gateway".to_owned()];
+        let issuer = Some("https://idp.example");
+        let ok = |answer| introspected_claims_match(&answer, issuer, &auds);
+        assert!(ok(json!({"active": true})), "both are optional");
+        assert!(ok(json!({"iss": "https://idp.example", "aud": "api"})));
+        assert!(ok(json!({"aud": ["other", "gateway"]})));
+        assert!(!ok(json!({"iss": "https://evil.example"})));
+        assert!(!ok(json!({"aud": "other"})));
+        assert!(!ok(json!({"aud": ["other"]})));
+        assert!(!ok(json!({"aud": 7})));
+        assert!(
+            introspected_claims_match(&json!({"iss": "anyone"}), None, &auds),
+            "without an issuer setting there is nothing to compare"
+        );
+    }
 }

@@ -3,6 +3,8 @@
 //! discovery, JWKS, token exchange (through the `oauth2` crate, whose
 //! default HTTP stacks are disabled), userinfo, introspection and revocation.
 
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,10 +14,27 @@ pub const PROVIDER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Larger provider answers are refused (JWKS and discovery are small).
 const MAX_PROVIDER_BODY: usize = 1024 * 1024;
 
+/// The TLS trust for `https://` provider URLs, fixed once at startup by
+/// [`trust`] before the first provider call (each thread's client is built
+/// lazily afterwards).
+static PROVIDER_TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Trusts only `ca_file` (a private CA) for provider calls, or Mozilla's
+/// roots without one. Later calls keep the first setting.
+pub fn trust(ca_file: Option<&Path>) -> std::io::Result<()> {
+    let tls = crate::tls::client_config(ca_file)?;
+    let _ = PROVIDER_TLS.set(tls);
+    Ok(())
+}
+
 thread_local! {
     static CLIENT: awc::Client = {
         let mut connector = awc::Connector::new();
-        if let Ok(tls) = crate::tls::client_config(None) {
+        let tls = match PROVIDER_TLS.get() {
+            Some(tls) => Ok(tls.clone()),
+            None => crate::tls::client_config(None),
+        };
+        if let Ok(tls) = tls {
             connector = connector.rustls_0_23(tls);
         }
         awc::Client::builder()

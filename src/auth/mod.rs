@@ -158,6 +158,7 @@ pub struct Endpoints {
     pub revocation: Option<String>,
     pub userinfo: Option<String>,
     pub jwks: Option<String>,
+    pub end_session: Option<String>,
 }
 
 /// Everything the auth stage and the `/oauth2/*` endpoints share.
@@ -186,6 +187,7 @@ pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
         revocation: non_empty(&p.revocation_url),
         userinfo: non_empty(&p.userinfo_url),
         jwks: non_empty(&p.jwks_url),
+        end_session: non_empty(&p.end_session_url),
     };
     if let Some(issuer) = &e.issuer {
         let url = format!(
@@ -202,6 +204,7 @@ pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
         e.revocation = e.revocation.or_else(|| field("revocation_endpoint"));
         e.userinfo = e.userinfo.or_else(|| field("userinfo_endpoint"));
         e.jwks = e.jwks.or_else(|| field("jwks_uri"));
+        e.end_session = e.end_session.or_else(|| field("end_session_endpoint"));
     }
     Ok(e)
 }
@@ -221,7 +224,21 @@ pub async fn build(
         return Ok(None);
     }
     let raw = &settings.auth;
+    let ca_file = raw
+        .provider
+        .tls_ca_file
+        .as_deref()
+        .filter(|f| !f.is_empty())
+        .map(std::path::Path::new);
+    http::trust(ca_file).map_err(|e| format!("auth.provider.tls_ca_file: {e}"))?;
     let endpoints = resolve_endpoints(raw).await?;
+    if raw.logout.provider && endpoints.end_session.is_none() {
+        return Err(
+            "auth.logout.provider is true but the provider announces no \
+             end_session_endpoint: set auth.provider.end_session_url"
+                .to_owned(),
+        );
+    }
     let oauth = match (&endpoints.authorization, &endpoints.token) {
         (Some(authorization), Some(token)) => Some(
             oauth2::Client::new(ClientId::new(raw.provider.client_id.clone()))
@@ -256,9 +273,10 @@ pub async fn build(
     jwks.refresh().await;
     Ok(Some(Auth {
         settings: raw.clone(),
-        introspection: bearer::IntrospectionCache::new(Duration::from_secs(
-            raw.session.cache_ttl_secs.max(1),
-        )),
+        introspection: bearer::IntrospectionCache::new(
+            Duration::from_secs(raw.session.cache_ttl_secs.max(1)),
+            Some(metrics.auth_introspections.clone()),
+        ),
         endpoints,
         oauth,
         sessions,

@@ -23,6 +23,7 @@ use super::crypto::{digest, random_token};
 use super::session::{unix_now, PreLogin, Session, PRE_LOGIN_TTL};
 use super::{http, Auth, Identity, TokenResponse};
 use crate::error::GatewayError;
+use crate::middleware::auth::accepts_html;
 use crate::middleware::context::request_id_of;
 use crate::state::Gateway;
 
@@ -326,7 +327,7 @@ async fn callback(
         return fail(&req, GatewayError::Unauthenticated);
     };
     let now = unix_now();
-    let session = Session::new(
+    let mut session = Session::new(
         identity,
         token.access_token().secret().clone(),
         token.refresh_token().map(|t| t.secret().clone()),
@@ -334,6 +335,10 @@ async fn callback(
         now,
         now + auth.settings.session.ttl_secs,
     );
+    // Kept only when needed: the provider's logout takes it as a hint.
+    if auth.settings.logout.provider {
+        session.id_token = token.extra_fields().id_token.clone();
+    }
     let session_id = random_token();
     if auth.sessions.save(&session_id, session).await.is_err() {
         return fail(&req, GatewayError::Unavailable);
@@ -380,6 +385,28 @@ async fn revoke(auth: &Auth, session: &Session) {
     .await;
 }
 
+/// The provider's end-session URL (OpenID RP-initiated logout) when
+/// `auth.logout.provider` is on: the browser goes there so the user's
+/// session at the provider ends too, not only the gateway's. Without a
+/// session (expired cookie) it still goes, with no `id_token_hint`.
+fn provider_logout_url(auth: &Auth, ended: Option<&Session>) -> Option<String> {
+    if !auth.settings.logout.provider {
+        return None;
+    }
+    let mut url = url::Url::parse(auth.endpoints.end_session.as_deref()?).ok()?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair("client_id", &auth.settings.provider.client_id);
+        if let Some(hint) = ended.and_then(|s| s.id_token.as_deref()) {
+            query.append_pair("id_token_hint", hint);
+        }
+        if let Some(back) = &auth.settings.logout.post_logout_redirect_url {
+            query.append_pair("post_logout_redirect_uri", back);
+        }
+    }
+    Some(url.into())
+}
+
 #[derive(Deserialize)]
 struct LogoutQuery {
     rd: Option<String>,
@@ -410,9 +437,11 @@ async fn logout(
             GatewayError::BadRequest("rd is not an allowed redirect target"),
         );
     };
+    let mut ended = None;
     if let Some(id) = session_cookie(&req, &auth.settings.session.cookie_name) {
         if let Ok(Some(session)) = auth.sessions.load(&id).await {
             revoke(auth, &session).await;
+            ended = Some(session);
         }
         if auth.sessions.delete(&id).await.is_err() {
             return fail(&req, GatewayError::Unavailable);
@@ -422,12 +451,16 @@ async fn logout(
         .auth_outcomes
         .with_label_values(&["_oauth2", "logout", "none"])
         .inc();
-    let mut res = if q.rd.is_some() {
-        redirect(&rd)
-    } else {
-        HttpResponse::Ok()
+    let at_provider = provider_logout_url(auth, ended.as_deref());
+    let mut res = match at_provider {
+        Some(url) if q.rd.is_some() || accepts_html(req.headers()) => redirect(&url),
+        _ if q.rd.is_some() => redirect(&rd),
+        at_provider => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({"status": "logged_out"}))
+            .json(match at_provider {
+                Some(url) => json!({"status": "logged_out", "provider_logout_url": url}),
+                None => json!({"status": "logged_out"}),
+            }),
     };
     if let Ok(v) = HeaderValue::from_str(&cookie(auth, &auth.settings.session.cookie_name, "", 0)) {
         res.headers_mut().append(header::SET_COOKIE, v);
@@ -487,6 +520,11 @@ pub async fn refresh(auth: &Auth, session: &Session) -> Result<Session, RefreshE
         fresh.refresh_token = Some(rt.secret().clone());
     }
     fresh.access_expires_at = token.expires_in().map_or(0, |d| now + d.as_secs());
+    if auth.settings.logout.provider {
+        if let Some(id_token) = &token.extra_fields().id_token {
+            fresh.id_token = Some(id_token.clone());
+        }
+    }
     Ok(fresh)
 }
 

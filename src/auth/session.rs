@@ -51,6 +51,9 @@ pub struct Session {
     pub scopes: Vec<String>,
     pub access_token: String,
     pub refresh_token: Option<String>,
+    /// Sent back as `id_token_hint` when logging out at the provider.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
     /// Unix seconds; 0 = unknown.
     pub access_expires_at: u64,
     pub created_at: u64,
@@ -77,6 +80,7 @@ impl Session {
             scopes: identity.scopes.clone(),
             access_token,
             refresh_token,
+            id_token: None,
             access_expires_at,
             created_at,
             expires_at,

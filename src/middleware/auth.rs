@@ -42,8 +42,9 @@ fn bearer_token(req: &ServiceRequest) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
-fn accepts_html(req: &ServiceRequest) -> bool {
-    req.headers()
+/// A browser navigating (not an API client): it takes a redirect.
+pub fn accepts_html(headers: &header::HeaderMap) -> bool {
+    headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"))
@@ -247,7 +248,7 @@ pub async fn authenticate(
             let browser_login = matches!(route.auth, AuthMode::Session | AuthMode::SessionOrBearer)
                 && token.is_none()
                 && status == GatewayError::Unauthenticated
-                && accepts_html(&req);
+                && accepts_html(req.headers());
             let res = if browser_login {
                 let rd = match req.uri().path_and_query() {
                     Some(pq) => pq.as_str().to_owned(),

@@ -443,6 +443,19 @@ impl Checker<'_> {
         self.fail(key, key, message);
     }
 
+    /// A PEM CA bundle that must load (checked now, so a bad file stops
+    /// `gateway check` and startup, not the first TLS handshake).
+    fn ca_file(&mut self, key: &str, value: &Option<String>) -> Option<PathBuf> {
+        let path = value
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(PathBuf::from)?;
+        if let Err(e) = crate::tls::client_config(Some(&path)) {
+            self.key(key, format!("{}: {e}", path.display()));
+        }
+        Some(path)
+    }
+
     fn socket_addr(&mut self, key: &str, value: &str) -> Option<SocketAddr> {
         match value.parse() {
             Ok(addr) => Some(addr),
@@ -713,19 +726,7 @@ fn validate_upstreams(
         c.positive(&format!("{base}.connect_timeout_ms"), u.connect_timeout_ms);
         c.positive(&format!("{base}.request_timeout_ms"), u.request_timeout_ms);
         c.positive(&format!("{base}.max_fails"), u64::from(u.max_fails));
-        let tls_ca_file = u
-            .tls_ca_file
-            .as_deref()
-            .filter(|f| !f.is_empty())
-            .map(PathBuf::from);
-        if let Some(ca) = &tls_ca_file {
-            if let Err(e) = crate::tls::client_config(Some(ca)) {
-                c.key(
-                    &format!("{base}.tls_ca_file"),
-                    format!("{}: {e}", ca.display()),
-                );
-            }
-        }
+        let tls_ca_file = c.ca_file(&format!("{base}.tls_ca_file"), &u.tls_ca_file);
         out.push(UpstreamSettings {
             name: name.clone(),
             targets,
@@ -977,12 +978,18 @@ fn validate_auth(c: &mut Checker, auth: &RawAuth, routes: &[RouteSettings]) {
         ("auth.provider.revocation_url", &p.revocation_url),
         ("auth.provider.userinfo_url", &p.userinfo_url),
         ("auth.provider.jwks_url", &p.jwks_url),
+        ("auth.provider.end_session_url", &p.end_session_url),
+        (
+            "auth.logout.post_logout_redirect_url",
+            &auth.logout.post_logout_redirect_url,
+        ),
     ];
     for (key, value) in endpoints {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
             c.url(key, v, &["http", "https"]);
         }
     }
+    c.ca_file("auth.provider.tls_ca_file", &p.tls_ca_file);
     c.url(
         "auth.provider.redirect_url",
         &p.redirect_url,
@@ -1025,6 +1032,12 @@ fn validate_auth(c: &mut Checker, auth: &RawAuth, routes: &[RouteSettings]) {
         c.key(
             "auth.provider",
             "session routes need issuer, or authorization_url and token_url",
+        );
+    }
+    if auth.logout.provider && !set(&p.issuer) && !set(&p.end_session_url) {
+        c.key(
+            "auth.logout.provider",
+            "needs issuer (discovery's end_session_endpoint) or auth.provider.end_session_url",
         );
     }
     if uses(&[AuthMode::Bearer, AuthMode::SessionOrBearer])

@@ -237,6 +237,7 @@ pub struct RawAuth {
     pub roles_claim: String,
     pub allowed_redirect_hosts: Vec<String>,
     pub session: RawSession,
+    pub logout: RawLogout,
 }
 
 impl Default for RawAuth {
@@ -246,6 +247,7 @@ impl Default for RawAuth {
             roles_claim: "roles".to_owned(),
             allowed_redirect_hosts: Vec::new(),
             session: RawSession::default(),
+            logout: RawLogout::default(),
         }
     }
 }
@@ -260,6 +262,10 @@ pub struct RawProvider {
     pub revocation_url: Option<String>,
     pub userinfo_url: Option<String>,
     pub jwks_url: Option<String>,
+    /// OpenID RP-initiated logout endpoint (discovery's `end_session_endpoint`).
+    pub end_session_url: Option<String>,
+    /// PEM CA bundle trusted for an `https://` provider instead of Mozilla's roots.
+    pub tls_ca_file: Option<String>,
     pub client_id: String,
     pub client_secret: String,
     pub audiences: Vec<String>,
@@ -277,6 +283,8 @@ impl Default for RawProvider {
             revocation_url: None,
             userinfo_url: None,
             jwks_url: None,
+            end_session_url: None,
+            tls_ca_file: None,
             client_id: String::new(),
             client_secret: String::new(),
             audiences: Vec::new(),
@@ -295,6 +303,18 @@ impl std::fmt::Debug for RawProvider {
             .field("client_secret", &"<redacted>")
             .finish_non_exhaustive()
     }
+}
+
+/// What `/oauth2/logout` does beyond ending the gateway's session.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawLogout {
+    /// Also end the user's session at the provider (OpenID RP-initiated
+    /// logout): browsers are sent to its end-session endpoint.
+    pub provider: bool,
+    /// Where the provider sends the browser afterwards; must be registered
+    /// at the provider. None: the provider shows its own page.
+    pub post_logout_redirect_url: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Serialize, PartialEq)]

@@ -231,10 +231,14 @@ routes:
   - {name: s, path_prefix: /s, upstream: u, auth: session}
   - {name: b, path_prefix: /b, upstream: u, auth: bearer, require: {roles: [admin]}}
   - {name: n, path_prefix: /n, upstream: u, require: {scopes: [x]}}
+auth:
+  logout: {provider: true, post_logout_redirect_url: "javascript:alert(1)"}
 "#,
         )?;
         let p = problems(load(&sources(&["auth.yaml"], &[])));
         for e in [
+            "auth.logout.provider: needs issuer",
+            "auth.logout.post_logout_redirect_url:",
             "auth.provider.client_id: required",
             "auth.session.secret: must be at least 32 bytes",
             "auth.provider: session routes need issuer",

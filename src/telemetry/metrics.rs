@@ -38,6 +38,7 @@ pub struct Metrics {
     pub ratelimit_local_keys: IntGaugeVec,
     pub auth_outcomes: IntCounterVec,
     pub session_cache_lookups: IntCounterVec,
+    pub auth_introspections: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -146,6 +147,14 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            auth_introspections: IntCounterVec::new(
+                opts(
+                    "auth_introspections_total",
+                    "Introspection calls to the identity provider by result: active, \
+                     inactive (refused; cached like active answers) or error.",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -170,6 +179,8 @@ impl Metrics {
         m.registry.register(Box::new(m.auth_outcomes.clone()))?;
         m.registry
             .register(Box::new(m.session_cache_lookups.clone()))?;
+        m.registry
+            .register(Box::new(m.auth_introspections.clone()))?;
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
             &["version"],

@@ -54,10 +54,35 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// Certificates (PEM) of the HTTPS providers this test process started:
+/// the harness's own client trusts them, as a user's browser would trust
+/// the private CA.
+static TRUSTED_PEMS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
 fn http() -> awc::Client {
-    awc::Client::builder()
+    let pems = TRUSTED_PEMS.lock().unwrap().clone();
+    let builder = awc::Client::builder()
         .timeout(HTTP_TIMEOUT)
-        .disable_redirects()
+        .disable_redirects();
+    if pems.is_empty() {
+        return builder.finish();
+    }
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in &pems {
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes()) {
+            roots.add(cert.expect("test CA PEM")).expect("test CA");
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("protocols")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    builder
+        .connector(awc::Connector::new().rustls_0_23(Arc::new(tls)))
         .finish()
 }
 
@@ -67,7 +92,8 @@ fn http() -> awc::Client {
 
 /// A running `oidc-provider`; killed when dropped.
 pub struct OidcProvider {
-    /// `http://127.0.0.1:<port>`, also the `iss` of its tokens.
+    /// `http://127.0.0.1:<port>` (`https://localhost:<port>` with TLS), also
+    /// the `iss` of its tokens.
     pub issuer: String,
     pub port: u16,
     pub client_id: String,
@@ -77,6 +103,8 @@ pub struct OidcProvider {
     child: Child,
     stderr: Arc<Mutex<String>>,
     stdout: Arc<Mutex<String>>,
+    /// HTTPS providers: the certificate and key files.
+    tls_dir: Option<tempfile::TempDir>,
 }
 
 impl OidcProvider {
@@ -84,6 +112,28 @@ impl OidcProvider {
     /// to `redirect_uris`, and waits (at most 20 s) until it listens.
     pub fn start(redirect_uris: &[String]) -> Self {
         Self::start_with_env(redirect_uris, &[])
+    }
+
+    /// Like [`start`](Self::start), over HTTPS with a fresh self-signed
+    /// certificate for `localhost` (the issuer is `https://localhost:<port>`);
+    /// returns the provider and the certificate's PEM, the CA to trust.
+    pub fn start_tls(redirect_uris: &[String]) -> (Self, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        let pem = cert.cert.pem();
+        std::fs::write(&cert_file, &pem).expect("write cert");
+        std::fs::write(&key_file, cert.signing_key.serialize_pem()).expect("write key");
+        TRUSTED_PEMS.lock().unwrap().push(pem.clone());
+        let mut provider = Self::start_with_env(
+            redirect_uris,
+            &[
+                ("OIDC_TLS_CERT_FILE", cert_file.to_str().expect("path")),
+                ("OIDC_TLS_KEY_FILE", key_file.to_str().expect("path")),
+            ],
+        );
+        provider.tls_dir = Some(dir);
+        (provider, pem)
     }
 
     /// Like [`start`](Self::start), with extra environment variables for the
@@ -217,11 +267,12 @@ impl OidcProvider {
                 retry,
             ));
         };
-        assert_eq!(
-            issuer,
-            format!("http://127.0.0.1:{port}"),
-            "unexpected issuer"
-        );
+        let expected = if lookup("OIDC_TLS_CERT_FILE", "").is_empty() {
+            format!("http://127.0.0.1:{port}")
+        } else {
+            format!("https://localhost:{port}")
+        };
+        assert_eq!(issuer, expected, "unexpected issuer");
         Ok(Self {
             issuer,
             port,
@@ -231,6 +282,7 @@ impl OidcProvider {
             child,
             stderr,
             stdout,
+            tls_dir: None,
         })
     }
 
@@ -412,7 +464,7 @@ impl OidcProvider {
     }
 
     fn authority(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        authority_of(&Url::parse(&self.issuer).expect("issuer URL"))
     }
 
     /// Logs in like a browser. Starts with a GET of `start_url` (the

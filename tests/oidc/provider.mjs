@@ -7,6 +7,8 @@
 // a fresh RSA key made at start (published at /jwks).
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:https';
 
 import Provider, { errors } from 'oidc-provider';
 
@@ -35,7 +37,12 @@ if (port === undefined || port > 65535) {
   process.exit(2);
 }
 
-const issuer = `http://127.0.0.1:${port}`;
+// HTTPS when a certificate (for `localhost`) and its key are given: the
+// provider of a private CA, reached by name.
+const tls = env.OIDC_TLS_CERT_FILE && env.OIDC_TLS_KEY_FILE
+  ? { cert: readFileSync(env.OIDC_TLS_CERT_FILE), key: readFileSync(env.OIDC_TLS_KEY_FILE) }
+  : null;
+const issuer = tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
 const clientId = env.OIDC_CLIENT_ID || 'gateway';
 const clientSecret = env.OIDC_CLIENT_SECRET || 'gateway-secret';
 const clientAuthMethod = env.OIDC_CLIENT_AUTH_METHOD || 'client_secret_basic';
@@ -211,7 +218,7 @@ for (const event of [
   });
 }
 
-const server = provider.listen(port, '127.0.0.1', () => {
+const server = (tls ? createServer(tls, provider.callback()) : provider).listen(port, '127.0.0.1', () => {
   process.stdout.write(`READY ${issuer}\n`);
 });
 
