@@ -33,6 +33,10 @@ pub enum GatewayError {
     UpstreamConnect,
     #[error("upstream exchange failed")]
     UpstreamBroken,
+    /// The upstream answered a WebSocket handshake with this 4xx/5xx
+    /// instead of 101: the client gets the same status.
+    #[error("the upstream refused the WebSocket upgrade with {0}")]
+    UpgradeRefused(StatusCode),
     #[error("upstream has no healthy target")]
     NoHealthyUpstream,
     #[error("service unavailable")]
@@ -69,6 +73,7 @@ impl GatewayError {
             Self::UpstreamConnect | Self::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Self::NoHealthyUpstream | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::UpgradeRefused(status) => *status,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -88,6 +93,7 @@ impl GatewayError {
             Self::NoHealthyUpstream => "no_healthy_upstream",
             Self::Unavailable => "unavailable",
             Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpgradeRefused(_) => "upgrade_refused",
             Self::Internal => "internal_error",
         }
     }
@@ -177,6 +183,11 @@ mod tests {
             (GatewayError::Unavailable, 503, "unavailable"),
             (GatewayError::UpstreamTimeout, 504, "upstream_timeout"),
             (GatewayError::Internal, 500, "internal_error"),
+            (
+                GatewayError::UpgradeRefused(StatusCode::FORBIDDEN),
+                403,
+                "upgrade_refused",
+            ),
         ];
         for (err, status, code) in cases {
             let (s, headers, body) = render(err.clone()).await;

@@ -599,6 +599,52 @@ async fn websocket_upgrades_are_proxied_both_ways() {
 }
 
 #[actix_rt::test]
+async fn a_refused_websocket_upgrade_keeps_the_upstream_status() {
+    let up = spawn_upstream("ws");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let ws_url = |path: &str| gw.url(path).replace("http://", "ws://");
+    for (path, status) in [("/api/status/403", 403), ("/api/status/503", 503)] {
+        let err = client()
+            .ws(ws_url(path))
+            .connect()
+            .await
+            .err()
+            .expect("no tunnel when the upstream refuses");
+        assert!(
+            matches!(err, awc::error::WsClientError::InvalidResponseStatus(s) if s == status),
+            "{path}: {err:?}"
+        );
+    }
+    // A refusal is the upstream's answer, not its failure: no upstream
+    // error is counted (and passive health is not touched).
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("gateway_upstream_errors_total{"),
+        "{metrics}"
+    );
+    // An upstream that answers 200 without switching protocols is broken.
+    let err = client().ws(ws_url("/api/bytes/10")).connect().await.err();
+    assert!(
+        matches!(err, Some(awc::error::WsClientError::InvalidResponseStatus(s)) if s == 502),
+        "{err:?}"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("gateway_upstream_errors_total{kind=\"send\""),
+        "{metrics}"
+    );
+    // The client gets the contract's JSON error with the upstream's status.
+    let answer = raw_request(
+        gw.port,
+        "GET /api/status/403 HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    assert!(answer.contains(r#""code":"upgrade_refused""#), "{answer}");
+}
+
+#[actix_rt::test]
 async fn slow_clients_are_cut_off() {
     use std::io::{Read, Write};
     let up = spawn_upstream("main");

@@ -29,7 +29,7 @@ use super::headers::{
     for_each_end_to_end, for_each_upstream_header, forwarded_for, X_FORWARDED_FOR,
     X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
-use super::websocket::{self, Tunnel};
+use super::websocket::{self, Tunnel, TunnelError};
 use crate::auth::Identity;
 use crate::error::GatewayError;
 use crate::middleware::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
@@ -445,6 +445,11 @@ async fn upgrade(
         Ok(res) => {
             upstream.record_success(target_idx);
             Ok(res)
+        }
+        Err(TunnelError::Refused(status)) => {
+            // The target is up and answered: its refusal goes to the client.
+            upstream.record_success(target_idx);
+            Err(GatewayError::UpgradeRefused(status))
         }
         Err(err) => {
             gw.metrics

@@ -56,7 +56,10 @@ pub struct Tunnel<'a> {
 pub enum TunnelError {
     Connect,
     Timeout,
-    Refused,
+    /// No valid handshake came back (not HTTP, bad accept key, ...).
+    Broken,
+    /// The upstream answered with a 4xx/5xx: a decision, not a failure.
+    Refused(StatusCode),
     BadRequest,
 }
 
@@ -65,7 +68,7 @@ impl TunnelError {
         match self {
             Self::Connect => "connect",
             Self::Timeout => "timeout",
-            Self::Refused | Self::BadRequest => "send",
+            Self::Broken | Self::Refused(_) | Self::BadRequest => "send",
         }
     }
 
@@ -73,7 +76,8 @@ impl TunnelError {
         match self {
             Self::Connect => GatewayError::UpstreamConnect,
             Self::Timeout => GatewayError::UpstreamTimeout,
-            Self::Refused => GatewayError::UpstreamBroken,
+            Self::Broken => GatewayError::UpstreamBroken,
+            Self::Refused(status) => GatewayError::UpgradeRefused(*status),
             Self::BadRequest => {
                 GatewayError::BadRequest("WebSocket upgrade without Sec-WebSocket-Key")
             }
@@ -118,7 +122,12 @@ pub async fn open<G: 'static>(
         awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Timeout) => {
             TunnelError::Timeout
         }
-        _ => TunnelError::Refused,
+        awc::error::WsClientError::InvalidResponseStatus(status)
+            if status.is_client_error() || status.is_server_error() =>
+        {
+            TunnelError::Refused(status)
+        }
+        _ => TunnelError::Broken,
     })?;
 
     let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
@@ -132,7 +141,7 @@ pub async fn open<G: 'static>(
     res.upgrade("websocket");
     res.insert_header((
         header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_bytes(&accept).map_err(|_| TunnelError::Refused)?,
+        HeaderValue::from_bytes(&accept).map_err(|_| TunnelError::Broken)?,
     ));
 
     let parts = framed.into_parts();
