@@ -31,6 +31,7 @@ use moka::sync::Cache;
 use slog::{info, warn, Logger};
 use tokio::sync::oneshot;
 
+use crate::auth::crypto::IdDigest;
 use crate::auth::session::{RedisSessions, Session, StoreError};
 
 pub const INVALIDATION_CHANNEL: &str = "gw:session:invalidate";
@@ -61,24 +62,24 @@ pub struct Loaded {
 /// A cache miss: the session under this id digest, from the store.
 #[derive(Message)]
 #[rtype(result = "Result<Loaded, StoreError>")]
-pub struct LoadSession(pub String);
+pub struct LoadSession(pub IdDigest);
 
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
 pub struct SaveSession {
-    pub key: String,
+    pub key: IdDigest,
     pub session: Arc<Session>,
 }
 
 /// Ends a session everywhere (store, this cache, other replicas' caches).
 #[derive(Message)]
 #[rtype(result = "Result<(), StoreError>")]
-pub struct DeleteSession(pub String);
+pub struct DeleteSession(pub IdDigest);
 
 /// Another replica changed this session: drop the cached copy.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Invalidated(String);
+struct Invalidated(IdDigest);
 
 /// Invalidations may have been missed: drop every cached copy.
 #[derive(Message)]
@@ -96,17 +97,17 @@ pub struct SessionCacheActor {
     store: Option<RedisSessions>,
     /// The pub/sub client (Redis mode).
     subscriber: Option<redis::Client>,
-    cache: Cache<String, Arc<Session>>,
-    negative: Cache<String, ()>,
-    loading: HashMap<String, Loading>,
+    cache: Cache<IdDigest, Arc<Session>>,
+    negative: Cache<IdDigest, ()>,
+    loading: HashMap<IdDigest, Loading>,
     log: Logger,
 }
 
 impl SessionCacheActor {
     pub fn new(
         store: Option<(RedisSessions, redis::Client)>,
-        cache: Cache<String, Arc<Session>>,
-        negative: Cache<String, ()>,
+        cache: Cache<IdDigest, Arc<Session>>,
+        negative: Cache<IdDigest, ()>,
         log: Logger,
     ) -> Self {
         let (store, subscriber) = match store {
@@ -123,13 +124,13 @@ impl SessionCacheActor {
         }
     }
 
-    fn mark_stale(&mut self, key: &str) {
+    fn mark_stale(&mut self, key: &IdDigest) {
         if let Some(loading) = self.loading.get_mut(key) {
             loading.stale = true;
         }
     }
 
-    fn finish_load(&mut self, key: String, result: LoadResult) {
+    fn finish_load(&mut self, key: IdDigest, result: LoadResult) {
         let Some(loading) = self.loading.remove(&key) else {
             return;
         };
@@ -162,8 +163,12 @@ impl SessionCacheActor {
                             first = false;
                             let mut messages = pubsub.on_message();
                             while let Some(msg) = messages.next().await {
-                                if let Ok(digest) = msg.get_payload::<String>() {
-                                    me.do_send(Invalidated(digest));
+                                let payload = msg.get_payload::<String>().ok();
+                                match payload.as_deref().and_then(IdDigest::parse) {
+                                    Some(digest) => me.do_send(Invalidated(digest)),
+                                    // Not ours to read: drop everything
+                                    // rather than keep a stale copy.
+                                    None => me.do_send(InvalidateAll),
                                 }
                             }
                         }
@@ -221,7 +226,7 @@ impl Handler<LoadSession> for SessionCacheActor {
             });
         };
         let (tx, rx) = oneshot::channel();
-        let source = match self.loading.entry(key.clone()) {
+        let source = match self.loading.entry(key) {
             Entry::Occupied(mut loading) => {
                 loading.get_mut().waiters.push(tx);
                 LoadSource::Coalesced
@@ -231,7 +236,7 @@ impl Handler<LoadSession> for SessionCacheActor {
                     waiters: vec![tx],
                     stale: false,
                 });
-                let fetch_key = key.clone();
+                let fetch_key = key;
                 let fetch = async move { store.get(&fetch_key).await };
                 ctx.spawn(
                     fetch

@@ -11,7 +11,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use moka::sync::Cache;
 use serde_json::Value;
 
-use super::crypto::digest;
+use super::crypto::IdDigest;
 use super::session::unix_now;
 use super::{http, Auth, Identity};
 
@@ -161,8 +161,8 @@ pub async fn validate_jwt(
 /// `min(exp, ttl)`, refused ones for `ttl`, so a client replaying a dead or
 /// made-up token costs the provider one call per `ttl`, not one per request.
 pub struct IntrospectionCache {
-    active: Cache<String, Arc<(Identity, u64)>>,
-    refused: Cache<String, BearerError>,
+    active: Cache<IdDigest, Arc<(Identity, u64)>>,
+    refused: Cache<IdDigest, BearerError>,
     /// `gateway_auth_introspections_total` by result.
     calls: Option<prometheus::IntCounterVec>,
 }
@@ -215,7 +215,7 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
         .as_deref()
         .ok_or(BearerError::NoVerifier)?;
     let cache = &auth.introspection;
-    let key = digest(token);
+    let key = IdDigest::of(token);
     if let Some(hit) = cache.active.get(&key) {
         if hit.1 > unix_now() {
             return Ok(hit.0.clone());

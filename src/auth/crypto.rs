@@ -21,16 +21,53 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Hex SHA-256: what stores and caches are keyed by.
-pub fn digest(value: &str) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let hash = Sha256::digest(value.as_bytes());
-    let mut out = String::with_capacity(64);
-    for b in hash {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
+/// SHA-256 of a secret identifier (session id, login state, bearer token):
+/// caches, stores and messages hold it in place of the secret. Kept as
+/// bytes (the per-request cache lookup needs no text); written as lowercase
+/// hex where it becomes text (Redis keys, pub/sub, the AEAD binding).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct IdDigest([u8; 32]);
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+impl IdDigest {
+    pub fn of(value: &str) -> Self {
+        Self(Sha256::digest(value.as_bytes()).into())
     }
-    out
+
+    /// Reads the hex form back (pub/sub invalidations).
+    pub fn parse(hex: &str) -> Option<Self> {
+        let nibble = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let bytes = hex.as_bytes();
+        if bytes.len() != 64 {
+            return None;
+        }
+        let mut out = [0u8; 32];
+        for (i, pair) in bytes.chunks_exact(2).enumerate() {
+            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+        }
+        Some(Self(out))
+    }
+}
+
+impl std::fmt::Display for IdDigest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = [0u8; 64];
+        for (i, b) in self.0.iter().enumerate() {
+            text[2 * i] = HEX[usize::from(b >> 4)];
+            text[2 * i + 1] = HEX[usize::from(b & 0x0f)];
+        }
+        f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+/// Hex SHA-256 of a value, as text (login-state records).
+pub fn digest(value: &str) -> String {
+    IdDigest::of(value).to_string()
 }
 
 pub struct SessionCrypto {
@@ -102,9 +139,10 @@ mod tests {
         assert!(a
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
-        assert_eq!(
-            digest("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        let abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+        assert_eq!(digest("abc"), abc);
+        assert_eq!(IdDigest::parse(abc), Some(IdDigest::of("abc")));
+        assert_eq!(IdDigest::parse(&abc.to_uppercase()), None);
+        assert_eq!(IdDigest::parse(&abc[1..]), None);
     }
 }

@@ -95,14 +95,14 @@ pub fn safe_redirect(rd: Option<&str>, allowed_hosts: &[String]) -> Option<Strin
 }
 
 /// The session id from the request's cookie, if any.
-pub fn session_cookie(req: &HttpRequest, name: &str) -> Option<String> {
+pub fn session_cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers()
         .get_all(header::COOKIE)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_owned())
+        .map(|(_, v)| v)
 }
 
 fn cookie(auth: &Auth, name: &str, value: &str, max_age: u64) -> String {
@@ -300,7 +300,7 @@ async fn callback(
     }
     let binding = session_cookie(&req, &login_cookie_name(auth)).unwrap_or_default();
     if !bool::from(
-        digest(&binding)
+        digest(binding)
             .as_bytes()
             .ct_eq(record.binding_digest.as_bytes()),
     ) {
@@ -439,11 +439,11 @@ async fn logout(
     };
     let mut ended = None;
     if let Some(id) = session_cookie(&req, &auth.settings.session.cookie_name) {
-        if let Ok(Some(session)) = auth.sessions.load(&id).await {
+        if let Ok(Some(session)) = auth.sessions.load(id).await {
             revoke(auth, &session).await;
             ended = Some(session);
         }
-        if auth.sessions.delete(&id).await.is_err() {
+        if auth.sessions.delete(id).await.is_err() {
             return fail(&req, GatewayError::Unavailable);
         }
     }
@@ -473,7 +473,7 @@ async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
         return fail(&req, GatewayError::NoRoute);
     };
     let session = match session_cookie(&req, &auth.settings.session.cookie_name) {
-        Some(id) => auth.sessions.load(&id).await.ok().flatten(),
+        Some(id) => auth.sessions.load(id).await.ok().flatten(),
         None => None,
     };
     match session {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use actix::{Actor, Addr};
 use slog::Logger;
 
-use super::crypto::{digest, SessionCrypto};
+use super::crypto::{digest, IdDigest, SessionCrypto};
 use super::Identity;
 use crate::actors::session_cache::{
     DeleteSession, LoadSession, LoadSource, SaveSession, SessionCacheActor,
@@ -139,11 +139,11 @@ impl From<redis::RedisError> for StoreError {
     }
 }
 
-fn session_key(id_digest: &str) -> String {
+fn session_key(id_digest: &IdDigest) -> String {
     format!("gw:session:{id_digest}")
 }
 
-fn refresh_lock_key(id_digest: &str) -> String {
+fn refresh_lock_key(id_digest: &IdDigest) -> String {
     format!("gw:refresh-lock:{id_digest}")
 }
 
@@ -224,30 +224,30 @@ impl RedisSessions {
         result
     }
 
-    pub async fn get(&self, key: &str) -> Result<Option<Arc<Session>>, StoreError> {
+    pub async fn get(&self, key: &IdDigest) -> Result<Option<Arc<Session>>, StoreError> {
         let sealed: Option<Vec<u8>> = self.run(redis::Cmd::get(session_key(key))).await?;
         Ok(sealed
-            .and_then(|s| self.crypto.open(key.as_bytes(), &s))
+            .and_then(|s| self.crypto.open(key.to_string().as_bytes(), &s))
             .and_then(|plain| serde_json::from_slice::<Session>(&plain).ok())
             .map(Arc::new))
     }
 
-    pub async fn put(&self, key: &str, session: &Session) -> Result<(), StoreError> {
+    pub async fn put(&self, key: &IdDigest, session: &Session) -> Result<(), StoreError> {
         let ttl = session.expires_at.saturating_sub(unix_now()).max(1);
         let plain =
             serde_json::to_vec(session).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let sealed = self.crypto.seal(key.as_bytes(), &plain);
+        let sealed = self.crypto.seal(key.to_string().as_bytes(), &plain);
         self.run(redis::Cmd::set_ex(session_key(key), sealed, ttl))
             .await
     }
 
     /// Deletes, then tells every replica to drop its cached copy (two
     /// commands: a cluster routes them to different nodes).
-    pub async fn remove(&self, key: &str) -> Result<(), StoreError> {
+    pub async fn remove(&self, key: &IdDigest) -> Result<(), StoreError> {
         self.run::<()>(redis::Cmd::del(session_key(key))).await?;
         self.run(redis::Cmd::publish(
             crate::actors::session_cache::INVALIDATION_CHANNEL,
-            key,
+            key.to_string(),
         ))
         .await
     }
@@ -266,10 +266,10 @@ pub struct SessionStore {
     lookups: Option<prometheus::IntCounterVec>,
     cache_hits: Option<prometheus::IntCounter>,
     /// Sessions being refreshed by this replica right now (single flight).
-    refreshing: std::sync::Mutex<std::collections::HashSet<String>>,
+    refreshing: std::sync::Mutex<std::collections::HashSet<IdDigest>>,
     /// Redis mode: replica-local copies. Memory mode: the store itself.
-    cache: Cache<String, Arc<Session>>,
-    negative: Cache<String, ()>,
+    cache: Cache<IdDigest, Arc<Session>>,
+    negative: Cache<IdDigest, ()>,
     /// Redis sits behind the cache (misses go to the actor).
     shared: bool,
     /// The Redis session commands' circuit breaker (Redis mode).
@@ -279,7 +279,7 @@ pub struct SessionStore {
     crypto: Arc<SessionCrypto>,
 }
 
-fn negative_cache() -> Cache<String, ()> {
+fn negative_cache() -> Cache<IdDigest, ()> {
     Cache::builder()
         .max_capacity(CACHE_CAPACITY)
         .time_to_live(NEGATIVE_TTL)
@@ -400,7 +400,7 @@ impl SessionStore {
 
     /// The session behind a cookie value, if it exists and has not expired.
     pub async fn load(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
-        let key = digest(session_id);
+        let key = IdDigest::of(session_id);
         let found = if let Some(hit) = self.cache.get(&key) {
             self.count("hit");
             Some(hit)
@@ -430,7 +430,7 @@ impl SessionStore {
     pub async fn save(&self, session_id: &str, session: Session) -> Result<(), StoreError> {
         self.actor
             .send(SaveSession {
-                key: digest(session_id),
+                key: IdDigest::of(session_id),
                 session: Arc::new(session),
             })
             .await
@@ -439,7 +439,7 @@ impl SessionStore {
 
     pub async fn delete(&self, session_id: &str) -> Result<(), StoreError> {
         self.actor
-            .send(DeleteSession(digest(session_id)))
+            .send(DeleteSession(IdDigest::of(session_id)))
             .await
             .map_err(|_| StoreError::Stopped)?
     }
@@ -453,7 +453,7 @@ impl SessionStore {
         };
         let mut conn = Self::conn(pool).await?;
         let granted: Option<String> = redis::cmd("SET")
-            .arg(refresh_lock_key(&digest(session_id)))
+            .arg(refresh_lock_key(&IdDigest::of(session_id)))
             .arg(owner)
             .arg("NX")
             .arg("PX")
@@ -469,7 +469,7 @@ impl SessionStore {
         if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(RENEW_IF_OWNER)
-                    .key(refresh_lock_key(&digest(session_id)))
+                    .key(refresh_lock_key(&IdDigest::of(session_id)))
                     .arg(owner)
                     .arg(REFRESH_LEASE.as_millis() as u64)
                     .invoke_async(&mut conn)
@@ -482,7 +482,7 @@ impl SessionStore {
         if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(DELETE_IF_OWNER)
-                    .key(refresh_lock_key(&digest(session_id)))
+                    .key(refresh_lock_key(&IdDigest::of(session_id)))
                     .arg(owner)
                     .invoke_async(&mut conn)
                     .await;
@@ -495,7 +495,7 @@ impl SessionStore {
     pub async fn load_fresh(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
         // In memory mode the cache is the store: nothing to bypass.
         if self.shared {
-            self.cache.invalidate(&digest(session_id));
+            self.cache.invalidate(&IdDigest::of(session_id));
         }
         self.load(session_id).await
     }
@@ -506,14 +506,14 @@ impl SessionStore {
         self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(digest(session_id))
+            .insert(IdDigest::of(session_id))
     }
 
     pub fn end_refresh(&self, session_id: &str) {
         self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&digest(session_id));
+            .remove(&IdDigest::of(session_id));
     }
 
     pub async fn put_pre_login(&self, state: &str, record: PreLogin) -> Result<(), StoreError> {

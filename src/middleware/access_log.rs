@@ -6,6 +6,7 @@
 //! user); it never logs header values, query strings or bodies, so tokens in
 //! Authorization, Cookie or URLs cannot leak into logs.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -15,6 +16,7 @@ use actix_web::{web, Error, HttpMessage};
 use slog::{info, Logger};
 
 use super::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
+use crate::auth::Identity;
 use crate::state::Gateway;
 use crate::telemetry::metrics::{method_label, RequestCounterCache};
 
@@ -27,10 +29,6 @@ impl Drop for InFlightGuard<'_> {
         self.0.dec();
     }
 }
-
-/// Identity of the caller, set by the auth stage when it knows one.
-#[derive(Clone)]
-pub struct AuthenticatedUser(pub String);
 
 /// What each worker keeps for this stage (built in the server factory):
 /// its own access-log drain and request-counter cache.
@@ -131,7 +129,7 @@ fn record(
             "upstream" => upstream,
             "target" => target,
             "client_ip" => client_ip.as_ref().map(IpText::as_str),
-            "user" => ext.and_then(|e| e.get::<AuthenticatedUser>()).map(|u| u.0.as_str()),
+            "user" => ext.and_then(|e| e.get::<Arc<Identity>>()).map(|u| u.subject.as_str()),
         );
     }
 }

@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use actix_web::{web, Error, HttpMessage, HttpResponse};
 
-use super::access_log::AuthenticatedUser;
 use super::context::{request_id_of, MatchedRoute};
 use crate::auth::bearer::{self, BearerError};
 use crate::auth::oauth::{refresh, session_cookie, RefreshError};
@@ -60,7 +59,7 @@ async fn session_identity(
         session_cookie(req.request(), &auth.settings.session.cookie_name).ok_or("no_session")?;
     let session = auth
         .sessions
-        .load(&cookie)
+        .load(cookie)
         .await
         .map_err(|_| "store_unavailable")?
         .ok_or("unknown_session")?;
@@ -75,11 +74,11 @@ async fn session_identity(
     }
     // One refresh per session: single flight inside this replica, and a
     // Redis lock (lease renewed while it runs) across replicas.
-    if auth.sessions.begin_refresh(&cookie) {
+    if auth.sessions.begin_refresh(cookie) {
         // Boxed: the refresh machinery is large and rare; inlined, its state
         // would be copied around with every request's future.
-        let result = Box::pin(refresh_once(auth, &cookie, &session, refreshed)).await;
-        auth.sessions.end_refresh(&cookie);
+        let result = Box::pin(refresh_once(auth, cookie, &session, refreshed)).await;
+        auth.sessions.end_refresh(cookie);
         return result;
     }
     if now < session.access_expires_at {
@@ -87,7 +86,7 @@ async fn session_identity(
     }
     // Another request of this replica is refreshing a token already
     // expired: wait for its result rather than failing this one.
-    Box::pin(wait_for_refresh(auth, &cookie, &session, false)).await
+    Box::pin(wait_for_refresh(auth, cookie, &session, false)).await
 }
 
 /// Waits (bounded) until the stored session carries newer tokens than
@@ -287,8 +286,8 @@ pub async fn authenticate(
     if let Some(counters) = &gw.auth_successes[route_idx] {
         counters[usize::from(token.is_some())].inc();
     }
-    req.extensions_mut()
-        .insert(AuthenticatedUser(identity.subject.clone()));
+    // The access log, the rate limiter (`user` keys) and the proxy
+    // (`X-Auth-*`) read it from here.
     req.extensions_mut().insert(identity);
     Ok(next.call(req).await?.map_into_left_body())
 }

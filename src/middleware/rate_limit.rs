@@ -15,8 +15,10 @@ use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
-use super::access_log::AuthenticatedUser;
+use std::sync::Arc;
+
 use super::context::{request_id_of, ClientInfo, MatchedRoute};
+use crate::auth::Identity;
 use crate::error::GatewayError;
 use crate::ratelimit::store::WorkerCluster;
 use crate::ratelimit::{ceil_secs, key_material, Decision};
@@ -45,7 +47,7 @@ pub async fn rate_limit(
         (
             ext.get::<MatchedRoute>().map(|m| m.index),
             ext.get::<ClientInfo>().map(|c| c.ip),
-            ext.get::<AuthenticatedUser>().map(|u| u.0.clone()),
+            ext.get::<Arc<Identity>>().cloned(),
         )
     };
     let (Some(route_idx), Some(client_ip)) = (route_idx, client_ip) else {
@@ -64,7 +66,7 @@ pub async fn rate_limit(
         let material = key_material(
             &policy.settings.key,
             client_ip,
-            user.as_deref(),
+            user.as_deref().map(|u| u.subject.as_str()),
             route_idx,
             req.headers(),
         );

@@ -275,11 +275,13 @@ pub async fn forward(
             extra.push((header::HOST, host));
         }
     }
-    if let Some(identity) = req.extensions().get::<Arc<Identity>>() {
-        extra.extend(identity.upstream_headers().iter().cloned());
-    }
+    let identity = req.extensions().get::<Arc<Identity>>().cloned();
+    let identity_headers = identity
+        .as_deref()
+        .map_or(&[][..], Identity::upstream_headers);
 
     if websocket::is_upgrade(&req) {
+        extra.extend(identity_headers.iter().cloned());
         // Boxed: rare, and large enough to bloat every request's future.
         return Box::pin(upgrade(
             &req,
@@ -332,13 +334,15 @@ pub async fn forward(
                 &gw.gateway_cookies,
                 |name, value| h.append(name.clone(), value.clone()),
             );
+            // Every header added here is in the skip list (never copied
+            // from the client), so appending cannot duplicate one.
             if !route.preserve_host {
                 if let Some(host) = &target.host_header {
-                    h.insert(header::HOST, host.clone());
+                    h.append(header::HOST, host.clone());
                 }
             }
-            for (name, value) in &extra {
-                h.insert(name.clone(), value.clone());
+            for (name, value) in extra.iter().chain(identity_headers) {
+                h.append(name.clone(), value.clone());
             }
         }
 
