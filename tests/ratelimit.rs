@@ -308,3 +308,43 @@ async fn redis_cluster_shares_budgets_across_slots() {
         .count();
     assert!(spread >= 2, "keys land on several nodes");
 }
+
+#[actix_rt::test]
+async fn cluster_limits_work_over_tls_to_redis() {
+    let redis = RedisServer::start_tls();
+    assert!(redis.url().starts_with("rediss://"));
+    let up = spawn_upstream("u");
+    let yaml = config(
+        &up,
+        Some(&redis),
+        "  three: {requests: 3, period_secs: 60, burst: 0, key: global, scope: cluster, on_store_error: deny}",
+        "[three]",
+    );
+    // The server's certificate is trusted through the system CA store's
+    // SSL_CERT_FILE override: three admitted, the fourth refused, and the
+    // state is in Redis.
+    let ca = redis.tls_cert().display().to_string();
+    let gw = Gateway::spawn_env(&yaml, &[], &[("SSL_CERT_FILE", ca.as_str())]);
+    gw.wait_ready().await;
+    let c = client();
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(status_of(&c, &gw.url("/x"), &[]).await.0);
+    }
+    assert_eq!(statuses, [200, 200, 200, 429]);
+    let keys = redis.cli(&["KEYS", "gw:rl:*"]).expect("redis-cli over TLS");
+    assert_eq!(keys.lines().count(), 1, "{keys}");
+
+    // Without that trust every handshake fails: the policy's deny mode
+    // answers 503, and after three failures the breaker opens (/health
+    // shows Redis degraded).
+    let untrusting = Gateway::spawn_env(&yaml, &[], &[("SSL_CERT_FILE", "/nonexistent")]);
+    untrusting.wait_ready().await;
+    for _ in 0..3 {
+        assert_eq!(status_of(&c, &untrusting.url("/x"), &[]).await.0, 503);
+    }
+    let mut health = c.get(untrusting.admin_url("/health")).send().await.unwrap();
+    let health = json_body(&mut health).await;
+    assert_eq!(health["degraded"], true, "{health}");
+    assert_eq!(health["redis"]["breaker_open"], true, "{health}");
+}

@@ -655,14 +655,9 @@ fn validate_redis(c: &mut Checker, r: &RawRedis) -> Option<RedisSettings> {
         );
     }
     for u in &urls {
-        if u.starts_with("rediss://") {
-            c.key(
-                "redis.url",
-                "TLS to Redis (rediss://) is not supported yet; use redis://",
-            );
-        } else {
-            c.url("redis.url", u, &["redis"]);
-        }
+        // rediss://: TLS, verified against the system's CA store
+        // (SSL_CERT_FILE / SSL_CERT_DIR name a private CA).
+        c.url("redis.url", u, &["redis", "rediss"]);
     }
     Some(RedisSettings {
         urls,

@@ -577,6 +577,9 @@ pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// TLS only: the server's self-signed certificate (PEM file), the CA a
+    /// client must trust.
+    tls_cert: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -585,13 +588,43 @@ impl RedisServer {
             port: free_port(),
             child: None,
             dir: tempfile::tempdir().expect("redis dir"),
+            tls_cert: None,
+        };
+        server.launch();
+        server
+    }
+
+    /// A redis-server that speaks only TLS, with a fresh self-signed
+    /// certificate for `localhost` (see [`tls_cert`](Self::tls_cert)).
+    pub fn start_tls() -> Self {
+        let dir = tempfile::tempdir().expect("redis dir");
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+        let cert_file = dir.path().join("redis-cert.pem");
+        std::fs::write(&cert_file, cert.cert.pem()).expect("write cert");
+        std::fs::write(
+            dir.path().join("redis-key.pem"),
+            cert.signing_key.serialize_pem(),
+        )
+        .expect("write key");
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            dir,
+            tls_cert: Some(cert_file),
         };
         server.launch();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        match self.tls_cert {
+            None => format!("redis://127.0.0.1:{}/0", self.port),
+            Some(_) => format!("rediss://localhost:{}/0", self.port),
+        }
+    }
+
+    pub fn tls_cert(&self) -> &std::path::Path {
+        self.tls_cert.as_deref().expect("a TLS redis-server")
     }
 
     fn launch(&mut self) {
@@ -599,8 +632,30 @@ impl RedisServer {
     }
 
     fn launch_with(&mut self, extra: &[&str]) {
+        let port = self.port.to_string();
+        let listen: Vec<String> = match &self.tls_cert {
+            None => vec!["--port".into(), port],
+            Some(cert) => {
+                let cert = cert.display().to_string();
+                let key = self.dir.path().join("redis-key.pem").display().to_string();
+                vec![
+                    "--port".into(),
+                    "0".into(),
+                    "--tls-port".into(),
+                    port,
+                    "--tls-cert-file".into(),
+                    cert.clone(),
+                    "--tls-key-file".into(),
+                    key,
+                    "--tls-ca-cert-file".into(),
+                    cert,
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ]
+            }
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
+            .args(&listen)
             .args(extra)
             .args(["--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -623,11 +678,12 @@ impl RedisServer {
 
     /// Runs redis-cli against this server; None if it could not connect.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .ok()?;
+        let mut cli = Command::new("redis-cli");
+        cli.args(["-p", &self.port.to_string()]);
+        if let Some(cert) = &self.tls_cert {
+            cli.args(["--tls", "--cacert"]).arg(cert);
+        }
+        let out = cli.args(args).output().ok()?;
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && !text.contains("Could not connect")).then_some(text)
     }
@@ -674,6 +730,7 @@ impl RedisCluster {
                 port: free_cluster_port(),
                 child: None,
                 dir: tempfile::tempdir().expect("redis dir"),
+                tls_cert: None,
             };
             node.launch_with(&["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]);
             nodes.push(node);
