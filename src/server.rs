@@ -92,7 +92,8 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
             metrics: metrics.clone(),
         })
     };
-    let any_rate_limits = settings.routes.iter().any(|r| !r.rate_limits.is_empty());
+    let any_rate_limits = settings.routes.iter().any(|r| !r.rate_limits.is_empty())
+        || !settings.auth_rate_limits.is_empty();
 
     // 3. Auth: provider discovery, JWKS, session store (Redis when set).
     let session_pool = match &settings.redis {

@@ -511,6 +511,37 @@ async fn a_provider_behind_a_private_ca_is_reached_through_its_tls_ca_file() {
     }
 }
 
+#[actix_rt::test]
+async fn the_login_endpoints_have_their_own_rate_limit() {
+    let s = setup(1, &[]);
+    let policies = "rate_limits: {login: {requests: 3, period_secs: 60, burst: 0, key: ip}}";
+    let gw = Gateway::spawn_on(
+        s.ports[0],
+        &config(&s, 0, policies),
+        &["--set", r#"auth.rate_limit=["login"]"#],
+        &[],
+    );
+    gw.wait_ready().await;
+    let c = client();
+    // Each login start writes a pre-login record: a flood of them is what
+    // the policy stops.
+    for i in 0..3 {
+        let res = c.get(gw.url("/oauth2/login?rd=/app")).send().await.unwrap();
+        assert_eq!(res.status(), 302, "login {i}");
+        assert_eq!(hdr(&res, "ratelimit-remaining"), (2 - i).to_string());
+    }
+    let mut res = c.get(gw.url("/oauth2/login?rd=/app")).send().await.unwrap();
+    assert_eq!(res.status(), 429);
+    assert!(!hdr(&res, "retry-after").is_empty());
+    assert!(hdr(&res, "set-cookie").is_empty(), "no login started");
+    assert_eq!(json_body(&mut res).await["error"]["code"], "rate_limited");
+    // The budget is the four endpoints' own, not the proxied routes'.
+    let res = c.get(gw.url("/oauth2/userinfo")).send().await.unwrap();
+    assert_eq!(res.status(), 429, "same budget for every /oauth2 endpoint");
+    let res = c.get(gw.url("/public/x")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+}
+
 /// Logs out with a POST on `gw`.
 async fn logout(
     gw: &Gateway,

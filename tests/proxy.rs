@@ -616,7 +616,7 @@ async fn a_refused_websocket_upgrade_keeps_the_upstream_status() {
         );
     }
     // A refusal is the upstream's answer, not its failure: no upstream
-    // error is counted (and passive health is not touched).
+    // error is counted, and passive health counts it as a response.
     let metrics = gw.metrics().await;
     assert!(
         !metrics.contains("gateway_upstream_errors_total{"),

@@ -29,6 +29,10 @@ pub const RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit
 pub const RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
 pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
+/// What `key: route` counts for the /oauth2/* endpoints: one budget for
+/// the four of them, apart from every route's (route keys are indices).
+const OAUTH2_ROUTE_KEY: usize = usize::MAX;
+
 fn set_headers(headers: &mut HeaderMap, d: &Decision) {
     headers.insert(RATELIMIT_LIMIT, HeaderValue::from(d.limit));
     headers.insert(RATELIMIT_REMAINING, HeaderValue::from(d.remaining));
@@ -50,24 +54,32 @@ pub async fn rate_limit(
             ext.get::<Arc<Identity>>().cloned(),
         )
     };
-    let (Some(route_idx), Some(client_ip)) = (route_idx, client_ip) else {
+    let Some(client_ip) = client_ip else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let route = gw.routes.get(route_idx);
-    if route.rate_limits.is_empty() {
+    // A proxied route's policies, or `auth.rate_limit` for the gateway's
+    // own /oauth2/* endpoints (which match no route).
+    let (policies, route_key) = match route_idx {
+        Some(idx) => (gw.routes.get(idx).rate_limits.as_slice(), idx),
+        None if gw.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&req.path()) => {
+            (gw.settings.auth_rate_limits.as_slice(), OAUTH2_ROUTE_KEY)
+        }
+        None => return Ok(next.call(req).await?.map_into_left_body()),
+    };
+    if policies.is_empty() {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let worker_cluster = req.app_data::<web::Data<WorkerCluster>>().cloned();
     let cluster = worker_cluster.as_ref().and_then(|w| w.0.as_ref());
 
     let mut tightest: Option<Decision> = None;
-    for &policy_idx in &route.rate_limits {
+    for &policy_idx in policies {
         let policy = &gw.rate_limits.policies[policy_idx];
         let material = key_material(
             &policy.settings.key,
             client_ip,
             user.as_deref().map(|u| u.subject.as_str()),
-            route_idx,
+            route_key,
             req.headers(),
         );
         let local_key = gw.rate_limits.local_key(&material);

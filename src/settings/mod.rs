@@ -84,6 +84,8 @@ pub struct Settings {
     /// Sorted by name; routes refer to them by index.
     pub rate_limits: Vec<RateLimitPolicy>,
     pub auth: RawAuth,
+    /// `auth.rate_limit` resolved: policies of the `/oauth2/*` endpoints.
+    pub auth_rate_limits: Vec<usize>,
     pub routes: Vec<RouteSettings>,
 }
 
@@ -522,6 +524,12 @@ pub fn validate(
     let rate_limits = validate_rate_limits(&mut c, &raw.rate_limits, redis.is_some());
     let routes = validate_routes(&mut c, raw, &upstreams, &rate_limits);
     validate_auth(&mut c, &raw.auth, &routes);
+    let auth_rate_limits = resolve_policies(
+        &mut c,
+        ("auth.rate_limit", "auth.rate_limit"),
+        &raw.auth.rate_limit,
+        &rate_limits,
+    );
 
     match (server, admin_listen, logging) {
         (Some(server), Some(admin_listen), Some(logging)) if c.problems.is_empty() => {
@@ -533,6 +541,7 @@ pub fn validate(
                 upstreams,
                 rate_limits,
                 auth: raw.auth.clone(),
+                auth_rate_limits,
                 routes,
             })
         }
@@ -935,17 +944,12 @@ fn validate_routes(
                 "requirements need an authenticated route (auth is none)".into(),
             );
         }
-        let mut policies = Vec::with_capacity(r.rate_limit.len());
-        for p in &r.rate_limit {
-            match rate_limits.iter().position(|x| &x.name == p) {
-                Some(idx) => policies.push(idx),
-                None => fail(
-                    c,
-                    "rate_limit",
-                    format!("policy {p:?} is not defined in rate_limits"),
-                ),
-            }
-        }
+        let policies = resolve_policies(
+            c,
+            ("routes", &format!("{base}.rate_limit")),
+            &r.rate_limit,
+            rate_limits,
+        );
         out.push(RouteSettings {
             name: r.name.clone(),
             path_prefix,
@@ -1045,6 +1049,27 @@ fn validate_auth(c: &mut Checker, auth: &RawAuth, routes: &[RouteSettings]) {
             "bearer routes need issuer, introspection_url or jwks_url",
         );
     }
+}
+
+/// Policy names (a route's or `auth.rate_limit`) to indices into `rate_limits`.
+fn resolve_policies(
+    c: &mut Checker,
+    (figment_key, key): (&str, &str),
+    names: &[String],
+    rate_limits: &[RateLimitPolicy],
+) -> Vec<usize> {
+    let mut policies = Vec::with_capacity(names.len());
+    for p in names {
+        match rate_limits.iter().position(|x| &x.name == p) {
+            Some(idx) => policies.push(idx),
+            None => c.fail(
+                figment_key,
+                key,
+                format!("policy {p:?} is not defined in rate_limits"),
+            ),
+        }
+    }
+    policies
 }
 
 /// `example.com:8080` -> `example.com`; IPv6 literals keep their brackets.

@@ -238,6 +238,8 @@ pub struct RawAuth {
     pub allowed_redirect_hosts: Vec<String>,
     pub session: RawSession,
     pub logout: RawLogout,
+    /// Policies applied to the gateway's own `/oauth2/*` endpoints.
+    pub rate_limit: Vec<String>,
 }
 
 impl Default for RawAuth {
@@ -248,6 +250,7 @@ impl Default for RawAuth {
             allowed_redirect_hosts: Vec::new(),
             session: RawSession::default(),
             logout: RawLogout::default(),
+            rate_limit: Vec::new(),
         }
     }
 }

@@ -233,12 +233,14 @@ routes:
   - {name: n, path_prefix: /n, upstream: u, require: {scopes: [x]}}
 auth:
   logout: {provider: true, post_logout_redirect_url: "javascript:alert(1)"}
+  rate_limit: [ghost]
 "#,
         )?;
         let p = problems(load(&sources(&["auth.yaml"], &[])));
         for e in [
             "auth.logout.provider: needs issuer",
             "auth.logout.post_logout_redirect_url:",
+            "auth.yaml: auth.rate_limit: policy \"ghost\" is not defined",
             "auth.provider.client_id: required",
             "auth.session.secret: must be at least 32 bytes",
             "auth.provider: session routes need issuer",
