@@ -667,6 +667,13 @@ fn validate_redis(c: &mut Checker, r: &RawRedis) -> Option<RedisSettings> {
         // rediss://: TLS, verified against the system's CA store
         // (SSL_CERT_FILE / SSL_CERT_DIR name a private CA).
         c.url("redis.url", u, &["redis", "rediss"]);
+        if u.starts_with("rediss://") && u.ends_with("#insecure") {
+            c.key(
+                "redis.url",
+                "#insecure (TLS without certificate checks) is not supported: \
+                 trust the server's CA with SSL_CERT_FILE instead",
+            );
+        }
     }
     Some(RedisSettings {
         urls,

@@ -163,6 +163,41 @@ fn missing_file_and_bad_extension_are_reported() {
 }
 
 #[test]
+fn redis_urls_may_use_tls_but_not_without_checks() {
+    Jail::expect_with(|jail| {
+        let base = "upstreams: {u: {targets: [\"http://127.0.0.1:1\"]}}\nroutes: [{name: a, path_prefix: /, upstream: u}]\n";
+        jail.create_file(
+            "tls.yaml",
+            &format!("{base}redis: {{url: \"rediss://:pw@cache.internal:6380/0\"}}\n"),
+        )?;
+        let settings = load(&sources(&["tls.yaml"], &[])).expect("rediss:// is accepted");
+        assert_eq!(
+            settings.redis.map(|r| r.urls),
+            Some(vec!["rediss://:pw@cache.internal:6380/0".to_owned()])
+        );
+        jail.create_file(
+            "insecure.yaml",
+            &format!("{base}redis: {{url: \"rediss://cache:6380/0#insecure\"}}\n"),
+        )?;
+        jail.create_file(
+            "http.yaml",
+            &format!("{base}redis: {{url: \"http://cache:6379\"}}\n"),
+        )?;
+        for (file, expect) in [
+            ("insecure.yaml", "insecure.yaml: redis.url: #insecure"),
+            ("http.yaml", "http.yaml: redis.url:"),
+        ] {
+            let p = problems(load(&sources(&[file], &[])));
+            assert!(
+                p.iter().any(|m| m.starts_with(expect)),
+                "missing {expect:?} in {p:#?}"
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn bad_values_are_all_reported_with_their_keys() {
     Jail::expect_with(|jail| {
         jail.create_file(
