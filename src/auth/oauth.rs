@@ -6,6 +6,9 @@
 //! taken (so a state works once) and compared in constant time, the code is
 //! exchanged, the identity read from the verified ID token (or userinfo), a
 //! NEW random session id is minted and only that id goes into the cookie.
+//! Logout: the session is deleted everywhere and its tokens revoked; with
+//! `auth.logout.provider` the browser then goes to the provider's
+//! end-session endpoint (OpenID RP-initiated logout).
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;

@@ -1,5 +1,6 @@
-//! Rate-limit stage: every policy of the matched route must admit the
-//! request; the first refusal answers 429 with `Retry-After`.
+//! Rate-limit stage: every policy of the matched route (or, for the
+//! gateway's own `/oauth2/*` endpoints, of `auth.rate_limit`) must admit
+//! the request; the first refusal answers 429 with `Retry-After`.
 //!
 //! Runs after route matching (it needs the route and the client IP) and
 //! after auth (for `user` keys), right before the proxy. Local policies are
