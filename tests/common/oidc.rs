@@ -36,7 +36,10 @@ pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 /// The dev login form accepts any password.
 pub const PASSWORD: &str = "any-password";
 
-const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Per attempt. A start normally takes well under a second; rarely (about
+/// one start in fifty under the parallel test load, cause not found) node
+/// stays silent without listening, so a slow start is retried on a new port.
+const READY_TIMEOUT: Duration = Duration::from_secs(10);
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_BROWSER_STEPS: usize = 30;
 const BODY_LIMIT: usize = 16 * 1024 * 1024;
@@ -227,12 +230,14 @@ impl OidcProvider {
         }
 
         let started = Instant::now();
+        let mut timed_out = false;
         let issuer = loop {
             match ready_rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(issuer) => break Some(issuer),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break None,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     if started.elapsed() >= READY_TIMEOUT {
+                        timed_out = true;
                         break None;
                     }
                     if let Ok(Some(_)) = child.try_wait() {
@@ -248,12 +253,13 @@ impl OidcProvider {
         };
 
         let Some(issuer) = issuer else {
+            let state = process_state(child.id());
             let _ = child.kill();
             let status = child.wait().ok();
             std::thread::sleep(Duration::from_millis(100));
             let err = stderr.lock().unwrap().clone();
             let out = stdout.lock().unwrap().clone();
-            let retry = err.contains("could not listen");
+            let retry = timed_out || err.contains("could not listen");
             let hint = if !dir.join("node_modules").join("oidc-provider").exists() {
                 "\n(tests/oidc/node_modules is missing: run npm ci --prefix tests/oidc)"
             } else {
@@ -261,8 +267,9 @@ impl OidcProvider {
             };
             return Err((
                 format!(
-                    "OIDC provider did not become ready (waited at most {READY_TIMEOUT:?}; \
-                     exit status: {status:?}){hint}\nstderr:\n{err}\nstdout:\n{out}"
+                    "OIDC provider did not become ready on port {port} (waited at most \
+                     {READY_TIMEOUT:?}; exit status: {status:?}){hint}\nprocess before the \
+                     kill: {state}\nstderr:\n{err}\nstdout:\n{out}"
                 ),
                 retry,
             ));
@@ -588,6 +595,36 @@ impl OidcProvider {
             trace.join("\n")
         );
     }
+}
+
+/// The state and kernel wait channel of each thread of a process (Linux),
+/// for the report of a provider that never became ready.
+fn process_state(pid: u32) -> String {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return "(no /proc)".to_owned();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .map(|task| {
+            let read =
+                |file: &str| std::fs::read_to_string(task.path().join(file)).unwrap_or_default();
+            let stat = read("stat");
+            // "pid (comm) S ...": the state letter follows the command name.
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .split_whitespace()
+                .next();
+            format!(
+                "{}:{}:{}",
+                read("comm").trim(),
+                state.unwrap_or("?"),
+                read("wchan").trim()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 impl Drop for OidcProvider {
