@@ -159,6 +159,12 @@ impl Gateway {
         }
     }
 
+    /// The path is one of the `/oauth2/*` endpoints the gateway answers
+    /// itself (only when auth is configured); such requests match no route.
+    pub fn serves_oauth2(&self, path: &str) -> bool {
+        self.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&path)
+    }
+
     /// Ready = listening and not draining.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Acquire) && !self.is_draining()

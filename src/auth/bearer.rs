@@ -169,15 +169,15 @@ pub struct IntrospectionCache {
 
 impl IntrospectionCache {
     pub fn new(ttl: Duration, calls: Option<prometheus::IntCounterVec>) -> Self {
+        fn bounded<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Cache<IdDigest, V> {
+            Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(ttl)
+                .build()
+        }
         Self {
-            active: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
-            refused: Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            active: bounded(ttl),
+            refused: bounded(ttl),
             calls,
         }
     }

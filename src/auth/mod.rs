@@ -224,13 +224,8 @@ pub async fn build(
         return Ok(None);
     }
     let raw = &settings.auth;
-    let ca_file = raw
-        .provider
-        .tls_ca_file
-        .as_deref()
-        .filter(|f| !f.is_empty())
-        .map(std::path::Path::new);
-    http::trust(ca_file).map_err(|e| format!("auth.provider.tls_ca_file: {e}"))?;
+    http::trust(raw.provider.tls_ca_path())
+        .map_err(|e| format!("auth.provider.tls_ca_file: {e}"))?;
     let endpoints = resolve_endpoints(raw).await?;
     if raw.logout.provider && endpoints.end_session.is_none() {
         return Err(

@@ -62,7 +62,7 @@ pub async fn rate_limit(
     // own /oauth2/* endpoints (which match no route).
     let (policies, route_key) = match route_idx {
         Some(idx) => (gw.routes.get(idx).rate_limits.as_slice(), idx),
-        None if gw.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&req.path()) => {
+        None if gw.serves_oauth2(req.path()) => {
             (gw.settings.auth_rate_limits.as_slice(), OAUTH2_ROUTE_KEY)
         }
         None => return Ok(next.call(req).await?.map_into_left_body()),

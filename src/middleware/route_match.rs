@@ -41,7 +41,7 @@ pub async fn route_match(
 
     let raw = req.path();
     // The gateway's own login endpoints are served by the App, not proxied.
-    if gw.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&raw) {
+    if gw.serves_oauth2(raw) {
         return Ok(next.call(req).await?.map_into_left_body());
     }
     let normalized = if is_normal(raw) {

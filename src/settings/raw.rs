@@ -297,6 +297,16 @@ impl Default for RawProvider {
     }
 }
 
+impl RawProvider {
+    /// `tls_ca_file` as a path (empty = not set).
+    pub fn tls_ca_path(&self) -> Option<&std::path::Path> {
+        self.tls_ca_file
+            .as_deref()
+            .filter(|f| !f.is_empty())
+            .map(std::path::Path::new)
+    }
+}
+
 // Secrets must never reach a log, not even through `{:?}` of the settings.
 impl std::fmt::Debug for RawProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
