@@ -22,7 +22,8 @@ pub fn random_token() -> String {
 }
 
 /// SHA-256 of a secret identifier (session id, login state, bearer token):
-/// caches, stores and messages hold it in place of the secret. Kept as
+/// caches, stores and messages hold it in place of the secret (only the
+/// worker threads' id-to-digest memo in `session.rs` keeps session ids). Kept as
 /// bytes (the per-request cache lookup needs no text); written as lowercase
 /// hex where it becomes text (Redis keys, pub/sub, the AEAD binding).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

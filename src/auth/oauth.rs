@@ -101,11 +101,32 @@ pub fn safe_redirect(rd: Option<&str>, allowed_hosts: &[String]) -> Option<Strin
 pub fn session_cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
     req.headers()
         .get_all(header::COOKIE)
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .find_map(|v| cookie_value(v.as_bytes(), name))
+}
+
+/// The value of cookie `name` in one `Cookie` header (`a=1; b=2`).
+///
+/// Works on bytes and checks only the value it returns: it runs on every
+/// request to a session route, and validating the whole header as text
+/// cost more than the session lookup.
+fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
+    let name = name.as_bytes();
+    let mut rest = header;
+    loop {
+        rest = rest.trim_ascii_start();
+        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
+        let (pair, after) = rest.split_at(end);
+        if let Some(value) = pair.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
+            let value = value.trim_ascii_end();
+            // Visible ASCII only, as a header value's `to_str` requires.
+            return value
+                .iter()
+                .all(|&b| (0x21..0x7f).contains(&b))
+                .then(|| std::str::from_utf8(value).ok())
+                .flatten();
+        }
+        rest = after.get(1..)?;
+    }
 }
 
 fn cookie(auth: &Auth, name: &str, value: &str, max_age: u64) -> String {
@@ -534,6 +555,28 @@ pub async fn refresh(auth: &Auth, session: &Session) -> Result<Session, RefreshE
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_session_cookie_is_found_among_others() {
+        fn find(header: &str) -> Option<&str> {
+            cookie_value(header.as_bytes(), "gateway_session")
+        }
+        assert_eq!(find("gateway_session=abc"), Some("abc"));
+        assert_eq!(find("a=1; gateway_session=abc; b=2"), Some("abc"));
+        assert_eq!(find("a=1;gateway_session=abc"), Some("abc"));
+        assert_eq!(find("  gateway_session=abc  "), Some("abc"));
+        assert_eq!(find("gateway_session="), Some(""));
+        // Longer names that start with ours, and ours only as a value.
+        assert_eq!(find("gateway_session_login=x; y=gateway_session"), None);
+        assert_eq!(find("gateway_sessio=x"), None);
+        assert_eq!(find(""), None);
+        // A value that could not be a header value's text is no cookie.
+        assert_eq!(find("gateway_session=a\u{7f}b"), None);
+        assert_eq!(
+            cookie_value(b"gateway_session=\xc3\xa9", "gateway_session"),
+            None
+        );
+    }
 
     #[test]
     fn open_redirects_are_refused() {
