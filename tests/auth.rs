@@ -6,11 +6,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::oidc::{CookieJar, OidcProvider};
+use common::oidc::{
+    CookieJar, OidcProvider, API_RESOURCE as API, OPAQUE_API_RESOURCE, OTHER_API_RESOURCE,
+};
 use common::*;
 
 const SECRET: &str = "test-session-secret-0123456789abcdef";
-const API: &str = "urn:gateway:api";
 
 struct Setup {
     op: OidcProvider,
@@ -46,7 +47,7 @@ auth:
     issuer: "{issuer}"
     client_id: gateway
     client_secret: gateway-secret
-    audiences: ["{API}"]
+    audiences: ["{API}", "{OPAQUE_API_RESOURCE}"]
     scopes: [openid, email, roles, offline_access]
     redirect_url: "http://127.0.0.1:{port}/oauth2/callback"
   allowed_redirect_hosts: ["app.example.test"]
@@ -352,9 +353,32 @@ async fn bearer_tokens_jwt_and_introspection() {
     actix_rt::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(call(opaque, "/api/things").await.status(), 401);
 
+    // Opaque tokens whose introspection names an audience: one of ours is
+    // accepted, another resource's is refused although the provider calls
+    // it active.
+    let introspections = |m: &str, result| counter(m, "gateway_auth_introspections_total", result);
+    let ours =
+        s.op.client_credentials_token(Some(OPAQUE_API_RESOURCE), "api:read")
+            .await;
+    assert_eq!(ours.split('.').count(), 1);
+    assert_eq!(call(ours, "/api/things").await.status(), 200);
+    let before = gw.metrics().await;
+    let theirs =
+        s.op.client_credentials_token(Some(OTHER_API_RESOURCE), "api:read")
+            .await;
+    assert_eq!(s.op.introspect(&theirs).await["active"], true);
+    let res = call(theirs, "/api/things").await;
+    assert_eq!(res.status(), 401);
+    assert!(hdr(&res, "www-authenticate").starts_with("Bearer"));
+    let after = gw.metrics().await;
+    assert_eq!(
+        introspections(&after, "inactive") - introspections(&before, "inactive"),
+        1,
+        "{after}"
+    );
+
     // A made-up opaque token, replayed: every request is refused, and the
     // provider is asked once (refusals are cached like answers).
-    let introspections = |m: &str, result| counter(m, "gateway_auth_introspections_total", result);
     let before = gw.metrics().await;
     for _ in 0..10 {
         let res = call("made-up-opaque-token".into(), "/api/things").await;
@@ -461,6 +485,93 @@ async fn logout_at_the_provider_ends_the_provider_session_too() {
     let (status, echo) = get_with_cookie(&gw, "/app/x", &cookie).await;
     assert_eq!(status, 200);
     assert_eq!(upstream_header(&echo, "x-auth-subject"), "bob");
+}
+
+#[actix_rt::test]
+async fn after_a_refresh_the_provider_logout_carries_the_new_id_token() {
+    let signed_out = "http://app.example.test/signed-out";
+    // Access tokens live 20 s: the first request refreshes them.
+    let s = setup(
+        1,
+        &[
+            ("OIDC_POST_LOGOUT_REDIRECT_URIS", signed_out),
+            ("OIDC_ACCESS_TOKEN_TTL", "20"),
+        ],
+    );
+    let set_back = format!("auth.logout.post_logout_redirect_url={signed_out}");
+    let gw = Gateway::spawn_on(
+        s.ports[0],
+        &config(&s, 0, ""),
+        &["--set", "auth.logout.provider=true", "--set", &set_back],
+        &[],
+    );
+    gw.wait_ready().await;
+    let mut browser = CookieJar::new();
+    let (cookie, _) = browser_session_in(&s.op, &gw, "frank", "/app", &mut browser).await;
+
+    // ID tokens carry whole seconds: the refreshed one is issued in a later
+    // second than the login's.
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    let refresh_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 200);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains(
+            "gateway_auth_outcomes_total{reason=\"session\",result=\"refreshed\",route=\"app\"}"
+        ),
+        "{metrics}"
+    );
+
+    let res = client()
+        .get(gw.url("/oauth2/logout?rd=/"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .insert_header(("accept", "text/html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    let location = hdr(&res, "location");
+    let hint = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "id_token_hint")
+        .map(|(_, v)| v.into_owned())
+        .expect("id_token_hint");
+    let claims = common::oidc::decode_jwt_payload(&hint);
+    assert_eq!(claims["sub"], "frank");
+    assert!(
+        claims["iat"].as_u64().unwrap_or(0) >= refresh_started,
+        "the hint is the login's ID token, not the refreshed one: {claims}"
+    );
+    // The provider takes the hint: the browser lands on the registered page.
+    assert_eq!(
+        s.op.browser_logout(&location, &mut browser).await,
+        signed_out
+    );
+}
+
+#[actix_rt::test]
+async fn discovery_for_another_issuer_is_refused_at_start() {
+    let s = setup(1, &[]);
+    // The same provider under another name: its document says 127.0.0.1.
+    let renamed = s.op.issuer.replace("127.0.0.1", "localhost");
+    let yaml = config(&s, 0, "").replace(
+        &format!("issuer: \"{}\"", s.op.issuer),
+        &format!("issuer: \"{renamed}\""),
+    );
+    assert!(yaml.contains(&renamed));
+    let mut gw = Gateway::spawn_on(s.ports[0], &yaml, &[], &[]);
+    let status = gw.wait_exit(Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(1));
+    let stderr = gw.stderr();
+    assert!(
+        stderr.contains("OpenID discovery")
+            && stderr.contains(&format!("the document is for issuer {}", s.op.issuer)),
+        "{stderr}"
+    );
 }
 
 #[actix_rt::test]

@@ -137,6 +137,17 @@ async fn code_flow_client_credentials_and_introspection() {
     assert_eq!(info["iss"], op.issuer.as_str());
     assert!(info["exp"].as_i64().unwrap() > now());
 
+    // --- opaque for a resource: introspection names the audience ----------
+    for resource in [OPAQUE_API_RESOURCE, OTHER_API_RESOURCE] {
+        let token = op
+            .client_credentials_token(Some(resource), "api:read")
+            .await;
+        assert!(!token.contains('.'), "opaque token: {token}");
+        let info = op.introspect(&token).await;
+        assert_eq!(info["active"], true, "{info}");
+        assert_eq!(info["aud"], resource, "{info}");
+    }
+
     // Revoked -> inactive; garbage -> inactive.
     assert_eq!(op.revoke(&opaque).await, 200);
     assert_eq!(op.introspect(&opaque).await["active"], false);

@@ -198,6 +198,16 @@ pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
             .await
             .map_err(|err| format!("OpenID discovery at {url} failed: {err}"))?;
         let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
+        // OpenID Discovery 4.3: a document naming another issuer must not
+        // be used (its tokens would all fail the `iss` check anyway).
+        if let Some(announced) = field("issuer") {
+            if announced.trim_end_matches('/') != issuer.trim_end_matches('/') {
+                return Err(format!(
+                    "OpenID discovery at {url}: the document is for issuer {announced}, \
+                     not auth.provider.issuer {issuer}"
+                ));
+            }
+        }
         e.authorization = e.authorization.or_else(|| field("authorization_endpoint"));
         e.token = e.token.or_else(|| field("token_endpoint"));
         e.introspection = e.introspection.or_else(|| field("introspection_endpoint"));

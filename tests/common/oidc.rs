@@ -28,8 +28,12 @@ use url::Url;
 /// `OIDC_CLIENT_SECRET` in [`OidcProvider::start_with_env`].
 pub const CLIENT_ID: &str = "gateway";
 pub const CLIENT_SECRET: &str = "gateway-secret";
-/// The one resource server: asking for it gets a JWT access token.
+/// The resource server whose access tokens are JWTs.
 pub const API_RESOURCE: &str = "urn:gateway:api";
+/// Resource servers whose access tokens are opaque: introspection answers
+/// carry the resource as `aud`.
+pub const OPAQUE_API_RESOURCE: &str = "urn:gateway:opaque-api";
+pub const OTHER_API_RESOURCE: &str = "urn:gateway:other-api";
 /// PKCE pair from RFC 7636 appendix B (challenge = BASE64URL(SHA256(verifier))).
 pub const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 pub const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
@@ -396,7 +400,9 @@ impl OidcProvider {
 
     /// client_credentials grant. Without `resource` the access token is
     /// OPAQUE (introspect it); with `Some(API_RESOURCE)` it is a JWT signed
-    /// with the provider's JWKS, `aud` = the resource. `scope` may be "".
+    /// with the provider's JWKS, `aud` = the resource; with
+    /// `OPAQUE_API_RESOURCE` or `OTHER_API_RESOURCE` it is opaque and its
+    /// introspection names the resource as `aud`. `scope` may be "".
     pub async fn client_credentials_token(&self, resource: Option<&str>, scope: &str) -> String {
         let mut form = vec![("grant_type", "client_credentials")];
         if !scope.is_empty() {

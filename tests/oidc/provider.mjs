@@ -50,6 +50,12 @@ const redirectUris = listEnv('OIDC_REDIRECT_URIS');
 const postLogoutRedirectUris = listEnv('OIDC_POST_LOGOUT_REDIRECT_URIS');
 const apiResource = env.OIDC_API_RESOURCE || 'urn:gateway:api';
 const apiScopes = ['api:read', 'api:write'];
+// Two more resources whose tokens are OPAQUE, so that introspection answers
+// carry an `aud`: one the gateway accepts, one it must refuse.
+const opaqueResources = [
+  env.OIDC_OPAQUE_API_RESOURCE || 'urn:gateway:opaque-api',
+  env.OIDC_OTHER_API_RESOURCE || 'urn:gateway:other-api',
+];
 
 const ttl = {
   accessToken: intEnv('OIDC_ACCESS_TOKEN_TTL', 300),
@@ -165,8 +171,18 @@ const configuration = {
       // token for it even when the token request does not repeat `resource`.
       useGrantedResource: async () => true,
       getResourceServerInfo: async (ctx, resourceIndicator) => {
+        if (opaqueResources.includes(resourceIndicator)) {
+          return {
+            audience: resourceIndicator,
+            scope: apiScopes.join(' '),
+            accessTokenTTL: ttl.accessToken,
+            accessTokenFormat: 'opaque',
+          };
+        }
         if (resourceIndicator !== apiResource) {
-          throw new errors.InvalidTarget(`unknown resource indicator (only ${apiResource})`);
+          throw new errors.InvalidTarget(
+            `unknown resource indicator (${[apiResource, ...opaqueResources].join(', ')})`,
+          );
         }
         return {
           audience: apiResource,
