@@ -56,10 +56,15 @@ format: ## Format the code
 	$(CARGO) fmt --all
 
 .PHONY: bench
-bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit cost, route lookup, key memory
+bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit and session-auth cost, route lookup, key memory
 	bash bench/run.sh
 	bash bench/ratelimit.sh
+	bash bench/auth.sh
 	$(CARGO) run --release --locked --example route_bench
+
+.PHONY: bench-instructions
+bench-instructions: ## User-space instructions per request, gateway vs NGINX (callgrind: the same on a noisy machine)
+	bash bench/instructions.sh
 	$(CARGO) run --release --locked --example ratelimit_keys
 
 # --- Containers and Kubernetes -------------------------------------------------

@@ -314,6 +314,16 @@ ratios = dict(rps=ratio(g["rps_median"], n["rps_median"]),
               p99=ratio(g["p99_ms_median"], n["p99_ms_median"]),
               req_per_cpu_s=ratio(g["req_per_cpu_s_median"], n["req_per_cpu_s_median"]))
 
+# Each round's nginx run follows its gateway run: the ratio within a round
+# shares the machine's state of that moment, so its median over rounds
+# resists slow drifts (other tenants, CPU boost) better than the ratio of
+# the medians.
+by_round = {}
+for r in rows:
+    by_round.setdefault(r["round"], {})[r["proxy"]] = r["rps"]
+ratios["rps_paired_median"] = round(statistics.median(
+    v["gateway"] / v["nginx"] for v in by_round.values() if v.get("nginx") and "gateway" in v), 3)
+
 print()
 print(f"{'median':<8} {'req/s':>11} {'p50_ms':>9} {'p99_ms':>9} {'cpu%':>6} {'req/cpu_s':>9}"
       f"   (over {env['B_ROUNDS']} rounds)")
@@ -322,6 +332,7 @@ for proxy in ("gateway", "nginx"):
     print(f"{proxy:<8} {s['rps_median']:>11.2f} {s['p50_ms_median']:>9.3f} {s['p99_ms_median']:>9.3f}"
           f" {s['cpu_pct_median']:>6.0f} {s['req_per_cpu_s_median']:>9.0f}")
 print(f"gateway/nginx: req/s {ratios['rps']}  p99 {ratios['p99']}  req/cpu_s {ratios['req_per_cpu_s']}")
+print(f"gateway/nginx req/s within each round, median: {ratios['rps_paired_median']}")
 unsaturated = [p for p in ("gateway", "nginx") if summary[p]["cpu_pct_median"] < 90]
 if unsaturated:
     print(f"NOTE: {' and '.join(unsaturated)}: under 90% of the proxy CPU used; the load side "

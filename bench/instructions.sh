@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# User-space instructions per proxied request, gateway vs NGINX, counted by
+# valgrind's callgrind: the same figure on a quiet or a noisy machine, so
+# that a code change can be judged without wall-clock noise. It does not
+# count kernel work (system calls, TCP), which bench/run.sh covers. See
+# bench/README.md ("Instructions per request").
+set -Eeuo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+WORKERS=1
+UP_WORKERS=1
+CONNS=${BENCH_CONNECTIONS:-16}
+DURATION=${BENCH_DURATION:-8s}
+WARMUP=${BENCH_WARMUP:-3s}
+# A cookie on every request (both proxies): set it to compare with the
+# session bench's request shape.
+COOKIE=${BENCH_COOKIE:-}
+GATEWAY_BIN=${BENCH_GATEWAY_BIN:-$ROOT/target/release/gateway}
+UPSTREAM_BIN=${BENCH_UPSTREAM_BIN:-$ROOT/target/release/examples/demo_upstream}
+OUT_DIR=$ROOT/target/bench
+OUT_JSON=$OUT_DIR/instructions.json
+# Programs under valgrind start 20-50 times slower.
+READY_TIMEOUT=60
+
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+FAIL_LOGS=(nginx/error.log)
+
+[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer (got '$CONNS')"
+dur_secs "$DURATION" >/dev/null
+dur_secs "$WARMUP" >/dev/null
+
+ensure_tools() {
+    local pkgs=()
+    command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || pkgs+=("nginx-light|nginx")
+    command -v wrk >/dev/null || pkgs+=(wrk)
+    command -v callgrind_control >/dev/null || pkgs+=(valgrind)
+    command -v python3 >/dev/null || pkgs+=(python3)
+    ((${#pkgs[@]})) || return 0
+    apt_install "${pkgs[@]}"
+}
+
+build_release demo_upstream -- "$UPSTREAM_BIN"
+ensure_tools
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+pin_layout "proxy (under callgrind)" "upstream + wrk"
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench-instr.XXXXXX")
+chmod 755 "$TMP"
+mkdir -p "$TMP/nginx" "$OUT_DIR"
+rm -f "$OUT_JSON"
+read -r P_UP P_GW P_ADMIN P_NGINX < <(free_ports 4)
+
+cat >"$TMP/gateway.yaml" <<EOF
+server: {listen: "127.0.0.1:$P_GW", workers: 1}
+admin: {listen: "127.0.0.1:$P_ADMIN"}
+logging: {level: info, format: json}
+upstreams: {demo: {targets: ["http://127.0.0.1:$P_UP"]}}
+routes:
+  - {name: demo, path_prefix: /demo, strip_prefix: /demo, upstream: demo}
+EOF
+
+# The proxy of bench/run.sh, as one process (no master): callgrind then
+# follows the process that serves.
+NGINX_TEMPS=""
+for m in client_body proxy fastcgi uwsgi scgi; do
+    [[ $("$NGINX" -V 2>&1) == *"--without-http_${m}_module"* ]] ||
+        NGINX_TEMPS+="${m}_temp_path $TMP/nginx/$m; "
+done
+cat >"$TMP/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    $NGINX_TEMPS
+    default_type application/octet-stream;
+    server_tokens off;
+    tcp_nodelay on;
+    keepalive_requests 10000000;
+    keepalive_timeout 15s;
+    log_format gwjson escape=json
+        '{"ts":"\$time_iso8601","level":"INFO","msg":"request",'
+        '"request_id":"\$request_id","method":"\$request_method","path":"\$uri",'
+        '"status":\$status,"duration_s":\$request_time,"route":"demo",'
+        '"upstream":"demo","target":"http://\$upstream_addr",'
+        '"client_ip":"\$remote_addr","user":"\$remote_user"}';
+    access_log $TMP/nginx-access.log gwjson;
+    upstream demo {
+        server 127.0.0.1:$P_UP;
+        keepalive 64;
+        keepalive_requests 10000000;
+    }
+    server {
+        listen 127.0.0.1:$P_NGINX;
+        location /demo/ {
+            proxy_pass http://demo/;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id always;
+        }
+        location / { return 404; }
+    }
+}
+EOF
+"$NGINX" -t -q -p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log" 2>"$TMP/nginx-check.err" ||
+    die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
+
+start_upstream
+VG=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p.out")
+start gateway "$TMP/gateway-access.log" "${SUT_PIN[@]}" "${VG[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
+wait_ready gateway "http://127.0.0.1:$P_ADMIN/health/ready"
+start nginx "$TMP/nginx.out" "${SUT_PIN[@]}" "${VG[@]}" "$NGINX" -p "$TMP/nginx/" \
+    -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log"
+wait_ready nginx "http://127.0.0.1:$P_NGINX/demo/hello"
+
+declare -A URL=(
+    [gateway]="http://127.0.0.1:$P_GW/demo/hello"
+    [nginx]="http://127.0.0.1:$P_NGINX/demo/hello"
+)
+WRK_HDR=()
+[[ -z $COOKIE ]] || WRK_HDR=(-H "Cookie: $COOKIE")
+
+load() { # PROXY DURATION OUT
+    "${LOAD_PIN[@]}" timeout --kill-after=5 $(($(dur_secs "$2") + 60)) \
+        wrk -t1 -c"$CONNS" -d"$2" --latency "${WRK_HDR[@]}" "${URL[$1]}" >"$3" 2>&1 ||
+        die "wrk against $1 failed: $(tail -n 5 "$3")"
+}
+
+# measure PROXY: sets MEASURED="requests instructions"; counters zeroed
+# after a warm-up, dumped after the measured load; wrk counts the requests.
+measure() {
+    local proxy=$1 pid=${PID[$1]} dump parsed reqs sock non2xx
+    load "$proxy" "$WARMUP" "$TMP/wrk-warm-$proxy.txt"
+    callgrind_control -z "$pid" >/dev/null
+    load "$proxy" "$DURATION" "$TMP/wrk-$proxy.txt"
+    callgrind_control -d "$pid" >/dev/null
+    parsed=$(parse_wrk <"$TMP/wrk-$proxy.txt") || die "could not parse wrk output for $proxy"
+    read -r _ _ _ reqs _ sock non2xx <<<"$parsed"
+    ((sock + non2xx == 0)) || die "$proxy: $sock socket errors, $non2xx non-2xx responses"
+    ((reqs > 0)) || die "$proxy: no requests completed"
+    dump=$(ls -t "$TMP"/cg."$pid".out.* 2>/dev/null | head -n1)
+    [[ -n $dump ]] || die "$proxy: callgrind wrote no dump"
+    MEASURED="$reqs $(sed -n 's/^totals: *//p' "$dump" | awk '{print $1}')"
+}
+
+say "setup: proxies under callgrind ($PINNING); wrk -t1 -c$CONNS -d$DURATION after a $WARMUP warm-up${COOKIE:+, with a cookie}"
+measure gateway
+read -r G_REQS G_IR <<<"$MEASURED"
+measure nginx
+read -r N_REQS N_IR <<<"$MEASURED"
+
+B_G_REQS=$G_REQS B_G_IR=$G_IR B_N_REQS=$N_REQS B_N_IR=$N_IR B_CONNS=$CONNS \
+B_DURATION=$DURATION B_COOKIE=${COOKIE:+yes} B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
+    python3 - "$OUT_JSON" <<'EOF'
+import json, os, sys, time
+e = os.environ
+g = int(e["B_G_IR"]) / int(e["B_G_REQS"])
+n = int(e["B_N_IR"]) / int(e["B_N_REQS"])
+print(f"\n{'proxy':<8} {'requests':>9} {'instructions/request':>21}")
+print(f"{'gateway':<8} {e['B_G_REQS']:>9} {g:>21,.0f}")
+print(f"{'nginx':<8} {e['B_N_REQS']:>9} {n:>21,.0f}")
+print(f"gateway/nginx: {g / n:.2f}x the user-space instructions per request")
+print(f"RESULT gateway_instructions_per_request={g:.0f} nginx_instructions_per_request={n:.0f} "
+      f"ratio={g / n:.3f}")
+doc = dict(benchmark="instructions", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           git_rev=e["B_GIT"], connections=int(e["B_CONNS"]), duration=e["B_DURATION"],
+           cookie=bool(e["B_COOKIE"]),
+           gateway=dict(requests=int(e["B_G_REQS"]), instructions=int(e["B_G_IR"]),
+                        per_request=round(g)),
+           nginx=dict(requests=int(e["B_N_REQS"]), instructions=int(e["B_N_IR"]),
+                      per_request=round(n)),
+           ratio_gateway_over_nginx=round(g / n, 3))
+with open(sys.argv[1], "w") as f:
+    json.dump(doc, f, indent=2)
+    f.write("\n")
+EOF
+say "wrote ${OUT_JSON#"$ROOT"/}"
