@@ -26,7 +26,7 @@ READY_TIMEOUT=60
 
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-FAIL_LOGS=(nginx/error.log)
+FAIL_LOGS=(nginx/nginx-error.log)
 
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_CONNECTIONS must be a positive integer (got '$CONNS')"
 dur_secs "$DURATION" >/dev/null
@@ -62,64 +62,16 @@ routes:
   - {name: demo, path_prefix: /demo, strip_prefix: /demo, upstream: demo}
 EOF
 
-# The proxy of bench/run.sh, as one process (no master): callgrind then
-# follows the process that serves.
-NGINX_TEMPS=""
-for m in client_body proxy fastcgi uwsgi scgi; do
-    [[ $("$NGINX" -V 2>&1) == *"--without-http_${m}_module"* ]] ||
-        NGINX_TEMPS+="${m}_temp_path $TMP/nginx/$m; "
-done
-cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-master_process off;
-worker_processes 1;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
-events { worker_connections 4096; }
-http {
-    $NGINX_TEMPS
-    default_type application/octet-stream;
-    server_tokens off;
-    tcp_nodelay on;
-    keepalive_requests 10000000;
-    keepalive_timeout 15s;
-    log_format gwjson escape=json
-        '{"ts":"\$time_iso8601","level":"INFO","msg":"request",'
-        '"request_id":"\$request_id","method":"\$request_method","path":"\$uri",'
-        '"status":\$status,"duration_s":\$request_time,"route":"demo",'
-        '"upstream":"demo","target":"http://\$upstream_addr",'
-        '"client_ip":"\$remote_addr","user":"\$remote_user"}';
-    access_log $TMP/nginx-access.log gwjson;
-    upstream demo {
-        server 127.0.0.1:$P_UP;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
-    server {
-        listen 127.0.0.1:$P_NGINX;
-        location /demo/ {
-            proxy_pass http://demo/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header X-Request-Id \$request_id;
-            add_header X-Request-Id \$request_id always;
-        }
-        location / { return 404; }
-    }
-}
-EOF
-"$NGINX" -t -q -p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log" 2>"$TMP/nginx-check.err" ||
+write_nginx_conf off
+NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/nginx-error.log")
+"$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$TMP/nginx-check.err" ||
     die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
 
 start_upstream
 VG=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p.out")
 start gateway "$TMP/gateway-access.log" "${SUT_PIN[@]}" "${VG[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
 wait_ready gateway "http://127.0.0.1:$P_ADMIN/health/ready"
-start nginx "$TMP/nginx.out" "${SUT_PIN[@]}" "${VG[@]}" "$NGINX" -p "$TMP/nginx/" \
-    -c "$TMP/nginx.conf" -e "$TMP/nginx/error.log"
+start nginx "$TMP/nginx.out" "${SUT_PIN[@]}" "${VG[@]}" "$NGINX" "${NGINX_ARGS[@]}"
 wait_ready nginx "http://127.0.0.1:$P_NGINX/demo/hello"
 
 declare -A URL=(

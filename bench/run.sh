@@ -105,78 +105,7 @@ if [[ -n $EXTRA_YAML ]]; then
     cat "$EXTRA_YAML" >>"$TMP/gateway.yaml"
 fi
 
-# Every temp path nginx was built with must point inside $TMP, or nginx
-# creates it under /var at startup.
-NGINX_BUILD=$("$NGINX" -V 2>&1)
-NGINX_TEMP_PATHS="client_body_temp_path $TMP/nginx/client_body;
-    proxy_temp_path $TMP/nginx/proxy;"
-for m in fastcgi uwsgi scgi; do
-    [[ $NGINX_BUILD == *"--without-http_${m}_module"* ]] ||
-        NGINX_TEMP_PATHS+="
-    ${m}_temp_path $TMP/nginx/$m;"
-done
-
-# The access log mirrors the gateway's JSON line (src/middleware/access_log.rs):
-# the same fields, one unbuffered write per request. nginx cannot compute
-# milliseconds, so the duration is in seconds.
-cat >"$TMP/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes $WORKERS;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/nginx-error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-http {
-    $NGINX_TEMP_PATHS
-    default_type application/octet-stream;
-    server_tokens off;
-    tcp_nodelay on;
-    # nginx closes a keep-alive connection after 1000 requests by default;
-    # actix does not, and the reconnects would be work only nginx pays for.
-    keepalive_requests 10000000;
-    keepalive_timeout 15s;
-
-    log_format gwjson escape=json
-        '{"ts":"\$time_iso8601","level":"INFO","msg":"request",'
-        '"request_id":"\$request_id","method":"\$request_method","path":"\$uri",'
-        '"status":\$status,"duration_s":\$request_time,"route":"demo",'
-        '"upstream":"demo","target":"http://\$upstream_addr",'
-        '"client_ip":"\$remote_addr","user":"\$remote_user"}';
-    access_log $TMP/nginx-access.log gwjson;
-
-    upstream demo {
-        server 127.0.0.1:$P_UP;
-        keepalive 64;
-        keepalive_requests 10000000;
-    }
-
-    server {
-        listen 127.0.0.1:$P_NGINX;
-
-        # Same as the gateway route: prefix /demo stripped, so /demo/hello
-        # reaches the upstream as /hello.
-        location /demo/ {
-            proxy_pass http://demo/;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            # Host stays nginx's default (the upstream's), as the gateway
-            # sends the target's host unless a route sets preserve_host.
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$http_host;
-            proxy_set_header X-Request-Id \$request_id;
-            add_header X-Request-Id \$request_id always;
-        }
-        location / {
-            return 404;
-        }
-    }
-}
-EOF
+write_nginx_conf on
 
 NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf")
 # -e (1.19.5+) keeps nginx from touching its compiled-in error log before it

@@ -414,18 +414,49 @@ async fn two_replicas(s: &Setup, redis_yaml: &str) -> (Gateway, Gateway) {
     (a, b)
 }
 
-#[actix_rt::test]
-async fn logout_at_the_provider_ends_the_provider_session_too() {
-    let signed_out = "http://app.example.test/signed-out";
-    let s = setup(1, &[("OIDC_POST_LOGOUT_REDIRECT_URIS", signed_out)]);
+/// A gateway with `auth.logout.provider` on, sending browsers back to
+/// `signed_out` after the provider's logout.
+async fn gateway_with_provider_logout(s: &Setup, signed_out: &str) -> Gateway {
     let set_back = format!("auth.logout.post_logout_redirect_url={signed_out}");
     let gw = Gateway::spawn_on(
         s.ports[0],
-        &config(&s, 0, ""),
+        &config(s, 0, ""),
         &["--set", "auth.logout.provider=true", "--set", &set_back],
         &[],
     );
     gw.wait_ready().await;
+    gw
+}
+
+/// A browser's GET /oauth2/logout: checks the 302 that clears the cookie;
+/// returns where it leads (the provider's logout URL).
+async fn browser_logout(gw: &Gateway, cookie: &str) -> String {
+    let res = client()
+        .get(gw.url("/oauth2/logout?rd=/"))
+        .insert_header(("cookie", format!("gateway_session={cookie}")))
+        .insert_header(("accept", "text/html"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 302);
+    assert!(hdr(&res, "set-cookie").contains("Max-Age=0"));
+    hdr(&res, "location")
+}
+
+/// A query parameter of `url`.
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+#[actix_rt::test]
+async fn logout_at_the_provider_ends_the_provider_session_too() {
+    let signed_out = "http://app.example.test/signed-out";
+    let s = setup(1, &[("OIDC_POST_LOGOUT_REDIRECT_URIS", signed_out)]);
+    let gw = gateway_with_provider_logout(&s, signed_out).await;
 
     let mut browser = CookieJar::new();
     let (cookie, _) = browser_session_in(&s.op, &gw, "alice", "/app", &mut browser).await;
@@ -444,23 +475,8 @@ async fn logout_at_the_provider_ends_the_provider_session_too() {
     );
 
     // A browser is sent to the provider with the ID token as a hint.
-    let res = client()
-        .get(gw.url("/oauth2/logout?rd=/"))
-        .insert_header(("cookie", format!("gateway_session={cookie}")))
-        .insert_header(("accept", "text/html"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 302);
-    assert!(hdr(&res, "set-cookie").contains("Max-Age=0"));
-    let location = hdr(&res, "location");
-    let to_provider = url::Url::parse(&location).unwrap();
-    let param = |name: &str| {
-        to_provider
-            .query_pairs()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
+    let location = browser_logout(&gw, &cookie).await;
+    let param = |name: &str| query_param(&location, name);
     assert!(
         location.starts_with(&s.op.end_session_endpoint()),
         "{location}"
@@ -498,14 +514,7 @@ async fn after_a_refresh_the_provider_logout_carries_the_new_id_token() {
             ("OIDC_ACCESS_TOKEN_TTL", "20"),
         ],
     );
-    let set_back = format!("auth.logout.post_logout_redirect_url={signed_out}");
-    let gw = Gateway::spawn_on(
-        s.ports[0],
-        &config(&s, 0, ""),
-        &["--set", "auth.logout.provider=true", "--set", &set_back],
-        &[],
-    );
-    gw.wait_ready().await;
+    let gw = gateway_with_provider_logout(&s, signed_out).await;
     let mut browser = CookieJar::new();
     let (cookie, _) = browser_session_in(&s.op, &gw, "frank", "/app", &mut browser).await;
 
@@ -525,21 +534,8 @@ async fn after_a_refresh_the_provider_logout_carries_the_new_id_token() {
         "{metrics}"
     );
 
-    let res = client()
-        .get(gw.url("/oauth2/logout?rd=/"))
-        .insert_header(("cookie", format!("gateway_session={cookie}")))
-        .insert_header(("accept", "text/html"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 302);
-    let location = hdr(&res, "location");
-    let hint = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "id_token_hint")
-        .map(|(_, v)| v.into_owned())
-        .expect("id_token_hint");
+    let location = browser_logout(&gw, &cookie).await;
+    let hint = query_param(&location, "id_token_hint").expect("id_token_hint");
     let claims = common::oidc::decode_jwt_payload(&hint);
     assert_eq!(claims["sub"], "frank");
     assert!(
