@@ -41,6 +41,14 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 /// Client TLS trusting Mozilla's root store, or only the PEM certificates
 /// of `ca_file` when given (private CAs inside a cluster).
 pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<rustls::ClientConfig>> {
+    client_config_with_alpn(ca_file, Vec::new())
+}
+
+/// [`client_config`] offering `alpn` protocols (e.g. `h2`, `http/1.1`).
+pub fn client_config_with_alpn(
+    ca_file: Option<&Path>,
+    alpn: Vec<Vec<u8>>,
+) -> io::Result<Arc<rustls::ClientConfig>> {
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
         None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -58,10 +66,11 @@ pub fn client_config(ca_file: Option<&Path>) -> io::Result<Arc<rustls::ClientCon
             }
         }
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| io::Error::other(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
+    config.alpn_protocols = alpn;
     Ok(Arc::new(config))
 }

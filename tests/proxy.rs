@@ -673,6 +673,81 @@ async fn slow_clients_are_cut_off() {
 }
 
 #[actix_rt::test]
+async fn http2_upstreams_get_http2_and_websockets_still_work() {
+    use actix_http::ws::{Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+
+    let (up, ca_pem) = spawn_tls_upstream("h2");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let port = up.addr.port();
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  h2: {{targets: ["https://localhost:{port}"], tls_ca_file: "{ca}", http2: true}}
+  h1: {{targets: ["https://localhost:{port}"], tls_ca_file: "{ca}"}}
+routes:
+  - {{name: h2, path_prefix: /h2, strip_prefix: /h2, upstream: h2}}
+  - {{name: h1, path_prefix: /h1, strip_prefix: /h1, upstream: h1}}
+"#,
+        ca = ca.display()
+    ))
+    .await;
+
+    // The upstream (which offers h2 and http/1.1) is spoken to in HTTP/2;
+    // the client's HTTP/1.1 exchange and the proxy headers are unchanged.
+    let mut res = client()
+        .get(gw.url("/h2/hello?x=1"))
+        .insert_header(("te", "gzip"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(hdr(&res, "x-upstream"), "h2");
+    let echo = json_body(&mut res).await;
+    assert_eq!(echo["version"], "HTTP/2.0", "{echo}");
+    assert_eq!(echo["path"], "/hello");
+    assert_eq!(echo["query"], "x=1");
+    assert_eq!(echo["headers"]["x-forwarded-for"][0], "127.0.0.1");
+    assert!(echo["headers"].get("te").is_none(), "{echo}");
+
+    // A streamed request body of 3 MB arrives whole.
+    let body = Bytes::from(
+        (0..3_000_000u32)
+            .map(|i| (i % 251) as u8)
+            .collect::<Vec<u8>>(),
+    );
+    let mut res = client()
+        .post(gw.url("/h2/upload"))
+        .send_body(body.clone())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let echo = json_body(&mut res).await;
+    assert_eq!(echo["version"], "HTTP/2.0");
+    assert_eq!(echo["body_len"], 3_000_000);
+    assert_eq!(echo["body_fnv"], fnv(FNV_START, &body));
+
+    // Without http2 the same upstream is spoken to in HTTP/1.1.
+    let mut res = client().get(gw.url("/h1/hello")).send().await.unwrap();
+    assert_eq!(json_body(&mut res).await["version"], "HTTP/1.1");
+
+    // WebSocket upgrades to an http2 upstream go over HTTP/1.1.
+    let (res, mut conn) = client()
+        .ws(gw.url("/h2/ws").replace("http://", "ws://"))
+        .connect()
+        .await
+        .expect("websocket handshake through the gateway");
+    assert_eq!(res.status(), 101);
+    conn.send(Message::Text("ping".into())).await.unwrap();
+    let Some(Ok(Frame::Text(echo))) = conn.next().await else {
+        panic!("no echo over the tunnel");
+    };
+    assert_eq!(echo, "echo:ping");
+}
+
+#[actix_rt::test]
 async fn https_upstreams_are_verified_against_the_configured_ca() {
     let (up, ca_pem) = spawn_tls_upstream("secure");
     let dir = tempfile::tempdir().unwrap();

@@ -192,6 +192,7 @@ mod tests {
             pool_max_connections: 0,
             pool_keep_alive: Duration::from_secs(1),
             tls_ca_file: None,
+            http2: false,
         })
     }
 

@@ -40,22 +40,49 @@ use crate::state::Gateway;
 /// One awc client per upstream, per worker: awc clients are `!Send`, and a
 /// client per upstream lets each upstream have its own connect timeout and
 /// pool bounds. Built in the `HttpServer` factory, reused for every request.
-pub struct UpstreamClients(pub Vec<awc::Client>);
+pub struct UpstreamClients {
+    requests: Vec<awc::Client>,
+    /// Upstreams with `http2`: an HTTP/1.1-only client for WebSocket
+    /// upgrades, which awc cannot tunnel over HTTP/2.
+    tunnels: Vec<Option<awc::Client>>,
+}
 
 impl UpstreamClients {
     pub fn new(upstreams: &[UpstreamSettings]) -> Self {
-        Self(upstreams.iter().map(client_for).collect())
+        Self {
+            requests: upstreams.iter().map(|u| client_for(u, u.http2)).collect(),
+            tunnels: upstreams
+                .iter()
+                .map(|u| u.http2.then(|| client_for(u, false)))
+                .collect(),
+        }
+    }
+
+    fn for_requests(&self, upstream: usize) -> &awc::Client {
+        &self.requests[upstream]
+    }
+
+    fn for_tunnels(&self, upstream: usize) -> &awc::Client {
+        self.tunnels[upstream]
+            .as_ref()
+            .unwrap_or(&self.requests[upstream])
     }
 }
 
-fn client_for(u: &UpstreamSettings) -> awc::Client {
+fn client_for(u: &UpstreamSettings, http2: bool) -> awc::Client {
     let mut connector = awc::Connector::new()
         .timeout(u.connect_timeout)
         .limit(u.pool_max_connections)
         .conn_keep_alive(u.pool_keep_alive);
+    // awc speaks HTTP/2 on a connection whose TLS handshake agreed on `h2`.
+    let alpn = if http2 {
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        Vec::new()
+    };
     // Validation has already loaded the CA file once, so this only fails if
     // it changed since; plain-HTTP targets still work then.
-    if let Ok(tls) = crate::tls::client_config(u.tls_ca_file.as_deref()) {
+    if let Ok(tls) = crate::tls::client_config_with_alpn(u.tls_ca_file.as_deref(), alpn) {
         connector = connector.rustls_0_23(tls);
     }
     awc::Client::builder()
@@ -323,7 +350,8 @@ pub async fn forward(
         let mut url = String::with_capacity(target.url.len() + path_and_query.len());
         url.push_str(&target.url);
         url.push_str(&path_and_query);
-        let mut up = clients.0[upstream_idx]
+        let mut up = clients
+            .for_requests(upstream_idx)
             .request(req.method().clone(), url)
             .no_decompress();
         {
@@ -438,7 +466,7 @@ async fn upgrade(
     });
     let in_flight = InFlightOwned::begin(gw, upstream_idx, target_idx);
     let tunnel = Tunnel {
-        client: &clients.0[upstream_idx],
+        client: clients.for_tunnels(upstream_idx),
         url: format!("{}{}", target.url, path_and_query),
         extra,
         skip: &gw.request_skip,

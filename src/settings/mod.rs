@@ -153,6 +153,8 @@ pub struct UpstreamSettings {
     pub pool_max_connections: usize,
     pub pool_keep_alive: Duration,
     pub tls_ca_file: Option<PathBuf>,
+    /// HTTP/2 offered to the (all `https://`) targets.
+    pub http2: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -738,6 +740,17 @@ fn validate_upstreams(
         c.positive(&format!("{base}.request_timeout_ms"), u.request_timeout_ms);
         c.positive(&format!("{base}.max_fails"), u64::from(u.max_fails));
         let tls_ca_file = c.ca_file(&format!("{base}.tls_ca_file"), &u.tls_ca_file);
+        if u.http2 {
+            if let Some(plain) = targets.iter().find(|t| t.starts_with("http://")) {
+                c.key(
+                    &format!("{base}.http2"),
+                    format!(
+                        "needs https:// targets: HTTP/2 is agreed in the TLS handshake \
+                         (ALPN), and {plain} is plain http"
+                    ),
+                );
+            }
+        }
         out.push(UpstreamSettings {
             name: name.clone(),
             targets,
@@ -750,6 +763,7 @@ fn validate_upstreams(
             pool_max_connections: u.pool_max_connections,
             pool_keep_alive: Duration::from_secs(u.pool_keep_alive_secs),
             tls_ca_file,
+            http2: u.http2,
         });
     }
     out
@@ -903,7 +917,20 @@ fn validate_routes(
             );
         }
         let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
-            Some(idx) => idx,
+            Some(idx) => {
+                if r.preserve_host && upstreams[idx].http2 {
+                    fail(
+                        c,
+                        "preserve_host",
+                        format!(
+                            "upstream {:?} has http2: true, and over HTTP/2 the upstream \
+                             sees the target's authority, not the client's Host: turn one off",
+                            r.upstream
+                        ),
+                    );
+                }
+                idx
+            }
             None => {
                 fail(
                     c,

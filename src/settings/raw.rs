@@ -184,6 +184,9 @@ pub struct RawUpstream {
     /// PEM CA bundle trusted for `https://` targets instead of Mozilla's
     /// roots (added key).
     pub tls_ca_file: Option<String>,
+    /// Offer HTTP/2 to `https://` targets (TLS ALPN `h2`, then
+    /// `http/1.1`); the target chooses (added key).
+    pub http2: bool,
 }
 
 impl Default for RawUpstream {
@@ -199,6 +202,7 @@ impl Default for RawUpstream {
             pool_max_connections: DEFAULT_UPSTREAM_POOL_LIMIT,
             pool_keep_alive_secs: DEFAULT_UPSTREAM_KEEP_ALIVE_SECS,
             tls_ca_file: None,
+            http2: false,
         }
     }
 }

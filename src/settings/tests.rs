@@ -163,6 +163,46 @@ fn missing_file_and_bad_extension_are_reported() {
 }
 
 #[test]
+fn http2_needs_https_targets_and_no_preserve_host() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "ok.yaml",
+            "upstreams: {u: {targets: [\"https://api.internal\"], http2: true}}\n\
+             routes: [{name: a, path_prefix: /, upstream: u}]\n",
+        )?;
+        let settings = load(&sources(&["ok.yaml"], &[])).expect("http2 over https");
+        assert!(settings.upstreams[0].http2);
+        jail.create_file(
+            "plain.yaml",
+            "upstreams: {u: {targets: [\"https://a.internal\", \"http://b.internal\"], http2: true}}\n\
+             routes: [{name: a, path_prefix: /, upstream: u}]\n",
+        )?;
+        jail.create_file(
+            "host.yaml",
+            "upstreams: {u: {targets: [\"https://api.internal\"], http2: true}}\n\
+             routes: [{name: a, path_prefix: /, upstream: u, preserve_host: true}]\n",
+        )?;
+        for (file, expect) in [
+            (
+                "plain.yaml",
+                "plain.yaml: upstreams.u.http2: needs https:// targets",
+            ),
+            (
+                "host.yaml",
+                "host.yaml: routes[0].preserve_host: upstream \"u\" has http2",
+            ),
+        ] {
+            let p = problems(load(&sources(&[file], &[])));
+            assert!(
+                p.iter().any(|m| m.starts_with(expect)),
+                "missing {expect:?} in {p:#?}"
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
 fn redis_urls_may_use_tls_but_not_without_checks() {
     Jail::expect_with(|jail| {
         let base = "upstreams: {u: {targets: [\"http://127.0.0.1:1\"]}}\nroutes: [{name: a, path_prefix: /, upstream: u}]\n";

@@ -123,6 +123,7 @@ async fn echo(req: HttpRequest, mut body: web::Payload, name: web::Data<String>)
         .json(serde_json::json!({
             "upstream": name.as_str(),
             "method": req.method().as_str(),
+            "version": format!("{:?}", req.version()),
             "path": req.uri().path(),
             "query": req.uri().query(),
             "headers": headers,
