@@ -672,15 +672,22 @@ async fn slow_clients_are_cut_off() {
     );
 }
 
+/// An HTTPS upstream (for `localhost`, offering h2 and http/1.1) and its
+/// CA certificate in a PEM file (kept while the directory lives).
+fn tls_upstream_and_ca_file(name: &str) -> (Upstream, tempfile::TempDir, std::path::PathBuf) {
+    let (up, ca_pem) = spawn_tls_upstream(name);
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    (up, dir, ca)
+}
+
 #[actix_rt::test]
 async fn http2_upstreams_get_http2_and_websockets_still_work() {
     use actix_http::ws::{Frame, Message};
     use futures_util::{SinkExt, StreamExt};
 
-    let (up, ca_pem) = spawn_tls_upstream("h2");
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
+    let (up, _dir, ca) = tls_upstream_and_ca_file("h2");
     let port = up.addr.port();
     let gw = Gateway::start(&format!(
         r#"
@@ -749,10 +756,7 @@ routes:
 
 #[actix_rt::test]
 async fn https_upstreams_are_verified_against_the_configured_ca() {
-    let (up, ca_pem) = spawn_tls_upstream("secure");
-    let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
+    let (up, _dir, ca) = tls_upstream_and_ca_file("secure");
     let port = up.addr.port();
     let gw = Gateway::start(&format!(
         r#"
