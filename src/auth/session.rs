@@ -50,29 +50,34 @@ thread_local! {
         RefCell::new(HashMap::new());
 }
 
-/// The digest of a well-formed session id; `None` for a value no login
-/// could have issued, which then never reaches the caches or the store.
-fn session_digest(session_id: &str) -> Option<IdDigest> {
-    let id: [u8; SESSION_ID_LEN] = session_id.as_bytes().try_into().ok()?;
-    if !id
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-    {
-        return None;
-    }
+/// True when `value` has the shape of a session id; anything else names no
+/// session and never reaches the caches or the store.
+fn is_session_id(value: &str) -> bool {
+    value.len() == SESSION_ID_LEN
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The digest a session is cached, stored and locked under: the one way
+/// from a session id to its key, remembered per worker thread.
+fn id_digest(session_id: &str) -> IdDigest {
+    let Ok(id) = <[u8; SESSION_ID_LEN]>::try_from(session_id.as_bytes()) else {
+        return IdDigest::of(session_id);
+    };
     DIGEST_MEMO.with(|memo| {
         let Ok(mut memo) = memo.try_borrow_mut() else {
-            return Some(IdDigest::of(session_id));
+            return IdDigest::of(session_id);
         };
         if let Some(digest) = memo.get(&id) {
-            return Some(*digest);
+            return *digest;
         }
         if memo.len() >= DIGEST_MEMO_CAPACITY {
             memo.clear();
         }
         let digest = IdDigest::of(session_id);
         memo.insert(id, digest);
-        Some(digest)
+        digest
     })
 }
 
@@ -444,10 +449,11 @@ impl SessionStore {
 
     /// The session behind a cookie value, if it exists and has not expired.
     pub async fn load(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
-        let Some(key) = session_digest(session_id) else {
+        if !is_session_id(session_id) {
             self.count("miss");
             return Ok(None);
-        };
+        }
+        let key = id_digest(session_id);
         let found = if let Some(hit) = self.cache.get(&key) {
             self.count("hit");
             Some(hit)
@@ -477,7 +483,7 @@ impl SessionStore {
     pub async fn save(&self, session_id: &str, session: Session) -> Result<(), StoreError> {
         self.actor
             .send(SaveSession {
-                key: IdDigest::of(session_id),
+                key: id_digest(session_id),
                 session: Arc::new(session),
             })
             .await
@@ -486,7 +492,7 @@ impl SessionStore {
 
     pub async fn delete(&self, session_id: &str) -> Result<(), StoreError> {
         self.actor
-            .send(DeleteSession(IdDigest::of(session_id)))
+            .send(DeleteSession(id_digest(session_id)))
             .await
             .map_err(|_| StoreError::Stopped)?
     }
@@ -500,7 +506,7 @@ impl SessionStore {
         };
         let mut conn = Self::conn(pool).await?;
         let granted: Option<String> = redis::cmd("SET")
-            .arg(refresh_lock_key(&IdDigest::of(session_id)))
+            .arg(refresh_lock_key(&id_digest(session_id)))
             .arg(owner)
             .arg("NX")
             .arg("PX")
@@ -516,7 +522,7 @@ impl SessionStore {
         if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(RENEW_IF_OWNER)
-                    .key(refresh_lock_key(&IdDigest::of(session_id)))
+                    .key(refresh_lock_key(&id_digest(session_id)))
                     .arg(owner)
                     .arg(REFRESH_LEASE.as_millis() as u64)
                     .invoke_async(&mut conn)
@@ -529,7 +535,7 @@ impl SessionStore {
         if let Some(pool) = self.redis_pool() {
             if let Ok(mut conn) = Self::conn(pool).await {
                 let _: Result<i64, _> = redis::Script::new(DELETE_IF_OWNER)
-                    .key(refresh_lock_key(&IdDigest::of(session_id)))
+                    .key(refresh_lock_key(&id_digest(session_id)))
                     .arg(owner)
                     .invoke_async(&mut conn)
                     .await;
@@ -542,7 +548,7 @@ impl SessionStore {
     pub async fn load_fresh(&self, session_id: &str) -> Result<Option<Arc<Session>>, StoreError> {
         // In memory mode the cache is the store: nothing to bypass.
         if self.shared {
-            self.cache.invalidate(&IdDigest::of(session_id));
+            self.cache.invalidate(&id_digest(session_id));
         }
         self.load(session_id).await
     }
@@ -553,14 +559,14 @@ impl SessionStore {
         self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(IdDigest::of(session_id))
+            .insert(id_digest(session_id))
     }
 
     pub fn end_refresh(&self, session_id: &str) {
         self.refreshing
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&IdDigest::of(session_id));
+            .remove(&id_digest(session_id));
     }
 
     pub async fn put_pre_login(&self, state: &str, record: PreLogin) -> Result<(), StoreError> {
@@ -611,14 +617,9 @@ mod tests {
     use crate::auth::crypto::random_token;
 
     #[test]
-    fn session_digest_is_the_ids_digest_and_refuses_other_shapes() {
+    fn only_the_shape_of_a_minted_id_is_a_session_id() {
         let id = random_token();
-        let expected = IdDigest::of(&id);
-        // First computed, then remembered: the same either way.
-        assert_eq!(session_digest(&id), Some(expected));
-        assert_eq!(session_digest(&id), Some(expected));
-        let other = random_token();
-        assert_eq!(session_digest(&other), Some(IdDigest::of(&other)));
+        assert!(is_session_id(&id));
         for bad in [
             "",
             "unknown-session-id",
@@ -627,15 +628,25 @@ mod tests {
             &format!("{}+", &id[..42]),
             &format!("{}=", &id[..42]),
         ] {
-            assert_eq!(session_digest(bad), None, "{bad}");
+            assert!(!is_session_id(bad), "{bad}");
         }
     }
 
     #[test]
-    fn session_digest_memo_stays_bounded() {
+    fn id_digest_is_the_ids_digest_remembered_or_not() {
+        let id = random_token();
+        let expected = IdDigest::of(&id);
+        // First computed, then remembered: the same either way.
+        assert_eq!(id_digest(&id), expected);
+        assert_eq!(id_digest(&id), expected);
+        assert_eq!(id_digest("short"), IdDigest::of("short"));
+    }
+
+    #[test]
+    fn id_digest_memo_stays_bounded() {
         for _ in 0..DIGEST_MEMO_CAPACITY + 10 {
             let id = random_token();
-            assert_eq!(session_digest(&id), Some(IdDigest::of(&id)));
+            assert_eq!(id_digest(&id), IdDigest::of(&id));
         }
         assert!(DIGEST_MEMO.with(|m| m.borrow().len()) <= DIGEST_MEMO_CAPACITY);
     }

@@ -21,6 +21,14 @@ fn problems(result: Result<Settings, Problems>) -> Vec<String> {
     }
 }
 
+/// One of `problems` starts with `expect` (`file: key: message`).
+fn assert_reported(problems: &[String], expect: &str) {
+    assert!(
+        problems.iter().any(|m| m.starts_with(expect)),
+        "missing {expect:?} in {problems:#?}"
+    );
+}
+
 const GOOD: &str = r#"
 server:
   listen: "127.0.0.1:8000"
@@ -192,11 +200,7 @@ fn http2_needs_https_targets_and_no_preserve_host() {
                 "host.yaml: routes[0].preserve_host: upstream \"u\" has http2",
             ),
         ] {
-            let p = problems(load(&sources(&[file], &[])));
-            assert!(
-                p.iter().any(|m| m.starts_with(expect)),
-                "missing {expect:?} in {p:#?}"
-            );
+            assert_reported(&problems(load(&sources(&[file], &[]))), expect);
         }
         Ok(())
     });
@@ -227,11 +231,7 @@ fn redis_urls_may_use_tls_but_not_without_checks() {
             ("insecure.yaml", "insecure.yaml: redis.url: #insecure"),
             ("http.yaml", "http.yaml: redis.url:"),
         ] {
-            let p = problems(load(&sources(&[file], &[])));
-            assert!(
-                p.iter().any(|m| m.starts_with(expect)),
-                "missing {expect:?} in {p:#?}"
-            );
+            assert_reported(&problems(load(&sources(&[file], &[]))), expect);
         }
         Ok(())
     });
@@ -273,10 +273,7 @@ routes:
             "bad.yaml: routes[1].auth:",
         ];
         for e in expect {
-            assert!(
-                p.iter().any(|m| m.starts_with(e)),
-                "missing {e:?} in {p:#?}"
-            );
+            assert_reported(&p, e);
         }
         Ok(())
     });
@@ -376,10 +373,7 @@ routes:
             "t.yaml: upstreams.u.tls_ca_file: missing.pem:",
             "t.yaml: routes[1].path_prefix: another route has the same",
         ] {
-            assert!(
-                p.iter().any(|m| m.starts_with(e)),
-                "missing {e:?} in {p:#?}"
-            );
+            assert_reported(&p, e);
         }
         Ok(())
     });
