@@ -15,11 +15,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use gateway::auth::crypto::random_token;
-use gateway::auth::session::{unix_now, Session, SessionStore};
-use gateway::auth::Identity;
-use gateway::redis_pool::RedisPool;
 use gateway::settings::RedisSettings;
+use gateway::tools::{random_token, unix_now, Identity, RedisPool, Session, SessionStore};
 
 fn arg(name: &str) -> Option<String> {
     let mut args = std::env::args().skip_while(|a| a != name);
@@ -77,7 +74,7 @@ async fn mint(url: &str, secret: &str, subject: String, ttl: u64) -> Result<Stri
     // Read it back through a store with an empty cache: proves that Redis
     // holds it and that the secret opens it.
     let check = open_store(url, secret)?;
-    match check.load(&id).await {
+    match check.lookup(&id).await {
         Ok(Some(s)) if s.subject == session.subject && s.expires_at == session.expires_at => Ok(id),
         Ok(_) => Err("the session did not read back from Redis".to_owned()),
         Err(e) => Err(format!("reading the session back: {e}")),

@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use actix_web::http::Method;
-use gateway::routing::RouteTable;
 use gateway::settings::RouteSettings;
+use gateway::tools::RouteTable;
 
 fn table(n: usize) -> RouteTable {
     let mut routes: Vec<RouteSettings> = (0..n)

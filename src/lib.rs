@@ -8,22 +8,50 @@
 //!        -> [auth] -> [rate limit] -> proxy::forward (awc, streamed) -> upstream
 //! ```
 //!
-//! Startup (`main.rs`): CLI -> `settings::load` -> `telemetry::logging` ->
-//! `server::run`. Tests boot the real binary; `server::run` is public so an
-//! embedding program can run the gateway in its own actix system.
+//! Layers point one way (a file imports only from files below it):
+//!
+//! ```text
+//! main.rs -> server.rs -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log}.rs
+//!         -> state.rs (the shared Gateway)
+//!         -> features: routing.rs, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
+//!         -> leaves: settings/*, context.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
+//!                    telemetry/{metrics,logging}.rs
+//! ```
+//!
+//! Startup (`main.rs`): CLI -> `settings::load` -> `logging::build` ->
+//! [`run`]. Tests boot the real binary; `run` is public so an embedding
+//! program can run the gateway in its own actix system. Modules are
+//! crate-private except `settings`; [`tools`] lends the examples and
+//! benchmarks the few internals they drive directly.
 
-pub mod actors;
-pub mod auth;
-pub mod error;
-pub mod middleware;
-pub mod proxy;
-pub mod ratelimit;
-pub mod redis_pool;
-pub mod routing;
-pub mod server;
+pub(crate) mod auth;
+pub(crate) mod context;
+pub(crate) mod error;
+pub(crate) mod middleware;
+pub(crate) mod path;
+pub(crate) mod proxy;
+pub(crate) mod ratelimit;
+pub(crate) mod redis;
+pub(crate) mod routing;
+pub(crate) mod server;
 pub mod settings;
-pub mod state;
-pub mod telemetry;
-pub mod tls;
+pub(crate) mod state;
+pub(crate) mod telemetry;
+pub(crate) mod tls;
 
 pub use server::run;
+/// The JSON logger, started by the binary before the server.
+pub use telemetry::logging;
+
+/// Internals that `examples/` (benchmarks and their helpers) drive
+/// directly. Not a stable interface.
+pub mod tools {
+    pub use crate::auth::crypto::random_token;
+    pub use crate::auth::identity::Identity;
+    pub use crate::auth::session::model::{unix_now, Session, SessionStoreError};
+    pub use crate::auth::session::SessionStore;
+    pub use crate::ratelimit::key::KeyMaterial;
+    pub use crate::ratelimit::local::Policy;
+    pub use crate::redis::pool::{PoolError, RedisPool};
+    pub use crate::routing::RouteTable;
+}

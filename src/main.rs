@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let (log, guard, access_sink) = gateway::telemetry::logging::build(&settings.logging);
+    let (log, guard, access_sink) = gateway::logging::build(&settings.logging);
     info!(log, "configuration loaded";
         "routes" => settings.routes.len(), "upstreams" => settings.upstreams.len(),
         "workers" => settings.server.workers, "state_store" => if settings.redis.is_some() { "redis" } else { "memory" });

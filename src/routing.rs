@@ -1,19 +1,22 @@
 //! Route table: compiled once at startup, consulted once per request.
 //!
-//! Sits right after the access-log middleware: the route-match middleware
-//! normalises the request path ([`normalize_path`]) and looks it up here; auth,
-//! rate limiting and the proxy then work from the matched route.
+//! Sits right after the access-log middleware: the route-match stage hands
+//! it the request's host, method and raw path ([`RouteTable::match_request`]),
+//! which it normalises (`path::normalize_path`) and looks up; auth, rate
+//! limiting and the proxy then work from the [`MatchedRoute`].
 //!
 //! Routes live in a trie keyed by path segment, so a lookup costs one hash
 //! probe per segment of the request path, whatever the number of routes.
 //! The deepest node holding a route whose host and methods fit wins: that is
 //! "longest prefix on path-segment boundaries".
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 
 use actix_web::http::Method;
 
+use crate::context::MatchedRoute;
+use crate::error::GatewayError;
+use crate::path::{is_normal, normalize_path, strip_port};
 use crate::settings::RouteSettings;
 
 #[derive(Default)]
@@ -65,10 +68,31 @@ impl RouteTable {
         &self.routes[idx]
     }
 
+    /// The route of a request: its raw path normalised (400 when it cannot
+    /// be made safe), then looked up (404 no route, 405 method not allowed).
+    pub fn match_request(
+        &self,
+        host: Option<&str>,
+        method: &Method,
+        raw_path: &str,
+    ) -> Result<MatchedRoute, GatewayError> {
+        let normalized = if is_normal(raw_path) {
+            None
+        } else {
+            Some(normalize_path(raw_path).ok_or(GatewayError::BadPath)?)
+        };
+        let path = normalized.as_deref().unwrap_or(raw_path);
+        match self.find(host, method, path) {
+            RouteMatch::Found(index) => Ok(MatchedRoute { index, normalized }),
+            RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::MethodNotAllowed { allow }),
+            RouteMatch::NotFound => Err(GatewayError::NoRoute),
+        }
+    }
+
     /// `path` must already be normalised; `host` is the Host header (any case,
     /// port allowed).
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> RouteMatch {
-        let host = host.map(crate::settings::strip_port);
+        let host = host.map(strip_port);
         let mut found = None;
         let mut allowed: Option<&[usize]> = None;
         let mut node = &self.root;
@@ -133,122 +157,6 @@ impl RouteTable {
 
 fn segments(path: &str) -> impl Iterator<Item = &str> {
     path.split('/').filter(|s| !s.is_empty())
-}
-
-/// True when `prefix` is `path` or a whole-segment prefix of it.
-pub fn has_segment_prefix(path: &str, prefix: &str) -> bool {
-    if prefix == "/" {
-        return true;
-    }
-    let prefix = prefix.trim_end_matches('/');
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
-    }
-}
-
-/// Removes a whole-segment `prefix` from `path`; the result starts with '/'.
-pub fn strip_segment_prefix<'a>(path: &'a str, prefix: &str) -> Cow<'a, str> {
-    if !has_segment_prefix(path, prefix) || prefix == "/" {
-        return Cow::Borrowed(path);
-    }
-    let rest = &path[prefix.trim_end_matches('/').len()..];
-    if rest.is_empty() {
-        Cow::Borrowed("/")
-    } else {
-        Cow::Borrowed(rest)
-    }
-}
-
-fn is_unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// Normalises a request path so that what the gateway matches is exactly
-/// what the upstream will act on:
-/// - percent-encoded unreserved characters and '/' are decoded (so `%2e%2e`
-///   is `..` and `%2f` a separator; `%61dmin` is `admin`);
-/// - empty and `.` segments are dropped, `..` removes the previous segment
-///   (never above the root);
-/// - a trailing slash is kept, other percent-encodings are kept as sent.
-///
-/// Returns `None` for paths that cannot be made safe: not starting with '/',
-/// or carrying an encoded NUL, backslash or control character.
-pub fn normalize_path(raw: &str) -> Option<String> {
-    if !raw.starts_with('/') {
-        return None;
-    }
-    let bytes = raw.as_bytes();
-    let mut decoded: Vec<u8> = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = h * 16 + l;
-                if c < 0x20 || c == 0x7f || c == b'\\' {
-                    return None;
-                }
-                if is_unreserved(c) || c == b'/' {
-                    decoded.push(c);
-                } else {
-                    decoded.extend_from_slice(&[b'%', bytes[i + 1], bytes[i + 2]]);
-                }
-                i += 3;
-                continue;
-            }
-        }
-        if b < 0x20 || b == 0x7f || b == b'\\' {
-            return None;
-        }
-        decoded.push(b);
-        i += 1;
-    }
-    // Only ASCII bytes were decoded, so the result stays valid UTF-8.
-    let decoded = String::from_utf8(decoded).ok()?;
-    let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
-        match seg {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            s => out.push(s),
-        }
-    }
-    let trailing = decoded.len() > 1
-        && (decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/.."));
-    let mut path = String::with_capacity(decoded.len());
-    for seg in &out {
-        path.push('/');
-        path.push_str(seg);
-    }
-    if path.is_empty() || (trailing && !out.is_empty()) {
-        path.push('/');
-    }
-    Some(path)
-}
-
-/// Cheap check that lets the common, already-clean path skip allocation.
-pub fn is_normal(raw: &str) -> bool {
-    raw.starts_with('/')
-        && !raw.contains("//")
-        && !raw.contains("/./")
-        && !raw.contains("/../")
-        && !raw.ends_with("/.")
-        && !raw.ends_with("/..")
-        && !raw
-            .bytes()
-            .any(|b| b == b'%' || b == b'\\' || b < 0x20 || b == 0x7f)
 }
 
 #[cfg(test)]
@@ -325,43 +233,23 @@ mod tests {
     }
 
     #[test]
-    fn normalisation_defeats_traversal() {
-        let cases = [
-            ("/public/../admin", "/admin"),
-            ("/public/%2e%2e/admin", "/admin"),
-            ("/public/%2E%2E%2Fadmin", "/admin"),
-            ("/public/.%2e/admin", "/admin"),
-            ("//admin//x", "/admin/x"),
-            ("/./a/./b/", "/a/b/"),
-            ("/../../etc/passwd", "/etc/passwd"),
-            ("/%61dmin", "/admin"),
-            ("/a/b/..", "/a/"),
-            ("/", "/"),
-            ("/..", "/"),
-            ("/x%20y/%3F", "/x%20y/%3F"),
-        ];
-        for (raw, want) in cases {
-            assert_eq!(normalize_path(raw).as_deref(), Some(want), "{raw}");
-        }
-        assert_eq!(normalize_path("/a%00b"), None);
-        assert_eq!(normalize_path("/a%5c..%5cb"), None);
-        assert_eq!(normalize_path("relative"), None);
-    }
-
-    #[test]
-    fn clean_paths_are_recognised() {
-        assert!(is_normal("/api/users/7"));
-        assert!(!is_normal("/api//users"));
-        assert!(!is_normal("/api/%2e%2e/x"));
-        assert!(!is_normal("/api/.."));
-    }
-
-    #[test]
-    fn prefixes_respect_segments() {
-        assert!(has_segment_prefix("/api/users", "/api"));
-        assert!(!has_segment_prefix("/apix", "/api"));
-        assert_eq!(strip_segment_prefix("/api/users", "/api"), "/users");
-        assert_eq!(strip_segment_prefix("/api", "/api"), "/");
-        assert_eq!(strip_segment_prefix("/other", "/api"), "/other");
+    fn requests_are_matched_on_their_normalised_path() {
+        let t = RouteTable::new(vec![route("admin", "/admin", &["GET"], None)]);
+        let m = t
+            .match_request(None, &Method::GET, "/public/%2e%2e/admin/x")
+            .unwrap();
+        assert_eq!(m.index, 0);
+        assert_eq!(m.path("/public/%2e%2e/admin/x"), "/admin/x");
+        let clean = t.match_request(None, &Method::GET, "/admin").unwrap();
+        assert!(clean.normalized.is_none(), "a normal path is not copied");
+        let refused = |path: &str, method: Method| t.match_request(None, &method, path).err();
+        assert_eq!(refused("/a%00b", Method::GET), Some(GatewayError::BadPath));
+        assert_eq!(refused("/other", Method::GET), Some(GatewayError::NoRoute));
+        assert_eq!(
+            refused("/admin", Method::POST),
+            Some(GatewayError::MethodNotAllowed {
+                allow: "GET".into()
+            })
+        );
     }
 }

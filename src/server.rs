@@ -9,7 +9,6 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
 use actix_web::http::KeepAlive;
 use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
@@ -17,29 +16,22 @@ use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
 use slog::{error, info, Logger};
 
-use crate::actors::rate_limiter::RateLimiterActor;
-use crate::middleware::access_log::WorkerTelemetry;
+use crate::auth::Auth;
 use crate::middleware::{
     access_log::access_log, auth::authenticate, rate_limit::rate_limit, request_id::request_id,
     route_match::route_match,
 };
-use crate::proxy::{forward, UpstreamClients};
-use crate::ratelimit::store::{ClusterStores, StoreHealth, WorkerCluster};
-use crate::ratelimit::RateLimits;
-use crate::redis_pool::RedisPool;
+use crate::proxy::clients::UpstreamClients;
+use crate::proxy::forward::forward;
+use crate::ratelimit::RateLimiting;
+use crate::redis::pool::RedisPool;
 use crate::settings::Settings;
 use crate::state::Gateway;
-use crate::state::RateLimitParts;
+use crate::telemetry::access_log::WorkerTelemetry;
 use crate::telemetry::logging::AccessLogSink;
 use crate::telemetry::{health, metrics::Metrics};
 
 const HEALTH_GAUGE_REFRESH: Duration = Duration::from_secs(1);
-/// Cluster decisions waiting for the RateLimiter actor; beyond this a
-/// request falls back at once instead of queueing.
-const RATE_LIMITER_MAILBOX: usize = 4096;
-/// Added to `command_timeout_ms` for the time a decision waits in the
-/// actor's mailbox before its round trip starts.
-const MAILBOX_WAIT_MARGIN: Duration = Duration::from_millis(20);
 
 fn other(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(err.to_string())
@@ -57,50 +49,17 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
         .build()
         .map_err(other)?;
 
-    // 2. Rate limiting: local limiters, and the actor that owns Redis and
-    //    idle-key eviction (on its own thread).
-    let limits = Arc::new(RateLimits::new(&settings.rate_limits));
-    let health = Arc::new(StoreHealth::default());
-    let cluster = if limits.policies.is_empty() {
-        None
-    } else {
-        let backend = match &settings.redis {
-            Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
-            None => None,
-        };
-        let command_timeout = settings
-            .redis
-            .as_ref()
-            .map_or(Duration::from_millis(100), |r| r.command_timeout);
-        let actor = RateLimiterActor::new(
-            backend,
-            RATE_LIMITER_MAILBOX,
-            command_timeout,
-            health.clone(),
-            limits.clone(),
-            metrics.clone(),
-            log.clone(),
-        );
-        // Each worker starts its own decisions actor from this template.
-        let template = actor.for_worker();
-        let arbiter = actix::Arbiter::new();
-        RateLimiterActor::start_in_arbiter(&arbiter.handle(), move |_| actor);
-        settings.redis.as_ref().map(|_| ClusterStores {
-            template,
-            health: health.clone(),
-            wait: command_timeout + MAILBOX_WAIT_MARGIN,
-            metrics: metrics.clone(),
-        })
-    };
-    let any_rate_limits = settings.routes.iter().any(|r| !r.rate_limits.is_empty())
-        || !settings.auth_rate_limits.is_empty();
+    // 2. Rate limiting: local limiters, the upkeep actor (own thread) and,
+    //    with Redis, what each worker's RateLimiter actor starts from.
+    let rate_limits = RateLimiting::start(&settings, &metrics, &log).map_err(other)?;
+    let any_rate_limits = settings.uses_rate_limits();
 
     // 3. Auth: provider discovery, JWKS, session store (Redis when set).
     let session_pool = match &settings.redis {
         Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
         None => None,
     };
-    let auth = crate::auth::build(&settings, session_pool, &metrics, &log)
+    let auth = Auth::build(&settings, session_pool, &metrics, &log)
         .await
         .map_err(other)?;
     let any_auth = auth.is_some();
@@ -108,24 +67,27 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     // 4. Shared state, read by every worker.
     let server_settings = settings.server.clone();
     let admin_listen = settings.admin_listen;
-    let parts = RateLimitParts {
-        limits,
-        cluster,
-        health,
-    };
-    let gateway = web::Data::new(Gateway::new(settings, metrics, parts, auth, log.clone()));
+    let gateway = web::Data::new(Gateway::new(
+        settings,
+        metrics,
+        rate_limits,
+        auth,
+        log.clone(),
+    ));
 
     // 5. The proxy listener.
     let state = gateway.clone();
     let proxy = HttpServer::new(move || {
+        // Per worker, on the worker's thread: its awc clients, access-log
+        // drain and (with Redis) RateLimiter actor.
         let clients = UpstreamClients::new(&state.settings.upstreams);
         let telemetry = WorkerTelemetry::new(access_sink.worker_logger());
-        let cluster = WorkerCluster(state.cluster.as_ref().map(ClusterStores::for_this_worker));
+        let limits = state.rate_limits.for_this_worker();
         App::new()
             .app_data(state.clone())
             .app_data(web::Data::new(clients))
             .app_data(web::Data::new(telemetry))
-            .app_data(web::Data::new(cluster))
+            .app_data(web::Data::new(limits))
             .configure(|cfg| {
                 if any_auth {
                     crate::auth::oauth::configure(cfg);
@@ -151,7 +113,8 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     .disable_signals();
     let proxy = match &server_settings.tls {
         Some(tls) => {
-            proxy.bind_rustls_0_23(server_settings.listen, crate::tls::server_config(tls)?)?
+            let config = crate::tls::server_config(&tls.cert_file, &tls.key_file)?;
+            proxy.bind_rustls_0_23(server_settings.listen, config)?
         }
         None => proxy.bind(server_settings.listen)?,
     }

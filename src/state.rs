@@ -3,22 +3,30 @@
 //!
 //! Everything here is read-mostly: the route table and settings never change
 //! after startup; the mutable parts are atomics (readiness, target health)
-//! and Prometheus metrics.
+//! and Prometheus metrics. It sits above the features (routing, proxy
+//! targets, rate limiting, auth) and below what serves requests (the
+//! middleware, the proxy handler, the `/oauth2` and health endpoints).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::http::header::HeaderName;
-use prometheus::{Histogram, IntCounter};
+use prometheus::Histogram;
 use slog::Logger;
 
+use crate::auth::browser::{login_cookie_for, ENDPOINTS};
+use crate::auth::Auth;
 use crate::proxy::balancer::Upstream;
-use crate::ratelimit::store::{ClusterStores, StoreHealth};
-use crate::ratelimit::RateLimits;
+use crate::proxy::headers::request_skip_list;
+use crate::ratelimit::RateLimiting;
 use crate::routing::RouteTable;
 use crate::settings::Settings;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{Metrics, NO_ROUTE};
+
+/// What `key: route` counts for the /oauth2/* endpoints: one budget for
+/// the four of them, apart from every route's (route keys are indices).
+const OAUTH2_ROUTE_KEY: usize = usize::MAX;
 
 pub struct Gateway {
     pub settings: Settings,
@@ -28,12 +36,9 @@ pub struct Gateway {
     pub no_route_histogram: Histogram,
     pub upstreams: Vec<Upstream>,
     pub metrics: Arc<Metrics>,
-    pub rate_limits: Arc<RateLimits>,
-    /// Present when `redis.url` is set: cluster-scoped decisions.
-    pub cluster: Option<ClusterStores>,
-    pub store_health: Arc<StoreHealth>,
+    pub rate_limits: RateLimiting,
     /// Present when some route uses auth.
-    pub auth: Option<crate::auth::Auth>,
+    pub auth: Option<Auth>,
     pub log: Logger,
     pub started: Instant,
     /// Request headers never copied upstream (the gateway sets them itself).
@@ -43,31 +48,16 @@ pub struct Gateway {
     pub gateway_cookies: Vec<String>,
     /// Upstream latency histogram per upstream, per target, resolved once.
     pub upstream_histograms: Vec<Vec<Histogram>>,
-    /// `auth_outcomes_total{result="authenticated"}` per route, for the
-    /// reasons `session` and `bearer`, resolved once (the hot path of
-    /// authenticated traffic); `None` for routes without auth.
-    pub auth_successes: Vec<Option<[IntCounter; 2]>>,
-    /// `ratelimit_decisions_total` per policy for the outcomes `allowed`
-    /// and `limited`, resolved once (every request of a limited route
-    /// counts one).
-    pub ratelimit_counters: Vec<[IntCounter; 2]>,
     ready: AtomicBool,
     draining: AtomicBool,
-}
-
-/// What startup builds before the shared state (the actor needs some of it).
-pub struct RateLimitParts {
-    pub limits: Arc<RateLimits>,
-    pub cluster: Option<ClusterStores>,
-    pub health: Arc<StoreHealth>,
 }
 
 impl Gateway {
     pub fn new(
         settings: Settings,
         metrics: Arc<Metrics>,
-        rl: RateLimitParts,
-        auth: Option<crate::auth::Auth>,
+        rate_limits: RateLimiting,
+        auth: Option<Auth>,
         log: Logger,
     ) -> Self {
         let routes = RouteTable::new(settings.routes.clone());
@@ -76,7 +66,7 @@ impl Gateway {
             .iter()
             .map(|r| metrics.route_histogram(&r.name))
             .collect();
-        let no_route_histogram = metrics.route_histogram(crate::telemetry::metrics::NO_ROUTE);
+        let no_route_histogram = metrics.route_histogram(NO_ROUTE);
         let upstreams: Vec<Upstream> = settings
             .upstreams
             .iter()
@@ -104,35 +94,10 @@ impl Gateway {
                     .collect()
             })
             .collect();
-        let auth_successes = routes
-            .routes()
-            .iter()
-            .map(|r| {
-                (r.auth != crate::settings::AuthMode::None).then(|| {
-                    ["session", "bearer"].map(|reason| {
-                        metrics
-                            .auth_outcomes
-                            .with_label_values(&[&r.name, "authenticated", reason])
-                    })
-                })
-            })
-            .collect();
-        let ratelimit_counters = rl
-            .limits
-            .policies
-            .iter()
-            .map(|p| {
-                ["allowed", "limited"].map(|outcome| {
-                    metrics
-                        .ratelimit_decisions
-                        .with_label_values(&[&p.settings.name, outcome])
-                })
-            })
-            .collect();
         let gateway_cookies = match &auth {
             Some(auth) => {
                 let name = &auth.settings.session.cookie_name;
-                vec![name.clone(), crate::auth::oauth::login_cookie_for(name)]
+                vec![name.clone(), login_cookie_for(name)]
             }
             None => Vec::new(),
         };
@@ -143,17 +108,13 @@ impl Gateway {
             no_route_histogram,
             upstreams,
             metrics,
-            rate_limits: rl.limits,
-            cluster: rl.cluster,
-            store_health: rl.health,
+            rate_limits,
             auth,
             log,
             started: Instant::now(),
-            request_skip: crate::proxy::headers::request_skip_list(),
+            request_skip: request_skip_list(),
             gateway_cookies,
             upstream_histograms,
-            auth_successes,
-            ratelimit_counters,
             ready: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
@@ -162,7 +123,24 @@ impl Gateway {
     /// The path is one of the `/oauth2/*` endpoints the gateway answers
     /// itself (only when auth is configured); such requests match no route.
     pub fn serves_oauth2(&self, path: &str) -> bool {
-        self.auth.is_some() && crate::auth::oauth::ENDPOINTS.contains(&path)
+        self.auth.is_some() && ENDPOINTS.contains(&path)
+    }
+
+    /// The rate-limit policies of a request and what `key: route` counts
+    /// for it: its route's, or `auth.rate_limit` for the gateway's own
+    /// `/oauth2/*` endpoints (which match no route); `None` for neither.
+    pub fn rate_limit_policies(
+        &self,
+        route: Option<usize>,
+        path: &str,
+    ) -> Option<(&[usize], usize)> {
+        match route {
+            Some(index) => Some((&self.routes.get(index).rate_limits, index)),
+            None if self.serves_oauth2(path) => {
+                Some((&self.settings.auth.rate_limits, OAUTH2_ROUTE_KEY))
+            }
+            None => None,
+        }
     }
 
     /// Ready = listening and not draining.
@@ -188,7 +166,7 @@ impl Gateway {
     pub fn refresh_health_gauges(&self) {
         self.metrics
             .ratelimit_store_degraded
-            .set(i64::from(self.store_health.is_open()));
+            .set(i64::from(self.rate_limits.breaker().is_open()));
         for u in &self.upstreams {
             for t in &u.targets {
                 self.metrics

@@ -3,6 +3,9 @@
 //! upstreams and the identity provider (Mozilla's roots, or an upstream's
 //! own `tls_ca_file`). Validation calls these too, so a bad certificate,
 //! key or CA file is reported by `gateway check` and stops startup.
+//!
+//! A leaf: it takes file paths, not settings, and imports nothing from the
+//! gateway.
 
 use std::io;
 use std::path::Path;
@@ -11,22 +14,21 @@ use std::sync::Arc;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
-use crate::settings::TlsSettings;
-
-pub fn server_config(tls: &TlsSettings) -> io::Result<rustls::ServerConfig> {
+/// The listener's TLS from a PEM certificate chain and its private key.
+pub fn server_config(cert_file: &Path, key_file: &Path) -> io::Result<rustls::ServerConfig> {
     let invalid = |what: &str, e: &dyn std::fmt::Display| {
         io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
     };
-    let certs = CertificateDer::pem_file_iter(&tls.cert_file)
+    let certs = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| invalid("cannot read certificate PEM", &e))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| invalid("bad certificate PEM", &e))?;
     if certs.is_empty() {
-        return Err(invalid("no certificate in file", &tls.cert_file.display()));
+        return Err(invalid("no certificate in file", &cert_file.display()));
     }
-    let key = PrivateKeyDer::from_pem_file(&tls.key_file)
+    let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| invalid("cannot read private key PEM", &e))?;
-    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("TLS protocol setup", &e))?
         .with_no_client_auth()

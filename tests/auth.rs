@@ -755,10 +755,8 @@ async fn a_cold_replica_reads_a_session_from_redis_once() {
     // Replica b has never seen the session: 32 requests arrive at once.
     let before = redis_gets(&redis);
     let urls: Vec<String> = (0..32).map(|i| b.url(&format!("/app/{i}"))).collect();
-    assert!(concurrent_gets(urls, &cookie)
-        .await
-        .iter()
-        .all(|s| *s == 200));
+    let statuses = concurrent_gets(urls, &cookie).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     assert_eq!(
         redis_gets(&redis) - before,
         1,
@@ -846,10 +844,8 @@ async fn tokens_close_to_expiry_are_refreshed_transparently() {
     );
     // Concurrent requests after the refresh all pass.
     let urls: Vec<String> = (0..10).map(|i| gw.url(&format!("/app/{i}"))).collect();
-    assert!(concurrent_gets(urls, &cookie)
-        .await
-        .iter()
-        .all(|s| *s == 200));
+    let statuses = concurrent_gets(urls, &cookie).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
 }
 
 /// GETs every URL at once with the session cookie; the statuses in order.
@@ -890,10 +886,8 @@ async fn two_replicas_refresh_a_session_exactly_once() {
             }
         })
         .collect();
-    assert!(concurrent_gets(urls, &cookie)
-        .await
-        .iter()
-        .all(|s| *s == 200));
+    let statuses = concurrent_gets(urls, &cookie).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
     let refreshes = |metrics: String| -> u64 {
         metrics
             .lines()

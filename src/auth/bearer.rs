@@ -12,8 +12,10 @@ use moka::sync::Cache;
 use serde_json::Value;
 
 use super::crypto::IdDigest;
-use super::session::unix_now;
-use super::{http, Auth, Identity};
+use super::http;
+use super::identity::Identity;
+use super::provider::Provider;
+use super::session::model::unix_now;
 
 /// An unknown `kid` triggers a JWKS refetch at most this often (key
 /// rotation is rare; a flood of forged kids must not flood the provider).
@@ -30,18 +32,6 @@ pub enum BearerError {
     NoVerifier,
     #[error("the provider could not be reached")]
     Provider,
-}
-
-impl BearerError {
-    /// Metrics label.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::Invalid => "invalid_token",
-            Self::Expired => "expired_token",
-            Self::NoVerifier => "no_verifier",
-            Self::Provider => "provider_error",
-        }
-    }
 }
 
 pub struct Jwks {
@@ -109,9 +99,12 @@ fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
 
-/// Validates a signed JWT and returns its claims.
+/// Validates a signed JWT against the provider's keys and returns its
+/// claims: signature, `exp`, `nbf`, `aud` (one of `audiences`) and `iss`
+/// (when the issuer is known).
 pub async fn validate_jwt(
-    auth: &Auth,
+    jwks: &Jwks,
+    issuer: Option<&str>,
     token: &str,
     audiences: &[String],
 ) -> Result<Value, BearerError> {
@@ -132,8 +125,7 @@ pub async fn validate_jwt(
     ) {
         return Err(BearerError::Invalid);
     }
-    let key = auth
-        .jwks
+    let key = jwks
         .key(header.kid.as_deref())
         .await
         .ok_or(BearerError::Invalid)?;
@@ -143,7 +135,7 @@ pub async fn validate_jwt(
     validation.set_audience(audiences);
     // jsonwebtoken checks aud/iss only when present: make them mandatory.
     let mut required = vec!["exp", "aud"];
-    if let Some(issuer) = &auth.endpoints.issuer {
+    if let Some(issuer) = issuer {
         validation.set_issuer(&[issuer]);
         required.push("iss");
     }
@@ -208,13 +200,17 @@ fn introspected_claims_match(answer: &Value, issuer: Option<&str>, audiences: &[
     }
 }
 
-async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
-    let url = auth
+async fn introspect(
+    provider: &Provider,
+    cache: &IntrospectionCache,
+    roles_claim: &str,
+    token: &str,
+) -> Result<Identity, BearerError> {
+    let url = provider
         .endpoints
         .introspection
         .as_deref()
         .ok_or(BearerError::NoVerifier)?;
-    let cache = &auth.introspection;
     let key = IdDigest::of(token);
     if let Some(hit) = cache.active.get(&key) {
         if hit.1 > unix_now() {
@@ -225,14 +221,12 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
     if let Some(refused) = cache.refused.get(&key) {
         return Err(refused);
     }
-    let p = &auth.settings.provider;
-    let answer = match http::post_form(
-        url,
-        &p.client_id,
-        &p.client_secret,
-        &[("token", token), ("token_type_hint", "access_token")],
-    )
-    .await
+    let answer = match provider
+        .post_form(
+            url,
+            &[("token", token), ("token_type_hint", "access_token")],
+        )
+        .await
     {
         Ok(answer) => answer,
         Err(_) => {
@@ -241,7 +235,7 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
             return Err(BearerError::Provider);
         }
     };
-    let verdict = identity_from_introspection(auth, &answer);
+    let verdict = identity_from_introspection(provider, roles_claim, &answer);
     match &verdict {
         Ok((identity, exp)) => {
             cache.count("active");
@@ -257,17 +251,21 @@ async fn introspect(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
 
 /// The identity and expiry of an introspection answer, or why it is refused.
 fn identity_from_introspection(
-    auth: &Auth,
+    provider: &Provider,
+    roles_claim: &str,
     answer: &Value,
 ) -> Result<(Identity, u64), BearerError> {
     if answer.get("active").and_then(Value::as_bool) != Some(true) {
         return Err(BearerError::Invalid);
     }
-    if !introspected_claims_match(answer, auth.endpoints.issuer.as_deref(), &auth.audiences) {
+    let (issuer, audiences) = (
+        provider.endpoints.issuer.as_deref(),
+        &provider.settings.audiences,
+    );
+    if !introspected_claims_match(answer, issuer, audiences) {
         return Err(BearerError::Invalid);
     }
-    let identity =
-        Identity::from_claims(answer, &auth.settings.roles_claim).ok_or(BearerError::Invalid)?;
+    let identity = Identity::from_claims(answer, roles_claim).ok_or(BearerError::Invalid)?;
     let exp = answer
         .get("exp")
         .and_then(Value::as_u64)
@@ -278,15 +276,46 @@ fn identity_from_introspection(
     Ok((identity, exp))
 }
 
-/// Authenticates a bearer token: JWTs locally when a JWKS is known,
-/// everything else (or everything, without JWKS) by introspection.
-pub async fn authenticate(auth: &Auth, token: &str) -> Result<Identity, BearerError> {
-    if looks_like_jwt(token) && auth.jwks.is_configured() {
-        let claims = validate_jwt(auth, token, &auth.audiences).await?;
-        return Identity::from_claims(&claims, &auth.settings.roles_claim)
-            .ok_or(BearerError::Invalid);
+/// Checks bearer tokens: the provider's keys and the introspection answers.
+pub struct BearerVerifier {
+    pub jwks: Jwks,
+    introspection: IntrospectionCache,
+    roles_claim: String,
+}
+
+impl BearerVerifier {
+    /// Fetches the JWKS once (a failure is tolerated: keys are refetched on
+    /// demand); introspection answers are kept `cache_ttl`.
+    pub async fn new(
+        provider: &Provider,
+        roles_claim: &str,
+        cache_ttl: Duration,
+        calls: prometheus::IntCounterVec,
+    ) -> Self {
+        let jwks = Jwks::new(provider.endpoints.jwks.clone());
+        jwks.refresh().await;
+        Self {
+            jwks,
+            introspection: IntrospectionCache::new(cache_ttl, Some(calls)),
+            roles_claim: roles_claim.to_owned(),
+        }
     }
-    introspect(auth, token).await
+
+    /// Authenticates a bearer token: JWTs locally when a JWKS is known,
+    /// everything else (or everything, without JWKS) by introspection.
+    pub async fn authenticate(
+        &self,
+        provider: &Provider,
+        token: &str,
+    ) -> Result<Identity, BearerError> {
+        if looks_like_jwt(token) && self.jwks.is_configured() {
+            let issuer = provider.endpoints.issuer.as_deref();
+            let claims =
+                validate_jwt(&self.jwks, issuer, token, &provider.settings.audiences).await?;
+            return Identity::from_claims(&claims, &self.roles_claim).ok_or(BearerError::Invalid);
+        }
+        introspect(provider, &self.introspection, &self.roles_claim, token).await
+    }
 }
 
 #[cfg(test)]

@@ -2,317 +2,248 @@
 //! sessions, bearer tokens (local JWT validation or introspection), and the
 //! route requirements (`require.scopes`, `require.roles`).
 //!
-//! The auth middleware (`middleware/auth.rs`) sits after route matching and
-//! before rate limiting; the `/oauth2/*` endpoints (`oauth.rs`) are served
-//! by the gateway itself on the proxy listener. Everything here talks to the
-//! identity provider through awc (`http.rs`).
+//! The auth stage (`middleware/auth.rs`) sits after route matching and
+//! before rate limiting and makes one call here, [`Auth::identify`]. The
+//! `/oauth2/*` endpoints (`oauth.rs`) are served by the gateway itself on
+//! the proxy listener. Everything talks to the identity provider through
+//! awc (`http.rs`).
+//!
+//! ```text
+//! mod.rs        Auth: identify a request -> Arc<Identity> | Refusal; metrics
+//!   oauth.rs    /oauth2/login, callback, logout, userinfo (handlers; above the shared state)
+//!   refresh.rs  refresh exactly once (flight, lock, lease) -> provider
+//!   bearer.rs   JWT (JWKS), introspection cache      provider.rs  endpoints, oauth2 client
+//!   session/    SessionStore, SessionCache actor, Redis side, model
+//!   browser.rs  cookies, redirects, /oauth2 paths     failure.rs  AuthFailure, Refusal
+//!   identity.rs Identity, X-Auth-* headers            crypto.rs, http.rs
+//! ```
 
 pub mod bearer;
+pub mod browser;
 pub mod crypto;
+pub mod failure;
 pub mod http;
+pub mod identity;
 pub mod oauth;
+pub mod provider;
+pub mod refresh;
 pub mod session;
 
-use actix_web::http::header::{HeaderName, HeaderValue};
+use std::sync::Arc;
 use std::time::Duration;
 
-use oauth2::basic::{
-    BasicErrorResponse, BasicRevocationErrorResponse, BasicTokenIntrospectionResponse,
-    BasicTokenType,
-};
-use oauth2::{
-    AuthUrl, ClientId, ClientSecret, EndpointNotSet, EndpointSet, ExtraTokenFields, RedirectUrl,
-    StandardRevocableToken, StandardTokenResponse, TokenUrl,
-};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use prometheus::{IntCounter, IntCounterVec};
 
-use crate::settings::{RawAuth, RouteSettings, Settings};
-use session::SessionStore;
+use self::bearer::BearerVerifier;
+use self::failure::{AuthFailure, Refusal};
+use self::identity::Identity;
+use self::provider::Provider;
+use self::session::SessionStore;
+use crate::redis::pool::RedisPool;
+use crate::settings::{AuthMode, AuthSettings, RouteSettings, Settings};
+use crate::telemetry::metrics::Metrics;
 
-/// Who made the request, as far as the gateway could establish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub subject: String,
-    pub email: Option<String>,
-    pub roles: Vec<String>,
-    pub scopes: Vec<String>,
-    /// `X-Auth-*` for upstreams, built once per identity (a cached session
-    /// serves many requests).
-    upstream_headers: std::sync::OnceLock<Vec<(HeaderName, HeaderValue)>>,
+/// How an identity was established (the `reason` of a success).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Session = 0,
+    Bearer = 1,
 }
 
-impl Identity {
-    pub fn new(
-        subject: String,
-        email: Option<String>,
-        roles: Vec<String>,
-        scopes: Vec<String>,
-    ) -> Self {
+/// `gateway_auth_outcomes_total`, with the success counters of every route
+/// resolved once (the hot path of authenticated traffic).
+struct AuthMetrics {
+    outcomes: IntCounterVec,
+    /// Per route (`None` without auth): `authenticated` by session, by bearer.
+    successes: Vec<Option<[IntCounter; 2]>>,
+}
+
+impl AuthMetrics {
+    fn new(metrics: &Metrics, routes: &[RouteSettings]) -> Self {
+        let successes = routes
+            .iter()
+            .map(|r| {
+                (r.auth != AuthMode::None).then(|| {
+                    ["session", "bearer"].map(|reason| {
+                        metrics
+                            .auth_outcomes
+                            .with_label_values(&[&r.name, "authenticated", reason])
+                    })
+                })
+            })
+            .collect();
         Self {
-            subject,
-            email,
-            roles,
-            scopes,
-            upstream_headers: std::sync::OnceLock::new(),
+            outcomes: metrics.auth_outcomes.clone(),
+            successes,
         }
     }
 
-    /// `X-Auth-Subject`, `X-Auth-Email`, `X-Auth-Roles` (comma-separated)
-    /// and `X-Auth-Scopes` (space-separated); a value that is not a valid
-    /// header value is left out.
-    pub fn upstream_headers(&self) -> &[(HeaderName, HeaderValue)] {
-        self.upstream_headers.get_or_init(|| {
-            let mut out = Vec::with_capacity(4);
-            let mut push = |name: &'static str, value: &str| {
-                if let Ok(v) = HeaderValue::from_str(value) {
-                    out.push((HeaderName::from_static(name), v));
-                }
-            };
-            push("x-auth-subject", &self.subject);
-            if let Some(email) = &self.email {
-                push("x-auth-email", email);
-            }
-            push("x-auth-roles", &self.roles.join(","));
-            push("x-auth-scopes", &self.scopes.join(" "));
-            out
-        })
+    fn count(&self, route: &str, result: &str, reason: &str) {
+        self.outcomes
+            .with_label_values(&[route, result, reason])
+            .inc();
     }
-
-    /// Reads subject, email, roles (`roles_claim`, a list or a space- or
-    /// comma-separated string) and scopes (`scope` string or `scp` list).
-    pub fn from_claims(claims: &Value, roles_claim: &str) -> Option<Self> {
-        // Client-credentials tokens have no user: the client is the subject.
-        let subject = claims
-            .get("sub")
-            .or_else(|| claims.get("client_id"))?
-            .as_str()?
-            .to_owned();
-        let list = |v: Option<&Value>| -> Vec<String> {
-            match v {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect(),
-                Some(Value::String(s)) => s
-                    .split([' ', ','])
-                    .filter(|p| !p.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                _ => Vec::new(),
-            }
-        };
-        let mut scopes = list(claims.get("scope"));
-        if scopes.is_empty() {
-            scopes = list(claims.get("scp"));
-        }
-        Some(Self::new(
-            subject,
-            claims
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            list(claims.get(roles_claim)),
-            scopes,
-        ))
-    }
-
-    /// All of the route's requirements hold.
-    pub fn satisfies(&self, route: &RouteSettings) -> bool {
-        // Lists are a handful of entries: a scan beats building a set.
-        let has_all = |have: &[String], want: &[String]| want.iter().all(|w| have.contains(w));
-        has_all(&self.scopes, &route.require_scopes) && has_all(&self.roles, &route.require_roles)
-    }
-}
-
-/// The ID token, which `oauth2`'s basic token response leaves out.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct IdTokenField {
-    pub id_token: Option<String>,
-}
-
-impl ExtraTokenFields for IdTokenField {}
-
-pub type TokenResponse = StandardTokenResponse<IdTokenField, BasicTokenType>;
-
-pub type OAuthClient = oauth2::Client<
-    BasicErrorResponse,
-    TokenResponse,
-    BasicTokenIntrospectionResponse,
-    StandardRevocableToken,
-    BasicRevocationErrorResponse,
-    EndpointSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointNotSet,
-    EndpointSet,
->;
-
-/// Provider endpoints after discovery; explicit settings win.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    pub issuer: Option<String>,
-    pub authorization: Option<String>,
-    pub token: Option<String>,
-    pub introspection: Option<String>,
-    pub revocation: Option<String>,
-    pub userinfo: Option<String>,
-    pub jwks: Option<String>,
-    pub end_session: Option<String>,
 }
 
 /// Everything the auth stage and the `/oauth2/*` endpoints share.
 pub struct Auth {
-    pub settings: RawAuth,
-    pub endpoints: Endpoints,
-    pub oauth: Option<OAuthClient>,
+    pub settings: AuthSettings,
+    pub provider: Provider,
     pub sessions: SessionStore,
-    pub jwks: bearer::Jwks,
-    pub introspection: bearer::IntrospectionCache,
-    pub audiences: Vec<String>,
+    pub bearer: BearerVerifier,
+    metrics: AuthMetrics,
 }
 
-fn non_empty(v: &Option<String>) -> Option<String> {
-    v.as_deref().filter(|s| !s.is_empty()).map(str::to_owned)
-}
+impl Auth {
+    /// Builds the auth state when some route uses auth; `None` otherwise:
+    /// the provider (trust, discovery, client), the JWKS, the session store
+    /// (Redis through `redis_pool` when given, else memory) and the
+    /// introspection caches.
+    pub async fn build(
+        settings: &Settings,
+        redis_pool: Option<RedisPool>,
+        metrics: &Metrics,
+        log: &slog::Logger,
+    ) -> Result<Option<Self>, String> {
+        if !settings.uses_auth() {
+            return Ok(None);
+        }
+        let auth = &settings.auth;
+        let provider = Provider::connect(&auth.provider, &auth.logout).await?;
+        let sessions = match (redis_pool, &settings.redis) {
+            (Some(pool), Some(redis)) => SessionStore::redis(
+                &auth.session.secret,
+                pool,
+                redis,
+                auth.session.cache_ttl,
+                log.clone(),
+            )?,
+            _ => SessionStore::memory(auth.session.ttl, log.clone()),
+        }
+        .with_lookup_metric(metrics.session_cache_lookups.clone());
+        let bearer = BearerVerifier::new(
+            &provider,
+            &auth.roles_claim,
+            auth.session.cache_ttl.max(Duration::from_secs(1)),
+            metrics.auth_introspections.clone(),
+        )
+        .await;
+        Ok(Some(Self {
+            settings: auth.clone(),
+            provider,
+            sessions,
+            bearer,
+            metrics: AuthMetrics::new(metrics, &settings.routes),
+        }))
+    }
 
-/// Fills in endpoints from `<issuer>/.well-known/openid-configuration`.
-pub async fn resolve_endpoints(auth: &RawAuth) -> Result<Endpoints, String> {
-    let p = &auth.provider;
-    let mut e = Endpoints {
-        issuer: non_empty(&p.issuer),
-        authorization: non_empty(&p.authorization_url),
-        token: non_empty(&p.token_url),
-        introspection: non_empty(&p.introspection_url),
-        revocation: non_empty(&p.revocation_url),
-        userinfo: non_empty(&p.userinfo_url),
-        jwks: non_empty(&p.jwks_url),
-        end_session: non_empty(&p.end_session_url),
-    };
-    if let Some(issuer) = &e.issuer {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let doc = http::get_json(&url, None)
-            .await
-            .map_err(|err| format!("OpenID discovery at {url} failed: {err}"))?;
-        let field = |name: &str| doc.get(name).and_then(Value::as_str).map(str::to_owned);
-        // OpenID Discovery 4.3: a document naming another issuer must not
-        // be used (its tokens would all fail the `iss` check anyway).
-        if let Some(announced) = field("issuer") {
-            if announced.trim_end_matches('/') != issuer.trim_end_matches('/') {
-                return Err(format!(
-                    "OpenID discovery at {url}: the document is for issuer {announced}, \
-                     not auth.provider.issuer {issuer}"
-                ));
+    /// Counts an outcome of the gateway's own endpoints (route `_oauth2`).
+    pub fn count_endpoint(&self, result: &str, reason: &str) {
+        self.metrics.count("_oauth2", result, reason);
+    }
+
+    /// Who sent `req`, and may they use `route` (number `route_index`)?
+    /// Counts the outcome; a refusal says how to answer.
+    pub async fn identify(
+        &self,
+        req: &HttpRequest,
+        route_index: usize,
+        route: &RouteSettings,
+    ) -> Result<Arc<Identity>, Refusal> {
+        let token = bearer_token(req);
+        let result = match (route.auth, token) {
+            (AuthMode::Bearer | AuthMode::SessionOrBearer, Some(token)) => {
+                // Boxed: large and less common than a cached session.
+                Box::pin(self.bearer.authenticate(&self.provider, token))
+                    .await
+                    .map(|identity| (Arc::new(identity), Via::Bearer, false))
+                    .map_err(AuthFailure::from)
+            }
+            (AuthMode::Bearer, None) => Err(AuthFailure::NoToken),
+            _ => self
+                .session_identity(req)
+                .await
+                .map(|(identity, refreshed)| (identity, Via::Session, refreshed)),
+        };
+        let result = result.and_then(|verified| {
+            if verified.0.satisfies(route) {
+                Ok(verified)
+            } else {
+                Err(AuthFailure::RequirementUnmet)
+            }
+        });
+        match result {
+            Ok((identity, via, refreshed)) => {
+                if refreshed {
+                    self.metrics.count(&route.name, "refreshed", "session");
+                }
+                if let Some(successes) = &self.metrics.successes[route_index] {
+                    successes[via as usize].inc();
+                }
+                Ok(identity)
+            }
+            Err(failure) => {
+                self.metrics
+                    .count(&route.name, failure.result(), failure.reason());
+                Err(refusal(req, route.auth, token.is_some(), failure))
             }
         }
-        e.authorization = e.authorization.or_else(|| field("authorization_endpoint"));
-        e.token = e.token.or_else(|| field("token_endpoint"));
-        e.introspection = e.introspection.or_else(|| field("introspection_endpoint"));
-        e.revocation = e.revocation.or_else(|| field("revocation_endpoint"));
-        e.userinfo = e.userinfo.or_else(|| field("userinfo_endpoint"));
-        e.jwks = e.jwks.or_else(|| field("jwks_uri"));
-        e.end_session = e.end_session.or_else(|| field("end_session_endpoint"));
     }
-    Ok(e)
+
+    /// The identity of the session cookie; tokens close to expiry are
+    /// refreshed first (`true` when this request refreshed them).
+    async fn session_identity(
+        &self,
+        req: &HttpRequest,
+    ) -> Result<(Arc<Identity>, bool), AuthFailure> {
+        let cookie = browser::cookie_of(req, &self.settings.session.cookie_name)
+            .ok_or(AuthFailure::NoSession)?;
+        let session = self
+            .sessions
+            .lookup(cookie)
+            .await
+            .map_err(|_| AuthFailure::StoreUnavailable)?
+            .ok_or(AuthFailure::UnknownSession)?;
+        if !refresh::is_due(&session) {
+            return Ok((session.identity(), false));
+        }
+        // Boxed: the refresh machinery is large and rare; inlined, its state
+        // would be copied around with every request's future.
+        Box::pin(refresh::refresh_session(
+            &self.sessions,
+            &self.provider,
+            cookie,
+            &session,
+        ))
+        .await
+    }
 }
 
-/// Builds the auth state when some route uses auth; `None` otherwise.
-pub async fn build(
-    settings: &Settings,
-    redis_pool: Option<crate::redis_pool::RedisPool>,
-    metrics: &crate::telemetry::metrics::Metrics,
-    log: &slog::Logger,
-) -> Result<Option<Auth>, String> {
-    let uses_auth = settings
-        .routes
-        .iter()
-        .any(|r| r.auth != crate::settings::AuthMode::None);
-    if !uses_auth {
-        return Ok(None);
-    }
-    let raw = &settings.auth;
-    http::trust(raw.provider.tls_ca_path())
-        .map_err(|e| format!("auth.provider.tls_ca_file: {e}"))?;
-    let endpoints = resolve_endpoints(raw).await?;
-    if raw.logout.provider && endpoints.end_session.is_none() {
-        return Err(
-            "auth.logout.provider is true but the provider announces no \
-             end_session_endpoint: set auth.provider.end_session_url"
-                .to_owned(),
-        );
-    }
-    let oauth = match (&endpoints.authorization, &endpoints.token) {
-        (Some(authorization), Some(token)) => Some(
-            oauth2::Client::new(ClientId::new(raw.provider.client_id.clone()))
-                .set_client_secret(ClientSecret::new(raw.provider.client_secret.clone()))
-                .set_auth_uri(AuthUrl::new(authorization.clone()).map_err(|e| e.to_string())?)
-                .set_token_uri(TokenUrl::new(token.clone()).map_err(|e| e.to_string())?)
-                .set_redirect_uri(
-                    RedirectUrl::new(raw.provider.redirect_url.clone())
-                        .map_err(|e| e.to_string())?,
-                ),
-        ),
-        _ => None,
-    };
-    let ttl = Duration::from_secs(raw.session.ttl_secs);
-    let sessions = match (redis_pool, &settings.redis) {
-        (Some(pool), Some(redis)) => SessionStore::redis(
-            &raw.session.secret,
-            pool,
-            redis,
-            Duration::from_secs(raw.session.cache_ttl_secs),
-            log.clone(),
-        )?,
-        _ => SessionStore::memory(&raw.session.secret, ttl, log.clone()),
-    }
-    .with_lookup_metric(metrics.session_cache_lookups.clone());
-    let audiences = if raw.provider.audiences.is_empty() {
-        vec![raw.provider.client_id.clone()]
-    } else {
-        raw.provider.audiences.clone()
-    };
-    let jwks = bearer::Jwks::new(endpoints.jwks.clone());
-    jwks.refresh().await;
-    Ok(Some(Auth {
-        settings: raw.clone(),
-        introspection: bearer::IntrospectionCache::new(
-            Duration::from_secs(raw.session.cache_ttl_secs.max(1)),
-            Some(metrics.auth_introspections.clone()),
-        ),
-        endpoints,
-        oauth,
-        sessions,
-        jwks,
-        audiences,
-    }))
+/// The token of `Authorization: Bearer <token>`, if sent.
+fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn identity_reads_lists_and_strings() {
-        let id = Identity::from_claims(
-            &json!({"sub": "u1", "email": "u1@x", "groups": "a b,c", "scope": "read write"}),
-            "groups",
-        )
-        .unwrap();
-        assert_eq!(id.roles, vec!["a", "b", "c"]);
-        assert_eq!(id.scopes, vec!["read", "write"]);
-        let id = Identity::from_claims(
-            &json!({"sub": "u2", "roles": ["admin"], "scp": ["x"]}),
-            "roles",
-        )
-        .unwrap();
-        assert_eq!(id.roles, vec!["admin"]);
-        assert_eq!(id.scopes, vec!["x"]);
-        assert!(Identity::from_claims(&json!({"email": "no-sub"}), "roles").is_none());
-        let client = Identity::from_claims(&json!({"client_id": "svc", "scope": "a"}), "roles");
-        assert_eq!(client.unwrap().subject, "svc");
+/// How to answer a refused request: browsers without credentials on a
+/// session route are sent to log in; bearer clients get a challenge.
+fn refusal(req: &HttpRequest, mode: AuthMode, token_sent: bool, failure: AuthFailure) -> Refusal {
+    let unauthenticated = failure.gateway_error() == crate::error::GatewayError::Unauthenticated;
+    let session_route = matches!(mode, AuthMode::Session | AuthMode::SessionOrBearer);
+    if session_route && !token_sent && unauthenticated && browser::accepts_html(req.headers()) {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        return Refusal::Login { path_and_query };
+    }
+    Refusal::Error {
+        failure,
+        challenge: unauthenticated && (token_sent || mode == AuthMode::Bearer),
     }
 }

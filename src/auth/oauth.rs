@@ -14,29 +14,24 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use oauth2::{
-    AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, RefreshToken, Scope,
-    TokenResponse as _,
+    AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, Scope, TokenResponse as _,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use super::bearer::validate_jwt;
+use super::browser::{
+    accepts_html, cookie_of, login_cookie_for, redirect, safe_redirect, set_cookie,
+};
 use super::crypto::{digest, random_token};
-use super::session::{unix_now, PreLogin, Session, PRE_LOGIN_TTL};
-use super::{http, Auth, Identity, TokenResponse};
+use super::identity::Identity;
+use super::provider::TokenResponse;
+use super::session::model::{unix_now, PreLogin, Session, PRE_LOGIN_TTL};
+use super::{http, Auth};
+use crate::context::request_id_of;
 use crate::error::GatewayError;
-use crate::middleware::auth::accepts_html;
-use crate::middleware::context::request_id_of;
 use crate::state::Gateway;
-
-/// The paths the gateway answers itself when auth is configured.
-pub const ENDPOINTS: [&str; 4] = [
-    "/oauth2/login",
-    "/oauth2/callback",
-    "/oauth2/logout",
-    "/oauth2/userinfo",
-];
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let only_get = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
@@ -71,93 +66,17 @@ fn fail(req: &HttpRequest, err: GatewayError) -> HttpResponse {
     err.to_response(&request_id_of(req))
 }
 
-/// Where the browser may be sent after login or logout: a relative path on
-/// this gateway, or an absolute URL on one of `allowed_redirect_hosts`.
-pub fn safe_redirect(rd: Option<&str>, allowed_hosts: &[String]) -> Option<String> {
-    let rd = match rd {
-        None | Some("") => return Some("/".to_owned()),
-        Some(rd) => rd,
-    };
-    // Browsers drop tabs and newlines from URLs and read '\' as '/', so
-    // "/\t/evil" would become "//evil": refuse them outright.
-    if rd
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
-    {
-        return None;
-    }
-    // "//evil" and "/\evil" are protocol-relative to browsers.
-    if rd.starts_with('/') && !rd.starts_with("//") && !rd.starts_with("/\\") {
-        return Some(rd.to_owned());
-    }
-    let url = url::Url::parse(rd).ok()?;
-    let host = url.host_str()?;
-    let allowed = matches!(url.scheme(), "http" | "https")
-        && allowed_hosts.iter().any(|h| h.eq_ignore_ascii_case(host));
-    allowed.then(|| rd.to_owned())
-}
-
-/// The session id from the request's cookie, if any.
-pub fn session_cookie<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
-    req.headers()
-        .get_all(header::COOKIE)
-        .find_map(|v| cookie_value(v.as_bytes(), name))
-}
-
-/// The value of cookie `name` in one `Cookie` header (`a=1; b=2`).
-///
-/// Works on bytes and checks only the value it returns: it runs on every
-/// request to a session route, and validating the whole header as text
-/// cost more than the session lookup.
-fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
-    let name = name.as_bytes();
-    let mut rest = header;
-    loop {
-        rest = rest.trim_ascii_start();
-        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-        let (pair, after) = rest.split_at(end);
-        if let Some(value) = pair.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
-            let value = value.trim_ascii_end();
-            // Visible ASCII only, as a header value's `to_str` requires.
-            return value
-                .iter()
-                .all(|&b| (0x21..0x7f).contains(&b))
-                .then(|| std::str::from_utf8(value).ok())
-                .flatten();
-        }
-        rest = after.get(1..)?;
+/// Appends a `Set-Cookie` for one of the gateway's cookies.
+fn add_cookie(res: &mut HttpResponse, auth: &Auth, name: &str, value: &str, max_age: u64) {
+    let cookie = set_cookie(&auth.settings.session, name, value, max_age);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 
-fn cookie(auth: &Auth, name: &str, value: &str, max_age: u64) -> String {
-    format!(
-        "{}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        name,
-        value,
-        max_age,
-        if auth.settings.session.cookie_secure {
-            "; Secure"
-        } else {
-            ""
-        }
-    )
-}
-
-/// Cookie that ties a login's state to the browser that started it.
+/// The login cookie's name of this gateway.
 fn login_cookie_name(auth: &Auth) -> String {
     login_cookie_for(&auth.settings.session.cookie_name)
-}
-
-/// The login cookie's name for a session cookie named `session_cookie`.
-pub fn login_cookie_for(session_cookie: &str) -> String {
-    format!("{session_cookie}_login")
-}
-
-fn redirect(location: &str) -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, location))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
 }
 
 #[derive(Deserialize)]
@@ -173,7 +92,7 @@ async fn login(
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
-    let Some(oauth) = &auth.oauth else {
+    let Some(oauth) = &auth.provider.oauth else {
         return fail(&req, GatewayError::NoRoute);
     };
     let Some(rd) = safe_redirect(q.rd.as_deref(), &auth.settings.allowed_redirect_hosts) else {
@@ -211,20 +130,10 @@ async fn login(
     {
         return fail(&req, GatewayError::Unavailable);
     }
-    gw.metrics
-        .auth_outcomes
-        .with_label_values(&["_oauth2", "login_started", "none"])
-        .inc();
+    auth.count_endpoint("login_started", "none");
     let mut res = redirect(url.as_str());
-    let login_cookie = cookie(
-        auth,
-        &login_cookie_name(auth),
-        &binding,
-        PRE_LOGIN_TTL.as_secs(),
-    );
-    if let Ok(v) = HeaderValue::from_str(&login_cookie) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    let name = login_cookie_name(auth);
+    add_cookie(&mut res, auth, &name, &binding, PRE_LOGIN_TTL.as_secs());
     res
 }
 
@@ -236,12 +145,16 @@ struct CallbackQuery {
 }
 
 /// Identity from a verified ID token, completed by userinfo when known.
-async fn identity_of(auth: &Auth, token: &TokenResponse, nonce: &str) -> Option<Identity> {
+async fn verified_identity(auth: &Auth, token: &TokenResponse, nonce: &str) -> Option<Identity> {
     let mut claims = Value::Null;
+    let provider = &auth.provider;
     if let Some(id_token) = &token.extra_fields().id_token {
-        if auth.jwks.is_configured() {
-            let audience = [auth.settings.provider.client_id.clone()];
-            let verified = validate_jwt(auth, id_token, &audience).await.ok()?;
+        if auth.bearer.jwks.is_configured() {
+            let audience = [provider.settings.client_id.clone()];
+            let issuer = provider.endpoints.issuer.as_deref();
+            let verified = validate_jwt(&auth.bearer.jwks, issuer, id_token, &audience)
+                .await
+                .ok()?;
             let got = verified.get("nonce").and_then(Value::as_str).unwrap_or("");
             if !bool::from(got.as_bytes().ct_eq(nonce.as_bytes())) {
                 return None;
@@ -249,7 +162,7 @@ async fn identity_of(auth: &Auth, token: &TokenResponse, nonce: &str) -> Option<
             claims = verified;
         }
     }
-    if let Some(url) = &auth.endpoints.userinfo {
+    if let Some(url) = &provider.endpoints.userinfo {
         if let Ok(Value::Object(info)) =
             http::get_json(url, Some(token.access_token().secret())).await
         {
@@ -283,15 +196,10 @@ async fn callback(
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
-    let Some(oauth) = &auth.oauth else {
+    let Some(oauth) = &auth.provider.oauth else {
         return fail(&req, GatewayError::NoRoute);
     };
-    let outcome = |what: &str| {
-        gw.metrics
-            .auth_outcomes
-            .with_label_values(&["_oauth2", "callback", what])
-            .inc();
-    };
+    let outcome = |what: &str| auth.count_endpoint("callback", what);
     if q.error.is_some() {
         outcome("provider_refused");
         return fail(&req, GatewayError::Unauthenticated);
@@ -322,7 +230,7 @@ async fn callback(
         outcome("state_mismatch");
         return fail(&req, GatewayError::BadRequest("login state mismatch"));
     }
-    let binding = session_cookie(&req, &login_cookie_name(auth)).unwrap_or_default();
+    let binding = cookie_of(&req, &login_cookie_name(auth)).unwrap_or_default();
     if !bool::from(
         digest(binding)
             .as_bytes()
@@ -346,7 +254,7 @@ async fn callback(
             return fail(&req, GatewayError::Unauthenticated);
         }
     };
-    let Some(identity) = identity_of(auth, &token, &record.nonce).await else {
+    let Some(identity) = verified_identity(auth, &token, &record.nonce).await else {
         outcome("identity_unverified");
         return fail(&req, GatewayError::Unauthenticated);
     };
@@ -357,7 +265,7 @@ async fn callback(
         token.refresh_token().map(|t| t.secret().clone()),
         token.expires_in().map_or(0, |d| now + d.as_secs()),
         now,
-        now + auth.settings.session.ttl_secs,
+        now + auth.settings.session.ttl.as_secs(),
     );
     // Kept only when needed: the provider's logout takes it as a hint.
     if auth.settings.logout.provider {
@@ -370,65 +278,29 @@ async fn callback(
     outcome("session_created");
     let mut res = redirect(&record.redirect_to);
     let s = &auth.settings.session;
-    let set = [
-        cookie(auth, &s.cookie_name, &session_id, s.ttl_secs),
-        cookie(auth, &login_cookie_name(auth), "", 0),
-    ];
-    for c in set {
-        if let Ok(v) = HeaderValue::from_str(&c) {
-            res.headers_mut().append(header::SET_COOKIE, v);
-        }
-    }
+    add_cookie(&mut res, auth, &s.cookie_name, &session_id, s.ttl.as_secs());
+    add_cookie(&mut res, auth, &login_cookie_name(auth), "", 0);
     res
 }
 
 /// Revokes what the provider issued for a session (RFC 7009), best effort.
 async fn revoke(auth: &Auth, session: &Session) {
-    let Some(url) = &auth.endpoints.revocation else {
+    let provider = &auth.provider;
+    let Some(url) = &provider.endpoints.revocation else {
         return;
     };
-    let p = &auth.settings.provider;
     if let Some(refresh) = &session.refresh_token {
-        let _ = http::post_form(
-            url,
-            &p.client_id,
-            &p.client_secret,
-            &[("token", refresh), ("token_type_hint", "refresh_token")],
-        )
-        .await;
+        let form = [
+            ("token", refresh.as_str()),
+            ("token_type_hint", "refresh_token"),
+        ];
+        let _ = provider.post_form(url, &form).await;
     }
-    let _ = http::post_form(
-        url,
-        &p.client_id,
-        &p.client_secret,
-        &[
-            ("token", &session.access_token),
-            ("token_type_hint", "access_token"),
-        ],
-    )
-    .await;
-}
-
-/// The provider's end-session URL (OpenID RP-initiated logout) when
-/// `auth.logout.provider` is on: the browser goes there so the user's
-/// session at the provider ends too, not only the gateway's. Without a
-/// session (expired cookie) it still goes, with no `id_token_hint`.
-fn provider_logout_url(auth: &Auth, ended: Option<&Session>) -> Option<String> {
-    if !auth.settings.logout.provider {
-        return None;
-    }
-    let mut url = url::Url::parse(auth.endpoints.end_session.as_deref()?).ok()?;
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("client_id", &auth.settings.provider.client_id);
-        if let Some(hint) = ended.and_then(|s| s.id_token.as_deref()) {
-            query.append_pair("id_token_hint", hint);
-        }
-        if let Some(back) = &auth.settings.logout.post_logout_redirect_url {
-            query.append_pair("post_logout_redirect_uri", back);
-        }
-    }
-    Some(url.into())
+    let form = [
+        ("token", session.access_token.as_str()),
+        ("token_type_hint", "access_token"),
+    ];
+    let _ = provider.post_form(url, &form).await;
 }
 
 #[derive(Deserialize)]
@@ -462,8 +334,8 @@ async fn logout(
         );
     };
     let mut ended = None;
-    if let Some(id) = session_cookie(&req, &auth.settings.session.cookie_name) {
-        if let Ok(Some(session)) = auth.sessions.load(id).await {
+    if let Some(id) = cookie_of(&req, &auth.settings.session.cookie_name) {
+        if let Ok(Some(session)) = auth.sessions.lookup(id).await {
             revoke(auth, &session).await;
             ended = Some(session);
         }
@@ -471,11 +343,9 @@ async fn logout(
             return fail(&req, GatewayError::Unavailable);
         }
     }
-    gw.metrics
-        .auth_outcomes
-        .with_label_values(&["_oauth2", "logout", "none"])
-        .inc();
-    let at_provider = provider_logout_url(auth, ended.as_deref());
+    auth.count_endpoint("logout", "none");
+    let id_token = ended.as_deref().and_then(|s| s.id_token.as_deref());
+    let at_provider = auth.provider.logout_url(id_token);
     let mut res = match at_provider {
         Some(url) if q.rd.is_some() || accepts_html(req.headers()) => redirect(&url),
         _ if q.rd.is_some() => redirect(&rd),
@@ -486,9 +356,7 @@ async fn logout(
                 None => json!({"status": "logged_out"}),
             }),
     };
-    if let Ok(v) = HeaderValue::from_str(&cookie(auth, &auth.settings.session.cookie_name, "", 0)) {
-        res.headers_mut().append(header::SET_COOKIE, v);
-    }
+    add_cookie(&mut res, auth, &auth.settings.session.cookie_name, "", 0);
     res
 }
 
@@ -496,8 +364,8 @@ async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
-    let session = match session_cookie(&req, &auth.settings.session.cookie_name) {
-        Some(id) => auth.sessions.load(id).await.ok().flatten(),
+    let session = match cookie_of(&req, &auth.settings.session.cookie_name) {
+        Some(id) => auth.sessions.lookup(id).await.ok().flatten(),
         None => None,
     };
     match session {
@@ -511,96 +379,5 @@ async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
                 "expires_at": s.expires_at,
             })),
         None => fail(&req, GatewayError::Unauthenticated),
-    }
-}
-
-/// Why a refresh did not produce fresh tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefreshError {
-    /// The provider refused the refresh token: the session is over.
-    Refused,
-    /// The provider could not be asked: try again later.
-    Unreachable,
-}
-
-/// Swaps a session's tokens for fresh ones with its refresh token.
-pub async fn refresh(auth: &Auth, session: &Session) -> Result<Session, RefreshError> {
-    let (Some(oauth), Some(refresh_token)) = (auth.oauth.as_ref(), session.refresh_token.as_ref())
-    else {
-        return Err(RefreshError::Refused);
-    };
-    let token = oauth
-        .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
-        .request_async(&http::oauth_http)
-        .await
-        .map_err(|e| match e {
-            oauth2::RequestTokenError::ServerResponse(_) => RefreshError::Refused,
-            _ => RefreshError::Unreachable,
-        })?;
-    let now = unix_now();
-    let mut fresh = session.clone();
-    fresh.access_token = token.access_token().secret().clone();
-    if let Some(rt) = token.refresh_token() {
-        fresh.refresh_token = Some(rt.secret().clone());
-    }
-    fresh.access_expires_at = token.expires_in().map_or(0, |d| now + d.as_secs());
-    if auth.settings.logout.provider {
-        if let Some(id_token) = &token.extra_fields().id_token {
-            fresh.id_token = Some(id_token.clone());
-        }
-    }
-    Ok(fresh)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_session_cookie_is_found_among_others() {
-        fn find(header: &str) -> Option<&str> {
-            cookie_value(header.as_bytes(), "gateway_session")
-        }
-        assert_eq!(find("gateway_session=abc"), Some("abc"));
-        assert_eq!(find("a=1; gateway_session=abc; b=2"), Some("abc"));
-        assert_eq!(find("a=1;gateway_session=abc"), Some("abc"));
-        assert_eq!(find("  gateway_session=abc  "), Some("abc"));
-        assert_eq!(find("gateway_session="), Some(""));
-        // Longer names that start with ours, and ours only as a value.
-        assert_eq!(find("gateway_session_login=x; y=gateway_session"), None);
-        assert_eq!(find("gateway_sessio=x"), None);
-        assert_eq!(find(""), None);
-        // A value that could not be a header value's text is no cookie.
-        assert_eq!(find("gateway_session=a\u{7f}b"), None);
-        assert_eq!(
-            cookie_value(b"gateway_session=\xc3\xa9", "gateway_session"),
-            None
-        );
-    }
-
-    #[test]
-    fn open_redirects_are_refused() {
-        let allowed = vec!["app.example.com".to_owned()];
-        assert_eq!(safe_redirect(None, &allowed).as_deref(), Some("/"));
-        assert_eq!(
-            safe_redirect(Some("/x?y=1"), &allowed).as_deref(),
-            Some("/x?y=1")
-        );
-        assert_eq!(
-            safe_redirect(Some("https://APP.example.com/p"), &allowed).as_deref(),
-            Some("https://APP.example.com/p")
-        );
-        for bad in [
-            "//evil.example/x",
-            "/\\evil.example",
-            "https://evil.example/",
-            "javascript:alert(1)",
-            "https://app.example.com.evil.example/",
-            "/\t/evil.example",
-            "/\n/evil.example",
-            "/ /evil.example",
-        ] {
-            assert_eq!(safe_redirect(Some(bad), &allowed), None, "{bad}");
-        }
     }
 }

@@ -13,11 +13,43 @@
 //! ```
 //!
 //! Stages share what they learn through request extensions (the types in
-//! `context`), never through globals.
+//! `crate::context`), never through globals. Each file is an adapter: it
+//! reads what it needs from the request and makes one call into its
+//! feature (`telemetry::access_log`, `routing`, `auth`, `ratelimit`). The
+//! security stages (route_match, auth, rate_limit) fail closed: without the
+//! shared state they answer 500, never let a request through.
 
 pub mod access_log;
 pub mod auth;
-pub mod context;
 pub mod rate_limit;
 pub mod request_id;
 pub mod route_match;
+
+#[cfg(test)]
+mod tests {
+    use actix_web::middleware::from_fn;
+    use actix_web::{test, web, App, HttpResponse};
+
+    use super::{auth::authenticate, rate_limit::rate_limit, route_match::route_match};
+
+    /// A security stage whose shared state is missing (a wiring mistake)
+    /// refuses every request instead of letting it through unchecked.
+    #[actix_rt::test]
+    async fn security_stages_fail_closed_without_the_shared_state() {
+        macro_rules! status_behind {
+            ($stage:expr) => {{
+                let app = test::init_service(
+                    App::new()
+                        .wrap(from_fn($stage))
+                        .default_service(web::to(HttpResponse::Ok)),
+                )
+                .await;
+                let req = test::TestRequest::get().uri("/anything").to_request();
+                test::call_service(&app, req).await.status()
+            }};
+        }
+        assert_eq!(status_behind!(route_match), 500, "route_match");
+        assert_eq!(status_behind!(authenticate), 500, "auth");
+        assert_eq!(status_behind!(rate_limit), 500, "rate_limit");
+    }
+}

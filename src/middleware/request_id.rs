@@ -9,8 +9,7 @@ use actix_web::http::header::HeaderValue;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
-use super::context::RequestId;
-use crate::proxy::headers::X_REQUEST_ID;
+use crate::context::{RequestId, X_REQUEST_ID};
 
 const MAX_LEN: usize = 128;
 

@@ -19,81 +19,23 @@ use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use awc::error::SendRequestError;
 use bytes::Bytes;
 use futures_util::Stream;
 use slog::{debug, warn};
 
 use super::balancer::HealthChange;
-use super::headers::{
-    for_each_end_to_end, for_each_upstream_header, forwarded_for, X_FORWARDED_FOR,
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+use super::clients::UpstreamClients;
+use super::failure::UpstreamFailure;
+use super::headers::{for_each_end_to_end, for_each_upstream_header, forwarded_for};
+use super::websocket::{self, Tunnel};
+use crate::auth::identity::Identity;
+use crate::context::{
+    ClientInfo, MatchedRoute, RequestId, UpstreamUsed, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO, X_REQUEST_ID,
 };
-use super::websocket::{self, Tunnel, TunnelError};
-use crate::auth::Identity;
 use crate::error::GatewayError;
-use crate::middleware::context::{ClientInfo, MatchedRoute, RequestId, UpstreamUsed};
-use crate::routing::strip_segment_prefix;
-use crate::settings::UpstreamSettings;
+use crate::path::strip_segment_prefix;
 use crate::state::Gateway;
-
-/// One awc client per upstream, per worker: awc clients are `!Send`, and a
-/// client per upstream lets each upstream have its own connect timeout and
-/// pool bounds. Built in the `HttpServer` factory, reused for every request.
-pub struct UpstreamClients {
-    requests: Vec<awc::Client>,
-    /// Upstreams with `http2`: an HTTP/1.1-only client for WebSocket
-    /// upgrades, which awc cannot tunnel over HTTP/2.
-    tunnels: Vec<Option<awc::Client>>,
-}
-
-impl UpstreamClients {
-    pub fn new(upstreams: &[UpstreamSettings]) -> Self {
-        Self {
-            requests: upstreams.iter().map(|u| client_for(u, u.http2)).collect(),
-            tunnels: upstreams
-                .iter()
-                .map(|u| u.http2.then(|| client_for(u, false)))
-                .collect(),
-        }
-    }
-
-    fn for_requests(&self, upstream: usize) -> &awc::Client {
-        &self.requests[upstream]
-    }
-
-    fn for_tunnels(&self, upstream: usize) -> &awc::Client {
-        self.tunnels[upstream]
-            .as_ref()
-            .unwrap_or(&self.requests[upstream])
-    }
-}
-
-fn client_for(u: &UpstreamSettings, http2: bool) -> awc::Client {
-    let mut connector = awc::Connector::new()
-        .timeout(u.connect_timeout)
-        .limit(u.pool_max_connections)
-        .conn_keep_alive(u.pool_keep_alive);
-    // awc speaks HTTP/2 on a connection whose TLS handshake agreed on `h2`.
-    let alpn = if http2 {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
-    } else {
-        Vec::new()
-    };
-    // Validation has already loaded the CA file once, so this only fails if
-    // it changed since; plain-HTTP targets still work then.
-    if let Ok(tls) = crate::tls::client_config_with_alpn(u.tls_ca_file.as_deref(), alpn) {
-        connector = connector.rustls_0_23(tls);
-    }
-    awc::Client::builder()
-        .connector(connector)
-        // A proxy passes redirects to the client; it never follows them.
-        .disable_redirects()
-        // The client's own User-Agent goes upstream, not awc's.
-        .no_default_headers()
-        .timeout(u.request_timeout)
-        .finish()
-}
 
 /// How the request body reaches the upstream.
 enum RequestBody {
@@ -420,7 +362,9 @@ pub async fn forward(
             }
             Err(err) => {
                 drop(in_flight);
-                let (kind, gateway_error) = classify(&err, exceeded.get(), limit);
+                let body_exceeded = exceeded.get().then_some(limit);
+                let failure = UpstreamFailure::of_request(&err, body_exceeded);
+                let kind = failure.kind().unwrap_or("send");
                 gw.metrics
                     .upstream_errors
                     .with_label_values(&[labels[0], labels[1], kind])
@@ -428,7 +372,7 @@ pub async fn forward(
                 debug!(gw.log, "upstream exchange failed";
                     "upstream" => labels[0], "target" => labels[1], "kind" => kind,
                     "error" => %err, "request_id" => request_id.as_str());
-                if kind == "connect" {
+                if failure.is_connect() {
                     if upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown {
                         gw.metrics.target_healthy.with_label_values(&labels).set(0);
                         warn!(gw.log, "upstream target marked down";
@@ -440,7 +384,7 @@ pub async fn forward(
                         continue;
                     }
                 }
-                return fail(gateway_error);
+                return fail(failure.gateway_error());
             }
         }
     }
@@ -478,42 +422,26 @@ async fn upgrade(
             upstream.record_success(target_idx);
             Ok(res)
         }
-        Err(TunnelError::Refused(status)) => {
-            // The target is up and answered: its refusal goes to the client.
-            upstream.record_success(target_idx);
-            Err(GatewayError::UpgradeRefused(status))
-        }
-        Err(err) => {
-            gw.metrics
-                .upstream_errors
-                .with_label_values(&[labels[0], labels[1], err.kind()])
-                .inc();
-            if err.kind() == "connect"
+        Err(failure) => {
+            match failure.kind() {
+                // The target is up and answered: its refusal goes to the client.
+                None => {
+                    upstream.record_success(target_idx);
+                }
+                Some(kind) => {
+                    gw.metrics
+                        .upstream_errors
+                        .with_label_values(&[labels[0], labels[1], kind])
+                        .inc();
+                }
+            }
+            if failure.is_connect()
                 && upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown
             {
                 gw.metrics.target_healthy.with_label_values(&labels).set(0);
             }
-            Err(err.gateway_error())
+            Err(failure.gateway_error())
         }
-    }
-}
-
-/// Maps an awc failure to a metrics kind and the client-facing error.
-fn classify(
-    err: &SendRequestError,
-    body_exceeded: bool,
-    limit: u64,
-) -> (&'static str, GatewayError) {
-    if body_exceeded {
-        return ("body_limit", GatewayError::BodyTooLarge { limit });
-    }
-    match err {
-        SendRequestError::Connect(awc::error::ConnectError::Timeout) => {
-            ("connect", GatewayError::UpstreamConnect)
-        }
-        SendRequestError::Connect(_) => ("connect", GatewayError::UpstreamConnect),
-        SendRequestError::Timeout => ("timeout", GatewayError::UpstreamTimeout),
-        _ => ("send", GatewayError::UpstreamBroken),
     }
 }
 

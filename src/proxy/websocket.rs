@@ -16,8 +16,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
 
+use super::failure::UpstreamFailure;
 use super::headers::{for_each_end_to_end, for_each_upstream_header};
-use crate::error::GatewayError;
 
 /// Headers of the handshake that belong to one hop's key exchange.
 const HANDSHAKE_HEADERS: [HeaderName; 3] = [
@@ -52,39 +52,6 @@ pub struct Tunnel<'a> {
     pub gateway_cookies: &'a [String],
 }
 
-/// Why the upstream handshake failed, for metrics and passive health.
-pub enum TunnelError {
-    Connect,
-    Timeout,
-    /// No valid handshake came back (not HTTP, bad accept key, ...).
-    Broken,
-    /// The upstream answered with a 4xx/5xx: a decision, not a failure.
-    Refused(StatusCode),
-    BadRequest,
-}
-
-impl TunnelError {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Timeout => "timeout",
-            Self::Broken | Self::Refused(_) | Self::BadRequest => "send",
-        }
-    }
-
-    pub fn gateway_error(&self) -> GatewayError {
-        match self {
-            Self::Connect => GatewayError::UpstreamConnect,
-            Self::Timeout => GatewayError::UpstreamTimeout,
-            Self::Broken => GatewayError::UpstreamBroken,
-            Self::Refused(status) => GatewayError::UpgradeRefused(*status),
-            Self::BadRequest => {
-                GatewayError::BadRequest("WebSocket upgrade without Sec-WebSocket-Key")
-            }
-        }
-    }
-}
-
 /// Opens the upstream WebSocket and returns the client's 101 response whose
 /// body streams upstream bytes; client bytes are pumped upstream by a task.
 /// `guard` is held until the upstream side of the tunnel closes.
@@ -93,11 +60,11 @@ pub async fn open<G: 'static>(
     payload: web::Payload,
     tunnel: Tunnel<'_>,
     guard: G,
-) -> Result<HttpResponse, TunnelError> {
+) -> Result<HttpResponse, UpstreamFailure> {
     let client_key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or(TunnelError::BadRequest)?;
+        .ok_or(UpstreamFailure::BadUpgrade)?;
     let accept = hash_key(client_key.as_bytes());
 
     let mut ws = tunnel.client.ws(tunnel.url.as_str());
@@ -115,20 +82,10 @@ pub async fn open<G: 'static>(
     for (name, value) in forwarded.into_iter().chain(tunnel.extra) {
         ws = ws.header(name, value);
     }
-    let (upstream_head, framed) = ws.connect().await.map_err(|e| match e {
-        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Connect(_)) => {
-            TunnelError::Connect
-        }
-        awc::error::WsClientError::SendRequest(awc::error::SendRequestError::Timeout) => {
-            TunnelError::Timeout
-        }
-        awc::error::WsClientError::InvalidResponseStatus(status)
-            if status.is_client_error() || status.is_server_error() =>
-        {
-            TunnelError::Refused(status)
-        }
-        _ => TunnelError::Broken,
-    })?;
+    let (upstream_head, framed) = ws
+        .connect()
+        .await
+        .map_err(|e| UpstreamFailure::of_upgrade(&e))?;
 
     let mut res = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS);
     for_each_end_to_end(
@@ -141,7 +98,7 @@ pub async fn open<G: 'static>(
     res.upgrade("websocket");
     res.insert_header((
         header::SEC_WEBSOCKET_ACCEPT,
-        HeaderValue::from_bytes(&accept).map_err(|_| TunnelError::Broken)?,
+        HeaderValue::from_bytes(&accept).map_err(|_| UpstreamFailure::Broken)?,
     ));
 
     let parts = framed.into_parts();

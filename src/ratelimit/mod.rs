@@ -1,301 +1,270 @@
-//! Rate-limit policies: GCRA decisions, locally (governor) or shared through
-//! Redis (the `RateLimiter` actor), with one meaning of `requests`,
-//! `period_secs` and `burst` in both scopes.
+//! Rate limiting: GCRA policies decided locally (governor, in the worker) or
+//! across replicas (Redis, through the worker's RateLimiter actor), with one
+//! meaning of `requests`, `period_secs` and `burst` in both scopes.
 //!
-//! Consulted by the rate-limit middleware, after route matching (and auth,
-//! for `user` keys), before the proxy. Local decisions are taken in the
-//! worker without waiting on anyone; cluster decisions go through the actor,
-//! which batches them into one Redis round trip per tick, and fall back per
-//! `on_store_error` when Redis is slow, failing or the breaker is open.
+//! Consulted by the rate-limit stage after route matching (and auth, for
+//! `user` keys), before the proxy: one call, [`RateLimiting::decide`], per
+//! request. Cluster decisions fall back per `on_store_error` when Redis is
+//! slow, failing or its breaker is open.
 //!
-//! GCRA parameters: emission interval `T = period / requests`, capacity
-//! `requests + burst` cells. A fresh (or long idle) key may send `capacity`
-//! requests at once; after that one request per `T`.
+//! ```text
+//! mod.rs      RateLimiting: the policies of a request -> Verdict; counters
+//!   key.rs    what a policy counts (ip, user, route, global, header) and its names
+//!   local.rs  governor limiter per policy          gcra.rs  parameters, Decision, headers
+//!   cluster.rs  worker handle -> actor.rs  RateLimiter actor: batched Redis GCRA
+//!   upkeep.rs   own-thread actor: idle-key eviction, breaker probe
+//! ```
 
-pub mod store;
+pub mod actor;
+pub mod cluster;
+pub mod gcra;
+pub mod key;
+pub mod local;
+pub mod upkeep;
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::net::IpAddr;
-use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::Arc;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DashMapStateStore;
-use governor::{Quota, RateLimiter};
+use actix_web::http::header::HeaderMap;
+use prometheus::{IntCounter, IntCounterVec};
+use slog::Logger;
 
-use crate::settings::{RateLimitKey, RateLimitPolicy};
+use self::actor::RedisGcra;
+use self::cluster::{ClusterLimiter, WorkerClusterLimiter};
+use self::gcra::Decision;
+use self::key::{cluster_key, key_material, KeyMaterial};
+use self::local::Policy;
+use self::upkeep::RateLimitUpkeep;
+use crate::redis::breaker::CircuitBreaker;
+use crate::redis::pool::{PoolError, RedisPool};
+use crate::settings::{OnStoreError, RateLimitScope, Settings};
+use crate::telemetry::metrics::Metrics;
 
-type KeyedLimiter =
-    RateLimiter<u64, DashMapStateStore<u64>, DefaultClock, StateInformationMiddleware>;
-
-/// The outcome of one policy for one request.
+/// What one policy's decision came to
+/// (`gateway_ratelimit_decisions_total{outcome}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Capacity of the policy (`requests + burst`).
-    pub limit: u64,
-    pub remaining: u64,
-    /// When refused: how long until one request would be admitted.
-    pub retry_after: Duration,
-    /// How long until the key's full capacity is back.
-    pub reset_after: Duration,
+pub enum Outcome {
+    Allowed,
+    Limited,
+    /// Redis could not answer; the local limiter did (`on_store_error: local`).
+    FallbackAllowed,
+    FallbackLimited,
+    /// Redis could not answer; admitted unchecked (`on_store_error: allow`).
+    StoreErrorAllowed,
+    /// Redis could not answer; refused with 503 (`on_store_error: deny`).
+    StoreErrorDenied,
 }
 
-/// What identifies "the same client" for a policy, before hashing.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum KeyMaterial<'a> {
-    Ip(IpAddr),
-    User(&'a str),
-    Route(usize),
-    Global,
-    Header(&'a [u8]),
-}
-
-impl KeyMaterial<'_> {
-    /// A stable representation for Redis keys, identical on every replica
-    /// and bounded in length whatever the client sent.
-    pub fn stable_digest(&self) -> String {
-        let mut bytes = Vec::with_capacity(64);
+impl Outcome {
+    pub fn label(self) -> &'static str {
         match self {
-            Self::Ip(ip) => {
-                bytes.push(b'i');
-                bytes.extend_from_slice(ip.to_string().as_bytes());
-            }
-            Self::User(u) => {
-                bytes.push(b'u');
-                bytes.extend_from_slice(u.as_bytes());
-            }
-            Self::Route(r) => {
-                bytes.push(b'r');
-                bytes.extend_from_slice(r.to_string().as_bytes());
-            }
-            Self::Global => bytes.push(b'g'),
-            Self::Header(h) => {
-                bytes.push(b'h');
-                bytes.extend_from_slice(h);
-            }
-        }
-        format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&bytes))
-    }
-}
-
-/// One configured policy with its local limiter. Cluster-scoped policies
-/// keep one too: it is the `on_store_error: local` fallback.
-pub struct Policy {
-    pub settings: RateLimitPolicy,
-    pub capacity: u64,
-    pub interval: Duration,
-    local: KeyedLimiter,
-}
-
-impl Policy {
-    pub fn new(settings: RateLimitPolicy) -> Self {
-        let capacity = (settings.requests + settings.burst).clamp(1, u64::from(u32::MAX));
-        let interval_ns = settings.period.as_nanos() / u128::from(settings.requests.max(1));
-        let interval = Duration::from_nanos(interval_ns.clamp(1, u128::from(u64::MAX)) as u64);
-        let burst = NonZeroU32::new(capacity as u32).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(interval)
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(burst);
-        let local = RateLimiter::dashmap(quota).with_middleware::<StateInformationMiddleware>();
-        Self {
-            settings,
-            capacity,
-            interval,
-            local,
+            Self::Allowed => "allowed",
+            Self::Limited => "limited",
+            Self::FallbackAllowed => "fallback_allowed",
+            Self::FallbackLimited => "fallback_limited",
+            Self::StoreErrorAllowed => "store_error_allowed",
+            Self::StoreErrorDenied => "store_error_denied",
         }
     }
 
-    /// Decides locally, in the calling worker.
-    pub fn check_local(&self, key: u64) -> Decision {
-        match self.local.check_key(&key) {
-            Ok(snapshot) => {
-                let remaining = u64::from(snapshot.remaining_burst_capacity());
-                Decision {
-                    allowed: true,
-                    limit: self.capacity,
-                    remaining,
-                    retry_after: Duration::ZERO,
-                    reset_after: self.interval
-                        * (self.capacity - remaining.min(self.capacity)) as u32,
-                }
-            }
-            Err(not_until) => {
-                let wait = not_until.wait_time_from(DefaultClock::default().now());
-                Decision {
-                    allowed: false,
-                    limit: self.capacity,
-                    remaining: 0,
-                    retry_after: wait,
-                    reset_after: self.interval * self.capacity as u32,
-                }
-            }
+    fn of(decision: &Decision, fallback: bool) -> Self {
+        match (decision.allowed, fallback) {
+            (true, false) => Self::Allowed,
+            (false, false) => Self::Limited,
+            (true, true) => Self::FallbackAllowed,
+            (false, true) => Self::FallbackLimited,
         }
-    }
-
-    /// Drops keys whose state is indistinguishable from a fresh key, so
-    /// memory follows the number of recently active keys.
-    pub fn evict_idle_keys(&self) -> usize {
-        self.local.retain_recent();
-        self.local.shrink_to_fit();
-        self.local.len()
-    }
-
-    pub fn local_keys(&self) -> usize {
-        self.local.len()
     }
 }
 
-/// All policies, indexed like `Settings::rate_limits`.
-pub struct RateLimits {
-    pub policies: Vec<Policy>,
+/// The rate-limit stage's answer for one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every policy admits; the tightest decision (if any was taken) goes
+    /// on the response as `RateLimit-*`.
+    Admit(Option<Decision>),
+    /// A policy refuses: 429 with `Retry-After` and `RateLimit-*`.
+    Limit(Decision),
+    /// A cluster policy with `on_store_error: deny` could not be decided: 503.
+    Unavailable,
+}
+
+/// What a policy's key may be made of.
+pub struct Requester<'a> {
+    pub ip: IpAddr,
+    /// The authenticated subject, if any.
+    pub user: Option<&'a str>,
+    /// What `key: route` counts (a route index, or one value for the
+    /// gateway's own endpoints).
+    pub route_key: usize,
+    pub headers: &'a HeaderMap,
+}
+
+/// A policy's decision counters: the two every limited request counts,
+/// resolved once; the rare outcomes by label when they happen.
+struct PolicyCounters {
+    allowed: IntCounter,
+    limited: IntCounter,
+    all: IntCounterVec,
+    policy: String,
+}
+
+impl PolicyCounters {
+    fn count(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Allowed => self.allowed.inc(),
+            Outcome::Limited => self.limited.inc(),
+            rare => self
+                .all
+                .with_label_values(&[&self.policy, rare.label()])
+                .inc(),
+        }
+    }
+}
+
+/// Every policy, indexed like `Settings::rate_limits`, shared by all workers.
+pub struct RateLimiting {
+    policies: Arc<[Policy]>,
+    counters: Vec<PolicyCounters>,
     /// Seeded per process: local keys need no cross-replica stability, and
     /// a secret seed keeps clients from aiming collisions.
     seed: std::hash::RandomState,
+    /// With `redis.url` and some policy: what each worker's actor starts from.
+    cluster: Option<ClusterLimiter>,
+    /// The cluster rate limits' Redis breaker (closed without Redis).
+    breaker: Arc<CircuitBreaker>,
 }
 
-impl RateLimits {
-    pub fn new(policies: &[RateLimitPolicy]) -> Self {
-        Self {
-            policies: policies.iter().cloned().map(Policy::new).collect(),
+impl RateLimiting {
+    /// Builds the limiters. With some policy defined, starts the upkeep
+    /// actor on its own thread; with `redis.url` too, builds the Redis pool
+    /// (no connection is opened before the first decision) from which each
+    /// worker's RateLimiter actor will be started.
+    pub fn start(
+        settings: &Settings,
+        metrics: &Arc<Metrics>,
+        log: &Logger,
+    ) -> Result<Self, PoolError> {
+        let policies: Arc<[Policy]> = settings
+            .rate_limits
+            .iter()
+            .cloned()
+            .map(Policy::new)
+            .collect();
+        let counters = policies
+            .iter()
+            .map(|p| {
+                let name = &p.settings.name;
+                PolicyCounters {
+                    allowed: metrics
+                        .ratelimit_decisions
+                        .with_label_values(&[name, Outcome::Allowed.label()]),
+                    limited: metrics
+                        .ratelimit_decisions
+                        .with_label_values(&[name, Outcome::Limited.label()]),
+                    all: metrics.ratelimit_decisions.clone(),
+                    policy: name.clone(),
+                }
+            })
+            .collect();
+        let mut limits = Self {
+            policies,
+            counters,
             seed: std::hash::RandomState::new(),
+            cluster: None,
+            breaker: Arc::default(),
+        };
+        if limits.policies.is_empty() {
+            return Ok(limits);
         }
+        let redis = match &settings.redis {
+            Some(redis) => Some(RedisGcra {
+                pool: RedisPool::new(redis)?,
+                script: Arc::new(redis::Script::new(actor::GCRA_SCRIPT)),
+                command_timeout: redis.command_timeout,
+                breaker: limits.breaker.clone(),
+                metrics: metrics.clone(),
+                log: log.clone(),
+            }),
+            None => None,
+        };
+        limits.cluster = redis.clone().map(ClusterLimiter::new);
+        RateLimitUpkeep::new(limits.policies.clone(), metrics.clone(), redis).start_on_own_thread();
+        Ok(limits)
     }
 
-    pub fn local_key(&self, material: &KeyMaterial<'_>) -> u64 {
+    /// This worker's part: starts its RateLimiter actor on the calling
+    /// worker's loop when there is Redis. Call once per worker.
+    pub fn for_this_worker(&self) -> WorkerLimits {
+        WorkerLimits(
+            self.cluster
+                .as_ref()
+                .map(ClusterLimiter::start_for_this_worker),
+        )
+    }
+
+    /// The cluster rate limits' Redis breaker.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.breaker
+    }
+
+    /// The hash a local limiter counts `material` under.
+    fn local_key(&self, material: &KeyMaterial<'_>) -> u64 {
         self.seed.hash_one(material)
     }
-}
 
-/// Picks the key material of a policy from what the request carries.
-/// `user` falls back to the client IP for anonymous requests, and
-/// `header:<Name>` when the header is missing.
-pub fn key_material<'a>(
-    key: &RateLimitKey,
-    client_ip: IpAddr,
-    user: Option<&'a str>,
-    route: usize,
-    headers: &'a actix_web::http::header::HeaderMap,
-) -> KeyMaterial<'a> {
-    match key {
-        RateLimitKey::Ip => KeyMaterial::Ip(client_ip),
-        RateLimitKey::User => user.map_or(KeyMaterial::Ip(client_ip), KeyMaterial::User),
-        RateLimitKey::Route => KeyMaterial::Route(route),
-        RateLimitKey::Global => KeyMaterial::Global,
-        RateLimitKey::Header(name) => headers
-            .get(name.as_str())
-            .map_or(KeyMaterial::Ip(client_ip), |v| {
-                KeyMaterial::Header(v.as_bytes())
-            }),
-    }
-}
-
-/// Whole seconds for `RateLimit-Reset` and `Retry-After`, rounded up.
-pub fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::settings::{OnStoreError, RateLimitScope};
-
-    fn policy(requests: u64, period_secs: u64, burst: u64) -> Policy {
-        Policy::new(RateLimitPolicy {
-            name: "p".into(),
-            requests,
-            period: Duration::from_secs(period_secs),
-            burst,
-            key: RateLimitKey::Ip,
-            scope: RateLimitScope::Local,
-            on_store_error: OnStoreError::Local,
-        })
-    }
-
-    #[test]
-    fn fresh_key_gets_requests_plus_burst_then_is_refused() {
-        let p = policy(10, 60, 5);
-        for i in 0..15 {
-            let d = p.check_local(1);
-            assert!(d.allowed, "request {i}");
-            assert_eq!(d.remaining, 14 - i);
-            assert_eq!(d.limit, 15);
+    /// Applies `policies` (indices) in order: the first refusal wins;
+    /// otherwise the request is admitted with the tightest decision.
+    pub async fn decide(
+        &self,
+        worker: &WorkerLimits,
+        policies: &[usize],
+        who: &Requester<'_>,
+    ) -> Verdict {
+        let mut tightest: Option<Decision> = None;
+        for &index in policies {
+            let policy = &self.policies[index];
+            let settings = &policy.settings;
+            let material =
+                key_material(&settings.key, who.ip, who.user, who.route_key, who.headers);
+            let local = || policy.check_local(self.local_key(&material));
+            let (decision, outcome) = match (settings.scope, &worker.0) {
+                (RateLimitScope::Cluster, Some(cluster)) => {
+                    let key = cluster_key(&settings.name, &material);
+                    match cluster.decide(key, policy.gcra).await {
+                        Ok(d) => (Some(d), Outcome::of(&d, false)),
+                        Err(_) => match settings.on_store_error {
+                            OnStoreError::Local => {
+                                let d = local();
+                                (Some(d), Outcome::of(&d, true))
+                            }
+                            OnStoreError::Allow => (None, Outcome::StoreErrorAllowed),
+                            OnStoreError::Deny => {
+                                self.counters[index].count(Outcome::StoreErrorDenied);
+                                return Verdict::Unavailable;
+                            }
+                        },
+                    }
+                }
+                _ => {
+                    let d = local();
+                    (Some(d), Outcome::of(&d, false))
+                }
+            };
+            self.counters[index].count(outcome);
+            let Some(d) = decision else { continue };
+            if !d.allowed {
+                return Verdict::Limit(d);
+            }
+            if tightest.is_none_or(|t| d.remaining < t.remaining) {
+                tightest = Some(d);
+            }
         }
-        let refused = p.check_local(1);
-        assert!(!refused.allowed);
-        assert_eq!(refused.remaining, 0);
-        // One cell comes back every 6 s.
-        assert!(refused.retry_after > Duration::from_secs(5));
-        assert!(refused.retry_after <= Duration::from_secs(6));
-        assert!(p.check_local(2).allowed, "keys are independent");
-    }
-
-    #[test]
-    fn idle_keys_are_evicted() {
-        let p = policy(1000, 1, 0);
-        for key in 0..10_000u64 {
-            p.check_local(key);
-        }
-        assert_eq!(p.local_keys(), 10_000);
-        std::thread::sleep(Duration::from_millis(1100));
-        assert_eq!(p.evict_idle_keys(), 0);
-    }
-
-    #[test]
-    fn digests_are_stable_and_bounded() {
-        let long = vec![b'x'; 10_000];
-        let a = KeyMaterial::Header(&long).stable_digest();
-        assert_eq!(a.len(), 32);
-        assert_eq!(a, KeyMaterial::Header(&long).stable_digest());
-        let ip: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_ne!(
-            KeyMaterial::Ip(ip).stable_digest(),
-            KeyMaterial::Header(b"10.0.0.1").stable_digest()
-        );
-    }
-
-    #[test]
-    fn key_material_follows_the_policy_key_and_falls_back_to_ip() {
-        use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
-        let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            HeaderName::from_static("x-api-key"),
-            HeaderValue::from_static("k1"),
-        );
-        let header_key = RateLimitKey::Header("x-api-key".into());
-        assert_eq!(
-            key_material(&header_key, ip, None, 3, &headers),
-            KeyMaterial::Header(b"k1")
-        );
-        let other = RateLimitKey::Header("x-tenant".into());
-        assert_eq!(
-            key_material(&other, ip, None, 3, &headers),
-            KeyMaterial::Ip(ip)
-        );
-        assert_eq!(
-            key_material(&RateLimitKey::User, ip, Some("alice"), 3, &headers),
-            KeyMaterial::User("alice")
-        );
-        assert_eq!(
-            key_material(&RateLimitKey::User, ip, None, 3, &headers),
-            KeyMaterial::Ip(ip)
-        );
-        assert_eq!(
-            key_material(&RateLimitKey::Route, ip, None, 3, &headers),
-            KeyMaterial::Route(3)
-        );
-        assert_eq!(
-            key_material(&RateLimitKey::Global, ip, None, 3, &headers),
-            KeyMaterial::Global
-        );
-    }
-
-    #[test]
-    fn rounding_up_to_whole_seconds() {
-        assert_eq!(ceil_secs(Duration::from_millis(1)), 1);
-        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
-        assert_eq!(ceil_secs(Duration::ZERO), 0);
+        Verdict::Admit(tightest)
     }
 }
+
+/// One worker's part of the rate limits (its app data): the handle of its
+/// own RateLimiter actor, with Redis.
+pub struct WorkerLimits(Option<WorkerClusterLimiter>);

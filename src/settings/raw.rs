@@ -2,7 +2,8 @@
 //!
 //! Sits at the very start of the pipeline, before anything runs: figment
 //! layers deserialize into these structs (unknown keys rejected), and
-//! [`super::validate`] turns them into the trusted types the gateway uses.
+//! `validate` turns them into the trusted types the gateway uses (`types`).
+//! Nothing outside `settings` sees them.
 //! Every field documents its default; the defaults are named constants so the
 //! docs, the code and the tests agree.
 
@@ -298,16 +299,6 @@ impl Default for RawProvider {
             scopes: vec!["openid".into(), "profile".into(), "email".into()],
             redirect_url: "http://localhost:8080/oauth2/callback".to_owned(),
         }
-    }
-}
-
-impl RawProvider {
-    /// `tls_ca_file` as a path (empty = not set).
-    pub fn tls_ca_path(&self) -> Option<&std::path::Path> {
-        self.tls_ca_file
-            .as_deref()
-            .filter(|f| !f.is_empty())
-            .map(std::path::Path::new)
     }
 }
 

@@ -63,8 +63,9 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
             )
         })
         .collect();
-    let sessions = gw.auth.as_ref().and_then(|a| a.sessions.health());
-    let degraded = gw.store_health.is_open()
+    let sessions = gw.auth.as_ref().and_then(|a| a.sessions.breaker());
+    let rate_limits = gw.rate_limits.breaker();
+    let degraded = rate_limits.is_open()
         || sessions.is_some_and(|h| h.is_open())
         || gw
             .upstreams
@@ -78,16 +79,8 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
         "routes": gw.routes.routes().len(),
         "workers": gw.settings.server.workers,
         "state_store": if gw.settings.redis.is_some() { "redis" } else { "memory" },
-        "redis": gw.settings.redis.as_ref().map(|_| json!({
-            "status": if gw.store_health.is_open() { "degraded" } else { "ok" },
-            "breaker_open": gw.store_health.is_open(),
-            "consecutive_failures": gw.store_health.consecutive_failures(),
-        })),
-        "session_store": sessions.map(|h| json!({
-            "status": if h.is_open() { "degraded" } else { "ok" },
-            "breaker_open": h.is_open(),
-            "consecutive_failures": h.consecutive_failures(),
-        })),
+        "redis": gw.settings.redis.as_ref().map(|_| rate_limits.health_json()),
+        "session_store": sessions.map(|h| h.health_json()),
         "upstreams": upstreams,
     });
     if gw.is_ready() {

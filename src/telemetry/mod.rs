@@ -1,10 +1,13 @@
-//! Observability: the JSON logger, Prometheus metrics and the admin listener's
-//! health endpoints.
+//! Observability: the JSON logger, Prometheus metrics, what is recorded of
+//! every request, and the admin listener's health endpoints.
 //!
 //! The logger is built first at startup (so configuration and startup events
-//! are logged); metrics are fed by the access-log middleware and the proxy;
-//! the admin listener serves both, separate from the proxy port.
+//! are logged); metrics are fed by the access-log stage (`access_log.rs`),
+//! the proxy and the features; the admin listener serves both, separate
+//! from the proxy port. `metrics` and `logging` sit below everything;
+//! `access_log` and `health` read the shared state.
 
+pub mod access_log;
 pub mod health;
 pub mod logging;
 pub mod metrics;

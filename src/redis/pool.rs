@@ -1,7 +1,9 @@
 //! Redis connection pools shared by the stateful parts of the gateway: the
-//! RateLimiter actor (cluster rate limits) and the session store. One type
+//! RateLimiter actors (cluster rate limits) and the session store. One type
 //! for a single server and for a Redis Cluster (`redis.cluster: true`), so
 //! both features work on either.
+//!
+//! A leaf under both features; it knows connections, not keys.
 
 use std::sync::{Arc, Mutex};
 

@@ -1,4 +1,5 @@
-//! The SessionCache actor: owns the session store behind the auth stage.
+//! The SessionCache actor: owns the session store behind the auth stage,
+//! on a thread of its own (store round trips never run on a worker).
 //!
 //! Workers read sessions from the shared in-process cache (moka) without
 //! waiting on anyone. What reaches the store goes through this actor:
@@ -31,17 +32,17 @@ use moka::sync::Cache;
 use slog::{info, warn, Logger};
 use tokio::sync::oneshot;
 
+use super::model::{Session, SessionStoreError};
+use super::redis::{RedisSessions, INVALIDATION_CHANNEL};
 use crate::auth::crypto::IdDigest;
-use crate::auth::session::{RedisSessions, Session, StoreError};
 
-pub const INVALIDATION_CHANNEL: &str = "gw:session:invalidate";
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(1);
 /// Queued requests beyond this wait (backpressure) instead of piling up.
 const MAILBOX_CAPACITY: usize = 4096;
 /// How often an open session-store breaker is checked for a probe.
 const PROBE_INTERVAL: Duration = Duration::from_millis(250);
 
-type LoadResult = Result<Option<Arc<Session>>, StoreError>;
+type LoadResult = Result<Option<Arc<Session>>, SessionStoreError>;
 
 /// Where a cache miss was answered from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,11 +62,11 @@ pub struct Loaded {
 
 /// A cache miss: the session under this id digest, from the store.
 #[derive(Message)]
-#[rtype(result = "Result<Loaded, StoreError>")]
+#[rtype(result = "Result<Loaded, SessionStoreError>")]
 pub struct LoadSession(pub IdDigest);
 
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), SessionStoreError>")]
 pub struct SaveSession {
     pub key: IdDigest,
     pub session: Arc<Session>,
@@ -73,7 +74,7 @@ pub struct SaveSession {
 
 /// Ends a session everywhere (store, this cache, other replicas' caches).
 #[derive(Message)]
-#[rtype(result = "Result<(), StoreError>")]
+#[rtype(result = "Result<(), SessionStoreError>")]
 pub struct DeleteSession(pub IdDigest);
 
 /// Another replica changed this session: drop the cached copy.
@@ -122,6 +123,12 @@ impl SessionCacheActor {
             loading: HashMap::new(),
             log,
         }
+    }
+
+    /// Starts the actor on an arbiter (thread) of its own.
+    pub fn start_on_own_thread(self) -> Addr<Self> {
+        let arbiter = actix::Arbiter::new();
+        Self::start_in_arbiter(&arbiter.handle(), move |_| self)
     }
 
     fn mark_stale(&mut self, key: &IdDigest) {
@@ -206,7 +213,7 @@ impl Actor for SessionCacheActor {
 }
 
 impl Handler<LoadSession> for SessionCacheActor {
-    type Result = ResponseFuture<Result<Loaded, StoreError>>;
+    type Result = ResponseFuture<Result<Loaded, SessionStoreError>>;
 
     fn handle(&mut self, LoadSession(key): LoadSession, ctx: &mut Self::Context) -> Self::Result {
         if let Some(session) = self.cache.get(&key) {
@@ -247,14 +254,14 @@ impl Handler<LoadSession> for SessionCacheActor {
             }
         };
         Box::pin(async move {
-            let session = rx.await.map_err(|_| StoreError::Stopped)??;
+            let session = rx.await.map_err(|_| SessionStoreError::Stopped)??;
             Ok(Loaded { session, source })
         })
     }
 }
 
 impl Handler<SaveSession> for SessionCacheActor {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<(), SessionStoreError>>;
 
     fn handle(&mut self, msg: SaveSession, _ctx: &mut Self::Context) -> Self::Result {
         self.mark_stale(&msg.key);
@@ -274,7 +281,7 @@ impl Handler<SaveSession> for SessionCacheActor {
 }
 
 impl Handler<DeleteSession> for SessionCacheActor {
-    type Result = ResponseFuture<Result<(), StoreError>>;
+    type Result = ResponseFuture<Result<(), SessionStoreError>>;
 
     fn handle(
         &mut self,

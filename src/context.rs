@@ -1,0 +1,244 @@
+//! Per-request facts: what one pipeline stage learns and later stages (and
+//! the access log) read, carried in the request's extensions; the client's
+//! address as the gateway determines it; the one way a stage answers a
+//! request itself ([`reject`]).
+//!
+//! A leaf below every stage: the middleware, the auth and rate-limit
+//! features and the proxy all read these types, and this file imports only
+//! [`crate::error`].
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use actix_web::body::EitherBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::{HttpMessage, HttpResponse};
+use ipnet::IpNet;
+
+use crate::error::GatewayError;
+
+pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The request id, already validated as a header value.
+#[derive(Clone)]
+pub struct RequestId(pub HeaderValue);
+
+impl RequestId {
+    pub fn as_str(&self) -> &str {
+        // Only visible ASCII is ever stored (see middleware/request_id.rs).
+        self.0.to_str().unwrap_or("-")
+    }
+}
+
+/// Who sent the request, after `trusted_proxies` rules.
+#[derive(Clone, Copy)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub peer: IpAddr,
+    pub peer_trusted: bool,
+}
+
+impl ClientInfo {
+    /// The client behind `peer`: the peer itself, unless it is one of the
+    /// `trusted` proxies (then its `X-Forwarded-For` is believed).
+    pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Self {
+        Self {
+            ip: client_ip(peer, headers, trusted),
+            peer,
+            peer_trusted: !trusted.is_empty() && is_trusted(peer, trusted),
+        }
+    }
+}
+
+/// The route that matched and the normalised path it matched on.
+#[derive(Clone)]
+pub struct MatchedRoute {
+    pub index: usize,
+    /// `None` when the request's path was already normal (the common case:
+    /// no copy is made).
+    pub normalized: Option<String>,
+}
+
+impl MatchedRoute {
+    /// The path the route matched: what goes upstream.
+    pub fn path<'a>(&'a self, request_path: &'a str) -> &'a str {
+        self.normalized.as_deref().unwrap_or(request_path)
+    }
+}
+
+/// The upstream target the proxy used (last attempt).
+#[derive(Clone, Copy)]
+pub struct UpstreamUsed {
+    pub upstream: usize,
+    pub target: usize,
+}
+
+/// Reads the request id set by the first stage ("-" if somehow absent).
+pub fn request_id_of(req: &impl HttpMessage) -> String {
+    req.extensions()
+        .get::<RequestId>()
+        .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
+}
+
+/// Answers `req` with the JSON error of `err` (the contract's error body,
+/// with the request's id) instead of calling the next stage.
+pub fn reject<B>(req: ServiceRequest, err: GatewayError) -> ServiceResponse<EitherBody<B>> {
+    let res = err.to_response(&request_id_of(&req));
+    respond(req, res)
+}
+
+/// Answers `req` with `res` (a redirect, or an error already rendered)
+/// instead of calling the next stage.
+pub fn respond<B>(req: ServiceRequest, res: HttpResponse) -> ServiceResponse<EitherBody<B>> {
+    req.into_response(res).map_into_right_body()
+}
+
+pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
+    trusted.iter().any(|net| net.contains(&ip))
+}
+
+/// Every `X-Forwarded-For` hop, across all header lines, in order.
+pub fn forwarded_hops(headers: &HeaderMap) -> Vec<&str> {
+    headers
+        .get_all(X_FORWARDED_FOR)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|line| line.split(','))
+        .map(str::trim)
+        .filter(|hop| !hop.is_empty())
+        .collect()
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy, in
+/// which case `X-Forwarded-For` is read right to left and the first address
+/// that is not itself a trusted proxy is the client.
+fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if trusted.is_empty() || !is_trusted(peer, trusted) {
+        return peer;
+    }
+    let mut client = peer;
+    for hop in forwarded_hops(headers).into_iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(ip) => {
+                client = ip;
+                if !is_trusted(ip, trusted) {
+                    break;
+                }
+            }
+            // A hop we cannot parse ends what we can believe.
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// An IP address as text, formatted without allocating (IPv4 without the
+/// `fmt` machinery): the access log and `X-Forwarded-For` need one per
+/// request.
+#[derive(Clone, Copy)]
+pub struct IpText {
+    buf: [u8; 46],
+    len: u8,
+}
+
+impl IpText {
+    pub fn new(ip: IpAddr) -> Self {
+        let mut text = Self {
+            buf: [0; 46],
+            len: 0,
+        };
+        match ip {
+            IpAddr::V4(v4) => {
+                let mut at = 0;
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        text.buf[at] = b'.';
+                        at += 1;
+                    }
+                    if octet >= 100 {
+                        text.buf[at] = b'0' + octet / 100;
+                        at += 1;
+                    }
+                    if octet >= 10 {
+                        text.buf[at] = b'0' + octet / 10 % 10;
+                        at += 1;
+                    }
+                    text.buf[at] = b'0' + octet % 10;
+                    at += 1;
+                }
+                text.len = at as u8;
+            }
+            IpAddr::V6(v6) => {
+                let mut out = &mut text.buf[..];
+                // 45 characters at most (IPv4-mapped form): always fits.
+                let _ = write!(out, "{v6}");
+                let left = out.len();
+                text.len = (46 - left) as u8;
+            }
+        }
+        text
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, hex letters and colons were written.
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("-")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nets(list: &[&str]) -> Vec<IpNet> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn xff(lines: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_static(l));
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_is_the_client_whatever_it_claims() {
+        let peer: IpAddr = "9.9.9.9".parse().unwrap();
+        let info = ClientInfo::resolve(peer, &xff(&["1.2.3.4"]), &nets(&["10.0.0.0/8"]));
+        assert_eq!(info.ip, peer);
+        assert!(!info.peer_trusted);
+    }
+
+    #[test]
+    fn trusted_chain_is_walked_from_the_right_across_lines() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        let info = ClientInfo::resolve(peer, &xff(&["6.6.6.6, 1.2.3.4", "10.0.0.7"]), &trusted);
+        assert_eq!(info.ip, "1.2.3.4".parse::<IpAddr>().unwrap());
+        assert!(info.peer_trusted);
+        assert_eq!(
+            ClientInfo::resolve(peer, &xff(&["not-an-ip"]), &trusted).ip,
+            peer
+        );
+    }
+
+    #[test]
+    fn ip_text_matches_display() {
+        for ip in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.3.45",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::8a2e:370:7334",
+            "::ffff:192.168.100.200",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(IpText::new(ip).as_str(), ip.to_string());
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The validated settings: what the rest of the gateway trusts.
+//!
+//! Built once by `validate` from the raw serde structs (`raw`) and never
+//! serialised: durations are [`Duration`]s, references between sections
+//! are indices, optional text that was left empty is `None`. A leaf under
+//! every feature.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix_web::http::Method;
+use ipnet::IpNet;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub admin_listen: SocketAddr,
+    pub logging: LoggingSettings,
+    pub redis: Option<RedisSettings>,
+    /// Sorted by name; routes refer to them by index.
+    pub upstreams: Vec<UpstreamSettings>,
+    /// Sorted by name; routes refer to them by index.
+    pub rate_limits: Vec<RateLimitPolicy>,
+    pub auth: AuthSettings,
+    pub routes: Vec<RouteSettings>,
+}
+
+impl Settings {
+    /// Some route authenticates: the auth stage, the `/oauth2/*` endpoints
+    /// and the provider are needed.
+    pub fn uses_auth(&self) -> bool {
+        self.routes.iter().any(|r| r.auth != AuthMode::None)
+    }
+
+    /// Some route, or `auth.rate_limit`, names a policy: the rate-limit
+    /// stage is needed.
+    pub fn uses_rate_limits(&self) -> bool {
+        self.routes.iter().any(|r| !r.rate_limits.is_empty()) || !self.auth.rate_limits.is_empty()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    /// Resolved: never 0.
+    pub workers: usize,
+    pub backlog: u32,
+    pub max_connections: usize,
+    pub keep_alive: Duration,
+    pub client_request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub max_body_bytes: u64,
+    pub trusted_proxies: Vec<IpNet>,
+    pub tls: Option<TlsSettings>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoggingSettings {
+    pub level: slog::Level,
+    pub format: LogFormat,
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// One URL, or several seeds of a cluster.
+    pub urls: Vec<String>,
+    pub cluster: bool,
+    pub pool_size: usize,
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    RoundRobin,
+    LeastRequests,
+    Random,
+}
+
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    /// `scheme://host:port` without a trailing slash.
+    pub targets: Vec<String>,
+    pub balance: Balance,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub retries: u32,
+    pub max_fails: u32,
+    pub fail_timeout: Duration,
+    pub pool_max_connections: usize,
+    pub pool_keep_alive: Duration,
+    pub tls_ca_file: Option<PathBuf>,
+    /// HTTP/2 offered to the (all `https://`) targets.
+    pub http2: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RateLimitKey {
+    Ip,
+    User,
+    Route,
+    Global,
+    Header(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimitScope {
+    Local,
+    Cluster,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStoreError {
+    Local,
+    Allow,
+    Deny,
+}
+
+#[derive(Debug, Clone)]
+pub struct RateLimitPolicy {
+    pub name: String,
+    pub requests: u64,
+    pub period: Duration,
+    pub burst: u64,
+    pub key: RateLimitKey,
+    pub scope: RateLimitScope,
+    pub on_store_error: OnStoreError,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    None,
+    Session,
+    Bearer,
+    SessionOrBearer,
+}
+
+#[derive(Debug, Clone)]
+pub struct RouteSettings {
+    pub name: String,
+    /// Normalised, no trailing slash ("/" for the root).
+    pub path_prefix: String,
+    /// Empty = any method.
+    pub methods: Vec<Method>,
+    /// Lower-case host without port.
+    pub host: Option<String>,
+    pub upstream: usize,
+    pub strip_prefix: Option<String>,
+    pub auth: AuthMode,
+    pub require_scopes: Vec<String>,
+    pub require_roles: Vec<String>,
+    pub rate_limits: Vec<usize>,
+    pub preserve_host: bool,
+}
+
+impl RouteSettings {
+    /// A route on `path_prefix` to upstream 0 with nothing else set: the
+    /// starting point for route tables built in code (tests, benchmarks).
+    pub fn prefix_only(name: &str, path_prefix: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            path_prefix: path_prefix.to_owned(),
+            methods: Vec::new(),
+            host: None,
+            upstream: 0,
+            strip_prefix: None,
+            auth: AuthMode::None,
+            require_scopes: Vec::new(),
+            require_roles: Vec::new(),
+            rate_limits: Vec::new(),
+            preserve_host: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    pub provider: ProviderSettings,
+    /// The claim that lists a user's roles.
+    pub roles_claim: String,
+    /// Hosts an absolute `rd` may name after login or logout.
+    pub allowed_redirect_hosts: Vec<String>,
+    pub session: SessionSettings,
+    pub logout: LogoutSettings,
+    /// `auth.rate_limit` resolved: policies of the `/oauth2/*` endpoints.
+    pub rate_limits: Vec<usize>,
+}
+
+/// The identity provider; endpoints left empty are `None` (discovery may
+/// fill them in at startup).
+#[derive(Clone)]
+pub struct ProviderSettings {
+    pub issuer: Option<String>,
+    pub authorization_url: Option<String>,
+    pub token_url: Option<String>,
+    pub introspection_url: Option<String>,
+    pub revocation_url: Option<String>,
+    pub userinfo_url: Option<String>,
+    pub jwks_url: Option<String>,
+    pub end_session_url: Option<String>,
+    /// PEM CA bundle trusted instead of Mozilla's roots.
+    pub tls_ca_file: Option<PathBuf>,
+    pub client_id: String,
+    pub client_secret: String,
+    /// Accepted `aud` of bearer tokens: `audiences`, or the client id.
+    pub audiences: Vec<String>,
+    pub scopes: Vec<String>,
+    pub redirect_url: String,
+}
+
+// Secrets must never reach a log, not even through `{:?}` of the settings.
+impl std::fmt::Debug for ProviderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSettings")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+pub struct SessionSettings {
+    pub cookie_name: String,
+    pub cookie_secure: bool,
+    /// Seals sessions at rest; at least 32 bytes when a route uses auth.
+    pub secret: String,
+    pub ttl: Duration,
+    /// How long a replica trusts its cached copy (Redis mode), and the
+    /// lifetime of cached introspection answers.
+    pub cache_ttl: Duration,
+}
+
+impl std::fmt::Debug for SessionSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionSettings")
+            .field("cookie_name", &self.cookie_name)
+            .field("cookie_secure", &self.cookie_secure)
+            .field("secret", &"<redacted>")
+            .field("ttl", &self.ttl)
+            .field("cache_ttl", &self.cache_ttl)
+            .finish()
+    }
+}
+
+/// What `/oauth2/logout` does beyond ending the gateway's session.
+#[derive(Debug, Clone, Default)]
+pub struct LogoutSettings {
+    /// Also end the user's session at the provider (RP-initiated logout).
+    pub provider: bool,
+    pub post_logout_redirect_url: Option<String>,
+}

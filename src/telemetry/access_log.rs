@@ -1,0 +1,111 @@
+//! What is recorded of every request, whatever answered it: the in-flight
+//! gauge, the per-route request counter and latency histogram, and one
+//! JSON access-log line. Called by the access-log stage
+//! (`middleware/access_log.rs`) after the response head.
+//!
+//! It reads what later stages put in the request extensions (route,
+//! upstream, client IP, user); it never logs header values, query strings
+//! or bodies, so tokens in Authorization, Cookie or URLs cannot leak into
+//! logs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::Extensions;
+use actix_web::http::{Method, StatusCode, Uri};
+use prometheus::IntGauge;
+use slog::{info, Logger};
+
+use super::metrics::{method_label, RequestCounterCache};
+use crate::auth::identity::Identity;
+use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
+use crate::state::Gateway;
+
+/// Counts a request in flight until dropped (however the request ends,
+/// even if the client goes away and the future is dropped).
+#[must_use = "the request counts as in flight until this is dropped"]
+pub struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    pub fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One finished exchange, as the access-log stage saw it.
+pub struct Exchange<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub status: StatusCode,
+    pub elapsed: Duration,
+    /// What the later stages learned (none when the request failed as an
+    /// actix error).
+    pub ext: Option<&'a Extensions>,
+}
+
+/// What each worker keeps for this stage (built in the server factory):
+/// its own access-log drain and request-counter cache.
+pub struct WorkerTelemetry {
+    access_log: Option<Logger>,
+    requests: RequestCounterCache,
+}
+
+impl WorkerTelemetry {
+    pub fn new(access_log: Option<Logger>) -> Self {
+        Self {
+            access_log,
+            requests: RequestCounterCache::default(),
+        }
+    }
+
+    /// Counts the exchange and writes its access-log line.
+    pub fn record(&self, gw: &Gateway, x: &Exchange<'_>) {
+        let ext = x.ext;
+        let route_idx = ext.and_then(|e| e.get::<MatchedRoute>()).map(|m| m.index);
+        let route_name = route_idx.map(|i| gw.routes.get(i).name.as_str());
+        let histogram = route_idx.map_or(&gw.no_route_histogram, |i| &gw.route_histograms[i]);
+        histogram.observe(x.elapsed.as_secs_f64());
+        self.requests.inc(
+            &gw.metrics.requests,
+            route_idx.zip(route_name),
+            method_label(x.method),
+            x.status,
+        );
+
+        let Some(log) = &self.access_log else {
+            return;
+        };
+        let (upstream, target) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
+            Some(u) => {
+                let up = &gw.upstreams[u.upstream];
+                (
+                    Some(up.settings.name.as_str()),
+                    Some(up.targets[u.target].url.as_str()),
+                )
+            }
+            None => (None, None),
+        };
+        let client_ip = ext
+            .and_then(|e| e.get::<ClientInfo>())
+            .map(|c| IpText::new(c.ip));
+        info!(log, "request";
+            "request_id" => ext.and_then(|e| e.get::<RequestId>()).map_or("-", |id| id.as_str()),
+            "method" => x.method.as_str(),
+            "path" => x.uri.path(),
+            "status" => x.status.as_u16(),
+            "duration_ms" => (x.elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "route" => route_name,
+            "upstream" => upstream,
+            "target" => target,
+            "client_ip" => client_ip.as_ref().map(IpText::as_str),
+            "user" => ext.and_then(|e| e.get::<Arc<Identity>>()).map(|u| u.subject.as_str()),
+        );
+    }
+}
