@@ -106,7 +106,7 @@ async fn environment_overrides_files_and_set_overrides_environment() {
         "server: {{max_body_bytes: 1000000}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\nroutes: [{{name: r, path_prefix: /, upstream: u}}]\n",
         up.url()
     );
-    let gw = Gateway::spawn_env(
+    let mut gw = Gateway::spawn_env(
         &yaml,
         &["--set", "logging.access_log=false"],
         &[
@@ -121,7 +121,16 @@ async fn environment_overrides_files_and_set_overrides_environment() {
         .await
         .unwrap();
     assert_eq!(res.status(), 413, "the environment beats the file");
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    // Everything the gateway wrote is flushed by the time it has exited.
+    gw.signal("TERM");
+    let (status, gw) = actix_rt::task::spawn_blocking(move || {
+        let status = gw.wait_exit(Duration::from_secs(15));
+        (status, gw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "clean exit");
+    assert!(gw.stdout_text().contains("gateway stopped"), "log complete");
     assert!(
         !gw.log_lines().iter().any(|l| l["msg"] == "request"),
         "--set beats the environment: no access log"
@@ -148,7 +157,10 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
             (res.status(), res.body().await.expect("body"))
         }
     });
-    actix_rt::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        gw.wait_for_request_at("u").await,
+        "the slow request is in flight before the signal"
+    );
     gw.signal("TERM");
 
     let admin = gw.admin_url("/health/ready");

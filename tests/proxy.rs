@@ -351,7 +351,10 @@ routes:
                 .map(|r| hdr(&r, "x-upstream"))
         }
     });
-    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        gw.wait_for_request_at("lr").await,
+        "the slow request reaches a target"
+    );
     let mut quick = std::collections::HashSet::new();
     for _ in 0..6 {
         let res = c.get(gw.url("/lr/x")).send().await.unwrap();

@@ -461,6 +461,28 @@ impl Gateway {
         proc_status_kib(self.pid(), "VmRSS:")
     }
 
+    /// The admin listener's `/health` document.
+    pub async fn health(&self) -> serde_json::Value {
+        let mut res = client()
+            .get(self.admin_url("/health"))
+            .send()
+            .await
+            .expect("health");
+        json_body(&mut res).await
+    }
+
+    /// Waits (bounded) until `upstream` has a request in flight on one of
+    /// its targets; returns whether it happened.
+    pub async fn wait_for_request_at(&self, upstream: &str) -> bool {
+        eventually(Duration::from_secs(5), || async {
+            let health = self.health().await;
+            health["upstreams"][upstream]["targets"]
+                .as_array()
+                .is_some_and(|targets| targets.iter().any(|t| t["in_flight"] != 0))
+        })
+        .await
+    }
+
     pub async fn metrics(&self) -> String {
         let mut res = client()
             .get(self.admin_url("/metrics"))
