@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http;
-use crate::settings::{LogoutSettings, ProviderSettings};
+use crate::settings::{LogoutSettings, ProviderEndpoints, ProviderSettings};
 
 /// The ID token, which `oauth2`'s basic token response leaves out.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,31 +40,10 @@ pub type OAuthClient = oauth2::Client<
     EndpointSet,
 >;
 
-/// Provider endpoints after discovery; explicit settings win.
-#[derive(Debug, Clone, Default)]
-pub struct Endpoints {
-    pub issuer: Option<String>,
-    pub authorization: Option<String>,
-    pub token: Option<String>,
-    pub introspection: Option<String>,
-    pub revocation: Option<String>,
-    pub userinfo: Option<String>,
-    pub jwks: Option<String>,
-    pub end_session: Option<String>,
-}
-
-/// Fills in endpoints from `<issuer>/.well-known/openid-configuration`.
-pub async fn resolve_endpoints(p: &ProviderSettings) -> Result<Endpoints, String> {
-    let mut e = Endpoints {
-        issuer: p.issuer.clone(),
-        authorization: p.authorization_url.clone(),
-        token: p.token_url.clone(),
-        introspection: p.introspection_url.clone(),
-        revocation: p.revocation_url.clone(),
-        userinfo: p.userinfo_url.clone(),
-        jwks: p.jwks_url.clone(),
-        end_session: p.end_session_url.clone(),
-    };
+/// The settings' endpoints, completed from
+/// `<issuer>/.well-known/openid-configuration` (explicit settings win).
+pub async fn resolve_endpoints(p: &ProviderSettings) -> Result<ProviderEndpoints, String> {
+    let mut e = p.endpoints.clone();
     if let Some(issuer) = &e.issuer {
         let url = format!(
             "{}/.well-known/openid-configuration",
@@ -101,7 +80,8 @@ pub struct Provider {
     pub settings: ProviderSettings,
     /// Whether (and where back to) logout also ends the provider's session.
     pub logout: LogoutSettings,
-    pub endpoints: Endpoints,
+    /// After discovery.
+    pub endpoints: ProviderEndpoints,
     pub oauth: Option<OAuthClient>,
 }
 

@@ -168,17 +168,12 @@ mod tests {
         );
     }
 
-    fn xff(lines: &[&'static str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for l in lines {
-            h.append(X_FORWARDED_FOR, HeaderValue::from_static(l));
-        }
-        h
-    }
-
     #[test]
     fn forwarded_for_keeps_a_trusted_chain_only() {
-        let h = xff(&["6.6.6.6, 1.2.3.4", "10.0.0.7"]);
+        let mut h = HeaderMap::new();
+        for line in ["6.6.6.6, 1.2.3.4", "10.0.0.7"] {
+            h.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
+        }
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
         assert_eq!(forwarded_for(peer, &h, false), "10.0.0.1");
         assert_eq!(

@@ -200,18 +200,25 @@ pub struct AuthSettings {
     pub rate_limits: Vec<usize>,
 }
 
-/// The identity provider; endpoints left empty are `None` (discovery may
-/// fill them in at startup).
+/// The identity provider's endpoints (`auth.provider.issuer` and the
+/// `*_url` keys); `None` when not set. At startup OpenID discovery fills in
+/// what the settings leave out.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderEndpoints {
+    pub issuer: Option<String>,
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub introspection: Option<String>,
+    pub revocation: Option<String>,
+    pub userinfo: Option<String>,
+    pub jwks: Option<String>,
+    pub end_session: Option<String>,
+}
+
+/// The identity provider.
 #[derive(Clone)]
 pub struct ProviderSettings {
-    pub issuer: Option<String>,
-    pub authorization_url: Option<String>,
-    pub token_url: Option<String>,
-    pub introspection_url: Option<String>,
-    pub revocation_url: Option<String>,
-    pub userinfo_url: Option<String>,
-    pub jwks_url: Option<String>,
-    pub end_session_url: Option<String>,
+    pub endpoints: ProviderEndpoints,
     /// PEM CA bundle trusted instead of Mozilla's roots.
     pub tls_ca_file: Option<PathBuf>,
     pub client_id: String,
@@ -226,7 +233,7 @@ pub struct ProviderSettings {
 impl std::fmt::Debug for ProviderSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProviderSettings")
-            .field("issuer", &self.issuer)
+            .field("endpoints", &self.endpoints)
             .field("client_id", &self.client_id)
             .field("client_secret", &"<redacted>")
             .finish_non_exhaustive()

@@ -10,8 +10,8 @@ use actix_web::http::Method;
 use super::checker::Checker;
 use super::raw::{RawAuth, RawSettings};
 use super::types::{
-    AuthMode, AuthSettings, LogoutSettings, ProviderSettings, RateLimitPolicy, RouteSettings,
-    SessionSettings, UpstreamSettings,
+    AuthMode, AuthSettings, LogoutSettings, ProviderEndpoints, ProviderSettings, RateLimitPolicy,
+    RouteSettings, SessionSettings, UpstreamSettings,
 };
 use crate::path::{has_segment_prefix, normalize_path, strip_port};
 
@@ -263,14 +263,16 @@ pub fn validate_auth(
     );
     AuthSettings {
         provider: ProviderSettings {
-            issuer: non_empty(&p.issuer),
-            authorization_url: non_empty(&p.authorization_url),
-            token_url: non_empty(&p.token_url),
-            introspection_url: non_empty(&p.introspection_url),
-            revocation_url: non_empty(&p.revocation_url),
-            userinfo_url: non_empty(&p.userinfo_url),
-            jwks_url: non_empty(&p.jwks_url),
-            end_session_url: non_empty(&p.end_session_url),
+            endpoints: ProviderEndpoints {
+                issuer: non_empty(&p.issuer),
+                authorization: non_empty(&p.authorization_url),
+                token: non_empty(&p.token_url),
+                introspection: non_empty(&p.introspection_url),
+                revocation: non_empty(&p.revocation_url),
+                userinfo: non_empty(&p.userinfo_url),
+                jwks: non_empty(&p.jwks_url),
+                end_session: non_empty(&p.end_session_url),
+            },
             tls_ca_file,
             client_id: p.client_id.clone(),
             client_secret: p.client_secret.clone(),
