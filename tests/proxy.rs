@@ -648,6 +648,25 @@ async fn a_refused_websocket_upgrade_keeps_the_upstream_status() {
 }
 
 #[actix_rt::test]
+async fn a_websocket_upgrade_without_a_key_is_refused_before_any_upstream() {
+    let up = spawn_upstream("ws");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let answer = raw_request(
+        gw.port,
+        "GET /api/ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains(r#""code":"bad_request""#), "{answer}");
+    // The client's mistake: no upstream was asked, none is blamed.
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("gateway_upstream_errors_total{"),
+        "{metrics}"
+    );
+}
+
+#[actix_rt::test]
 async fn slow_clients_are_cut_off() {
     use std::io::{Read, Write};
     let up = spawn_upstream("main");

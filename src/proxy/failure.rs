@@ -20,8 +20,6 @@ pub enum UpstreamFailure {
     /// The upstream answered a WebSocket handshake with this 4xx/5xx: a
     /// decision, not a failure of the target.
     UpgradeRefused(StatusCode),
-    /// A WebSocket upgrade without `Sec-WebSocket-Key`.
-    BadUpgrade,
 }
 
 impl UpstreamFailure {
@@ -63,7 +61,7 @@ impl UpstreamFailure {
         match self {
             Self::Connect => Some("connect"),
             Self::Timeout => Some("timeout"),
-            Self::Broken | Self::BadUpgrade => Some("send"),
+            Self::Broken => Some("send"),
             Self::BodyLimit { .. } => Some("body_limit"),
             Self::UpgradeRefused(_) => None,
         }
@@ -76,9 +74,6 @@ impl UpstreamFailure {
             Self::Broken => GatewayError::UpstreamBroken,
             Self::BodyLimit { limit } => GatewayError::BodyTooLarge { limit },
             Self::UpgradeRefused(status) => GatewayError::UpgradeRefused(status),
-            Self::BadUpgrade => {
-                GatewayError::BadRequest("WebSocket upgrade without Sec-WebSocket-Key")
-            }
         }
     }
 }

@@ -401,6 +401,11 @@ async fn upgrade(
     path_and_query: &str,
     extra: Vec<(HeaderName, HeaderValue)>,
 ) -> Result<HttpResponse, GatewayError> {
+    if !websocket::has_key(req) {
+        return Err(GatewayError::BadRequest(
+            "WebSocket upgrade without Sec-WebSocket-Key",
+        ));
+    }
     let upstream = &gw.upstreams[upstream_idx];
     let target_idx = upstream.pick(&[]).ok_or(GatewayError::NoHealthyUpstream)?;
     let target = &upstream.targets[target_idx];

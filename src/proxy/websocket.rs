@@ -26,7 +26,8 @@ const HANDSHAKE_HEADERS: [HeaderName; 3] = [
     header::SEC_WEBSOCKET_ACCEPT,
 ];
 
-/// True for `GET` with `Upgrade: websocket` and `Connection: upgrade`.
+/// True for `GET` with `Upgrade: websocket` and `Connection: upgrade`
+/// (whether the handshake is complete is [`has_key`]'s question).
 pub fn is_upgrade(req: &HttpRequest) -> bool {
     let has_token = |name: HeaderName, token: &str| {
         req.headers()
@@ -38,6 +39,12 @@ pub fn is_upgrade(req: &HttpRequest) -> bool {
     req.method() == Method::GET
         && has_token(header::UPGRADE, "websocket")
         && has_token(header::CONNECTION, "upgrade")
+}
+
+/// The client sent the `Sec-WebSocket-Key` a handshake needs; without it
+/// the upgrade is the client's mistake (400), never sent upstream.
+pub fn has_key(req: &HttpRequest) -> bool {
+    req.headers().contains_key(header::SEC_WEBSOCKET_KEY)
 }
 
 /// What the proxy handler has already decided for this request.
@@ -61,10 +68,11 @@ pub async fn open<G: 'static>(
     tunnel: Tunnel<'_>,
     guard: G,
 ) -> Result<HttpResponse, UpstreamFailure> {
+    // The proxy checked it before choosing a target (see `is_upgrade`).
     let client_key = req
         .headers()
         .get(header::SEC_WEBSOCKET_KEY)
-        .ok_or(UpstreamFailure::BadUpgrade)?;
+        .ok_or(UpstreamFailure::Broken)?;
     let accept = hash_key(client_key.as_bytes());
 
     let mut ws = tunnel.client.ws(tunnel.url.as_str());
