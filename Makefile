@@ -39,8 +39,13 @@ tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
 	npm ci --prefix tests/oidc --no-audit --no-fund
 	@touch $@
 
+.PHONY: check-layers
+check-layers: ## Import layering of src/: no cycles, no file over 600 lines, thin middleware
+	python3 scripts/check-layers.py src
+
 .PHONY: test
 test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, manifests, monitoring)
+	python3 scripts/check-layers.py src
 	$(CARGO) test --locked --all-targets
 	$(MAKE) --no-print-directory check-config
 	bash scripts/check-k8s.sh
