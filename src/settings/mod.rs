@@ -7,23 +7,27 @@
 //! reported, each naming the file (or variable) and key it came from.
 //!
 //! ```text
-//! load.rs      figment layers, section by section -> raw.rs (serde, deny_unknown_fields)
+//! load.rs      figment layers -> extract.rs (every refused key) -> raw.rs (serde, deny_unknown_fields)
 //! validate.rs  raw -> types.rs (server, logging, redis, upstreams, rate limits)
 //!   validate_routes.rs  (routes, auth)      checker.rs  (problems, shared checks)
+//! problem.rs, origin.rs: a problem, and where its key's value came from
 //! ```
 //!
 //! Only the validated types, the loader and its problem report leave this
 //! module.
 
 mod checker;
+mod extract;
 mod load;
+mod origin;
 mod problem;
 mod raw;
 mod types;
 mod validate;
 mod validate_routes;
 
-pub use load::{load, Sources, DEFAULT_CONFIG_FILE, ENV_PREFIX};
+pub use load::{load, Sources, DEFAULT_CONFIG_FILE};
+pub use origin::ENV_PREFIX;
 pub use problem::{Problem, Problems};
 pub use types::*;
 

@@ -47,18 +47,6 @@ pub struct RawSettings {
     pub routes: Vec<RawRoute>,
 }
 
-/// The top-level sections, in document order; anything else is an unknown key.
-pub const SECTIONS: [&str; 8] = [
-    "server",
-    "admin",
-    "logging",
-    "redis",
-    "upstreams",
-    "rate_limits",
-    "auth",
-    "routes",
-];
-
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RawServer {

@@ -125,15 +125,65 @@ fn unknown_keys_name_file_and_key() {
     Jail::expect_with(|jail| {
         jail.create_file("bad.yaml", "server:\n  workerz: 2\nextra: 1\n")?;
         let p = problems(load(&sources(&["bad.yaml"], &[])));
+        assert_reported(
+            &p,
+            "bad.yaml: server.workerz: unknown key 'workerz' (expected one of: listen, workers,",
+        );
+        assert_reported(
+            &p,
+            "bad.yaml: extra: unknown key 'extra' (expected one of: server, admin, logging, \
+             redis, upstreams, rate_limits, auth, routes)",
+        );
+        assert!(!p.iter().any(|m| m.contains('`')), "{p:#?}");
+        Ok(())
+    });
+}
+
+/// One message per problem, all of them at once: several refused keys in
+/// one section, values of the wrong type, and the validation problems of
+/// the rest, without repeating what a refused key already says.
+#[test]
+fn every_problem_is_reported_together() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "many.yaml",
+            r#"
+server: {lisen: "0.0.0.0:1", workers: many, backlog: -1, keep_alive_secs: 0}
+upstreams:
+  u: {targets: ["http://10.0.0.1:80"], balanse: rr, retries: lots}
+  v: "not a map"
+routes:
+  - {name: a, path_prefix: /a, upstream: u, methods: [GET, 5], methodz: [GET]}
+  - 7
+  - {name: c, path_prefix: /c, upstream: nowhere}
+  - {name: d, path_prefix: /d, upstream: v, auth: sometimes}
+"#,
+        )?;
+        let p = problems(load(&sources(&["many.yaml"], &[])));
+        for expect in [
+            "many.yaml: server.lisen: unknown key 'lisen'",
+            "many.yaml: server.workers: invalid type: found string \"many\"",
+            "many.yaml: server.backlog: invalid value: found signed int '-1', expected u32",
+            "many.yaml: upstreams.u.balanse: unknown key 'balanse'",
+            "many.yaml: upstreams.u.retries: invalid type",
+            "many.yaml: upstreams.v: invalid type",
+            "many.yaml: routes[0].methods[1]: invalid type",
+            "many.yaml: routes[0].methodz: unknown key 'methodz'",
+            "many.yaml: routes[1]: invalid type: found unsigned int '7', expected a map",
+            // Validation of the rest, indices as in the file.
+            "many.yaml: routes[2].upstream: upstream \"nowhere\" is not defined",
+            "many.yaml: routes[3].auth: \"sometimes\" is not one of",
+        ] {
+            assert_reported(&p, expect);
+        }
+        // A refused value is said once: no follow-on problem about it.
         assert!(
-            p.iter()
-                .any(|m| m.starts_with("bad.yaml: server.workerz: unknown field")),
-            "{p:?}"
+            !p.iter().any(|m| m.contains("upstreams.v.targets")),
+            "{p:#?}"
         );
         assert!(
-            p.iter()
-                .any(|m| m.starts_with("bad.yaml: extra: unknown key")),
-            "{p:?}"
+            !p.iter().any(|m| m.starts_with("many.yaml: routes[1].")),
+            "{p:#?}"
         );
         Ok(())
     });
