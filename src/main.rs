@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gateway::settings::{self, Sources};
-use slog::{error, info};
+use slog::{error, info, warn};
 
 #[derive(Parser)]
 #[command(
@@ -59,7 +59,36 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    let files = sources.files();
+    // What an operator would not notice until every request gets 404.
+    let notes = [
+        files.is_empty().then(|| {
+            let env = std::env::vars().any(|(k, _)| k.starts_with(settings::ENV_PREFIX));
+            format!(
+                "no settings file was read (no --config given, and {} does not exist): \
+                 built-in defaults{}{}",
+                settings::DEFAULT_CONFIG_FILE,
+                if env { ", GATEWAY_* variables" } else { "" },
+                if sources.overrides.is_empty() {
+                    ""
+                } else {
+                    ", --set"
+                }
+            )
+        }),
+        settings
+            .routes
+            .is_empty()
+            .then(|| "no routes are defined: the gateway answers 404 to every request".to_owned()),
+    ];
     if let Some(Command::Check) = cli.command {
+        for note in notes.iter().flatten() {
+            println!("note: {note}");
+        }
+        let read: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+        if !read.is_empty() {
+            println!("settings read: {}", read.join(", "));
+        }
         println!(
             "configuration OK: {} route(s), {} upstream(s), {} rate-limit policy(ies), state store: {}",
             settings.routes.len(),
@@ -71,6 +100,9 @@ fn main() -> ExitCode {
     }
 
     let (log, guard, access_sink) = gateway::logging::build(&settings.logging);
+    for note in notes.iter().flatten() {
+        warn!(log, "{}", note);
+    }
     info!(log, "configuration loaded";
         "routes" => settings.routes.len(), "upstreams" => settings.upstreams.len(),
         "workers" => settings.server.workers, "state_store" => if settings.redis.is_some() { "redis" } else { "memory" });

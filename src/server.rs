@@ -37,6 +37,20 @@ fn other(err: impl std::fmt::Display) -> io::Error {
     io::Error::other(err.to_string())
 }
 
+/// A listener that could not bind, named by its setting and address:
+/// `server.listen 0.0.0.0:8080: address in use`.
+fn bind_error(key: &str, addr: std::net::SocketAddr, err: io::Error) -> io::Error {
+    let reason = match err.kind() {
+        io::ErrorKind::AddrInUse => "address in use (another process listens there)".to_owned(),
+        io::ErrorKind::AddrNotAvailable => "address not available on this host".to_owned(),
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_owned()
+        }
+        _ => err.to_string(),
+    };
+    io::Error::new(err.kind(), format!("{key} {addr}: {reason}"))
+}
+
 /// Runs the gateway until a shutdown signal has been handled and every
 /// in-flight request has finished (or `shutdown_timeout_secs` passed).
 pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) -> io::Result<()> {
@@ -114,10 +128,11 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     let proxy = match &server_settings.tls {
         Some(tls) => {
             let config = crate::tls::server_config(&tls.cert_file, &tls.key_file)?;
-            proxy.bind_rustls_0_23(server_settings.listen, config)?
+            proxy.bind_rustls_0_23(server_settings.listen, config)
         }
-        None => proxy.bind(server_settings.listen)?,
+        None => proxy.bind(server_settings.listen),
     }
+    .map_err(|e| bind_error("server.listen", server_settings.listen, e))?
     .run();
 
     // 6. The admin listener: metrics and health, never proxied traffic.
@@ -131,7 +146,8 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     .workers(1)
     .shutdown_timeout(1)
     .disable_signals()
-    .bind(admin_listen)?
+    .bind(admin_listen)
+    .map_err(|e| bind_error("admin.listen", admin_listen, e))?
     .run();
 
     // 7. Ready: both listeners are bound.
