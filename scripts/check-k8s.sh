@@ -10,11 +10,14 @@
 #                                 prometheus/alerts.yaml), then check
 #
 # What it does:
-#  1. Installs with pip, only when missing: PyYAML, kubernetes-validate (the
-#     newest; offline JSON schemas), and - because kubernetes-validate >= 1.34
-#     no longer ships 1.24 schemas - kubernetes-validate 1.33.1 into a private
-#     cache directory (--target, not on the normal import path) for the 1.24
-#     schemas.
+#  1. Installs, only when missing and only into the project-local .tools/
+#     (never into the system's or the user's Python, which PEP 668 forbids on
+#     Debian 12 and Ubuntu 24.04): a Python virtual environment .tools/venv
+#     with PyYAML and kubernetes-validate (the newest; offline JSON schemas),
+#     and - because kubernetes-validate >= 1.34 no longer ships 1.24 schemas -
+#     kubernetes-validate 1.33.1 into .tools/kubernetes-validate-1.33.1
+#     (pip --target, not on the normal import path) for the 1.24 schemas.
+#     Set GATEWAY_TOOLS_DIR to keep them elsewhere.
 #  2. Renders every overlay (k8s/overlays/*) with `kustomize build` or
 #     `kubectl kustomize` (kustomize >= v5 needed) and fails if one does not
 #     render; also renders overlays/deployment + components/prestop-sleep-action.
@@ -50,7 +53,7 @@ sync=0
 case "${1:-}" in
   "") ;;
   --sync) sync=1 ;;
-  -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--sync]" >&2; exit 2 ;;
 esac
 
@@ -62,19 +65,26 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # ---------------------------------------------------------------- tools
-pip_install() { python3 -m pip install --quiet "$@"; }
+TOOLS=${GATEWAY_TOOLS_DIR:-$PWD/.tools}
+VENV=$TOOLS/venv
+PY=$VENV/bin/python
+pip_install() { "$PY" -m pip install --quiet "$@"; }
 
-if ! python3 -c 'import yaml' 2>/dev/null; then
-  say "installing PyYAML with pip"
-  pip_install PyYAML
-fi
-if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
-  say "installing kubernetes-validate with pip"
-  pip_install kubernetes-validate
+if ! "$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
+  if [ ! -x "$PY" ]; then
+    say "creating a Python virtual environment in $VENV (project-local; nothing goes into the system's Python)"
+    mkdir -p "$TOOLS"
+    python3 -m venv "$VENV" || {
+      say "python3 cannot create a virtual environment: install python3-venv (Debian/Ubuntu: apt-get install python3-venv), then run again"
+      exit 1
+    }
+  fi
+  say "installing PyYAML and kubernetes-validate into $VENV (pip)"
+  pip_install PyYAML kubernetes-validate
 fi
 
 kv_versions() { # [extra sys.path entry] -> "pkgversion schema-versions..."
-  PYTHONPATH="${1:-}${PYTHONPATH:+:$PYTHONPATH}" python3 -c '
+  PYTHONPATH="${1:-}${PYTHONPATH:+:$PYTHONPATH}" "$PY" -c '
 import kubernetes_validate.utils as u, kubernetes_validate.version as v
 print(v.__version__, " ".join(u.major_minor(x) for x in u.all_versions()))'
 }
@@ -84,11 +94,9 @@ NEWEST=${kv_schemas##* }
 kv_124_path=""
 kv_124_version=$kv_version
 if [[ " $kv_schemas " != *" $OLDEST "* ]]; then
-  cache=${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/gateway-check-k8s
-  kv_124_path=$cache/kubernetes-validate-$KV_FOR_124
+  kv_124_path=$TOOLS/kubernetes-validate-$KV_FOR_124
   if [ ! -d "$kv_124_path/kubernetes_validate" ]; then
     say "kubernetes-validate $kv_version has no $OLDEST schemas: installing kubernetes-validate==$KV_FOR_124 into $kv_124_path (pip --target)"
-    mkdir -p "$cache"
     rm -rf "$kv_124_path.tmp"
     pip_install --no-deps --target "$kv_124_path.tmp" "kubernetes-validate==$KV_FOR_124"
     mv "$kv_124_path.tmp" "$kv_124_path"
@@ -537,7 +545,7 @@ total_passed=0
 total_failed=0
 run_py() {
   local out rc=0
-  out=$(python3 "$py" "$@") || rc=$?
+  out=$("$PY" "$py" "$@") || rc=$?
   printf '%s\n' "$out" | grep -v '^RESULT ' || true
   local result
   result=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1 || true)
@@ -558,7 +566,7 @@ if [ "$sync" = 1 ]; then
   cp "$SETTINGS" "$CM_COPY"
   say "synced $CM_COPY from $SETTINGS"
   if [ -f "$ALERTS" ]; then
-    python3 "$py" sync-rule "$ALERTS" "$RULE"
+    "$PY" "$py" sync-rule "$ALERTS" "$RULE"
     say "synced $RULE from $ALERTS"
   else
     say "$ALERTS does not exist: $RULE left as it is"
@@ -646,7 +654,7 @@ fi
 # the settings copy hold none and are left out by the python side).
 raw=()
 while IFS= read -r f; do
-  if python3 - "$f" <<'EOF'
+  if "$PY" - "$f" <<'EOF'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d is not None]
 ok = any(isinstance(d, dict) and "apiVersion" in d and "kind" in d

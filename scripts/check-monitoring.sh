@@ -10,42 +10,50 @@
 #   - runbook links                each alert's runbook_url anchor is its lowercased name (and, when
 #                                  docs/RUNBOOK.md exists, a heading of that name is there)
 # That every metric these reference is really exported is tests/monitoring.rs.
-# Run from the repository root (make test does). Installs promtool from
-# Debian's `prometheus` package when it is missing.
+# Run from the repository root (make test does). Without promtool on PATH it
+# extracts promtool from Debian's `prometheus` package into the project-local
+# .tools/bin (GATEWAY_TOOLS_DIR elsewhere); nothing goes into the system.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf '==> %s\n' "$*"; }
 
-install_promtool() {
-    log "promtool not found: installing Debian's prometheus package (it ships promtool)"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { echo "need root or sudo to apt-get install prometheus" >&2; exit 1; }
-        sudo=(sudo)
+# promtool: the one on PATH, else the project-local copy in .tools/bin,
+# else extracted there from Debian's prometheus package (apt-get download +
+# dpkg-deb -x: nothing is installed into the system, no service is started).
+TOOLS=${GATEWAY_TOOLS_DIR:-$PWD/.tools}
+PROMTOOL=$(command -v promtool || true)
+fetch_promtool() {
+    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null || {
+        echo "promtool not found and no apt-get/dpkg-deb to fetch it: put promtool (from a Prometheus release) on PATH" >&2
+        exit 1
+    }
+    local dl
+    dl=$(mktemp -d)
+    log "promtool not found: extracting it from Debian's prometheus package into $TOOLS/bin (nothing is installed into the system)"
+    if ! (cd "$dl" && apt-get download prometheus >/dev/null 2>&1); then
+        if [ "$(id -u)" -eq 0 ]; then
+            log "refreshing apt's package lists (apt-get update) to find it"
+            DEBIAN_FRONTEND=noninteractive apt-get update -qq
+            (cd "$dl" && apt-get download prometheus >/dev/null)
+        else
+            echo "apt-get download prometheus failed: run 'sudo apt-get update' once, or put promtool on PATH" >&2
+            exit 1
+        fi
     fi
-    # Keep the package's service from being started: only promtool is wanted.
-    local policy=/usr/sbin/policy-rc.d added_policy=0
-    if [ ! -e "$policy" ]; then
-        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
-        "${sudo[@]}" chmod +x "$policy"
-        added_policy=1
-    fi
-    local status=0
-    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || status=$?
-    if [ "$status" -eq 0 ]; then
-        "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-            --no-install-recommends -o Dpkg::Options::=--force-confdef \
-            -o Dpkg::Options::=--force-confold prometheus >/dev/null || status=$?
-    fi
-    if [ "$added_policy" -eq 1 ]; then
-        "${sudo[@]}" rm -f "$policy"
-    fi
-    [ "$status" -eq 0 ] || { echo "apt-get install prometheus failed ($status)" >&2; exit "$status"; }
+    dpkg-deb -x "$dl"/prometheus_*.deb "$dl/root"
+    mkdir -p "$TOOLS/bin"
+    cp "$dl/root/usr/bin/promtool" "$TOOLS/bin/promtool.tmp"
+    mv "$TOOLS/bin/promtool.tmp" "$TOOLS/bin/promtool"
+    rm -rf "$dl"
 }
+if [ -z "$PROMTOOL" ]; then
+    [ -x "$TOOLS/bin/promtool" ] || fetch_promtool
+    PROMTOOL=$TOOLS/bin/promtool
+fi
+promtool() { "$PROMTOOL" "$@"; }
 
-command -v promtool >/dev/null || install_promtool
 command -v python3 >/dev/null || { echo "python3 is required" >&2; exit 1; }
 log "$(promtool --version 2>&1 | head -n1)"
 
