@@ -49,7 +49,9 @@ fn check_names_file_and_key_for_each_problem() {
     ]);
     assert!(!ok);
     assert!(
-        stderr.contains("bad.yaml: server.wrokers: unknown key 'wrokers' (expected one of: listen, workers,"),
+        stderr.contains(
+            "bad.yaml: server.wrokers: unknown key 'wrokers' (expected one of: listen, workers,"
+        ),
         "{stderr}"
     );
 
