@@ -529,40 +529,83 @@ pub fn hdr<S>(res: &awc::ClientResponse<S>, name: &str) -> String {
         .to_owned()
 }
 
-/// Sends `request` as raw bytes on a fresh connection and returns what comes
-/// back until the server closes or goes quiet (for headers awc rewrites).
+/// Sends `request` as raw bytes on a new connection and returns what comes
+/// back: one response, or what arrived before the peer closed or went
+/// silent for 1.5 s.
 pub fn raw_request(port: u16, request: &str) -> String {
-    use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(1500)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("write");
-    let mut out = Vec::new();
-    let mut buf = [0u8; 65536];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                out.extend_from_slice(&buf[..n]);
-                // One response is enough once its declared body has arrived.
-                let text = String::from_utf8_lossy(&out);
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let len = text[..end].lines().find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .strip_prefix("content-length:")
-                            .and_then(|v| v.trim().parse::<usize>().ok())
-                    });
-                    if let Some(len) = len {
-                        if out.len() >= end + 4 + len {
+    let mut conn = RawConnection::open(port);
+    conn.send(request.as_bytes());
+    conn.read_response()
+}
+
+/// A client connection speaking raw HTTP/1.1, for what awc will not send:
+/// slow request heads, odd framing, several requests on one connection.
+pub struct RawConnection {
+    stream: std::net::TcpStream,
+}
+
+impl RawConnection {
+    pub fn open(port: u16) -> Self {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_millis(1500)))
+            .expect("timeout");
+        Self { stream }
+    }
+
+    /// Writes `bytes`; false when the gateway has closed the connection.
+    pub fn send(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).is_ok()
+    }
+
+    /// One response: its head and its `Content-Length` body, or what
+    /// arrived before the peer closed or went silent for 1.5 s.
+    pub fn read_response(&mut self) -> String {
+        use std::io::Read;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&out);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text[..end].lines().find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                        });
+                        if len.is_some_and(|len| out.len() >= end + 4 + len) {
                             break;
                         }
                     }
                 }
             }
         }
+        String::from_utf8_lossy(&out).into_owned()
     }
-    String::from_utf8_lossy(&out).into_owned()
+
+    /// What the gateway sends until it closes the connection, if it does
+    /// within `within`; `None` while it is still open then.
+    pub fn read_until_closed(&mut self, within: Duration) -> Option<String> {
+        use std::io::{ErrorKind, Read};
+        let deadline = Instant::now() + within;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        self.stream
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .expect("timeout");
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Some(String::from_utf8_lossy(&out).into_owned()),
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            }
+        }
+        None
+    }
 }
 
 /// An upstream that answers every request with the same raw bytes (actix
@@ -585,6 +628,20 @@ pub fn spawn_raw_upstream(response: &'static str) -> SocketAddr {
                 }
                 let _ = stream.write_all(response.as_bytes());
             });
+        }
+    });
+    addr
+}
+
+/// An upstream that accepts connections and never answers (a hung
+/// process): the connections stay open for as long as the test runs.
+pub fn spawn_hung_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind hung upstream");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
         }
     });
     addr

@@ -1,0 +1,236 @@
+//! Hostile clients and faults, through the real binary: what the gateway
+//! must cut, refuse or survive (slow request heads, targets that hang or
+//! drop connections, ...).
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{
+    client, eventually, spawn_hung_upstream, spawn_raw_upstream, spawn_upstream, Gateway,
+    RawConnection, Upstream,
+};
+
+fn config(up: &Upstream, server: &str) -> String {
+    format!(
+        r#"
+server:
+  workers: 1
+  {server}
+upstreams:
+  main: {{targets: ["{up}"]}}
+routes:
+  - {{name: api, path_prefix: /api, upstream: main}}
+"#,
+        up = up.url()
+    )
+}
+
+/// Opens a connection, completes one request on it (so it is kept alive),
+/// then starts the next request head and sends it one byte at a time.
+fn kept_alive_then_slow(port: u16) -> RawConnection {
+    let mut conn = RawConnection::open(port);
+    conn.send(b"GET /api/first HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let first = conn.read_response();
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    conn.send(b"G");
+    conn
+}
+
+/// Dribbles the rest of a request head, one byte per `every`, until the
+/// gateway closes the connection or `within` passes; what it answered.
+fn dribble(conn: &mut RawConnection, every: Duration, within: Duration) -> Option<String> {
+    let head = b"ET /api/second HTTP/1.1\r\nHost: gw\r\nX-Slow: ";
+    let started = Instant::now();
+    let mut bytes = head.iter().copied().chain(std::iter::repeat(b'a'));
+    while started.elapsed() < within {
+        if let Some(answer) = conn.read_until_closed(every) {
+            return Some(answer);
+        }
+        let byte = bytes.next().unwrap_or(b'a');
+        if !conn.send(&[byte]) {
+            return Some(String::new());
+        }
+    }
+    None
+}
+
+/// Every request head on a kept-alive connection must arrive within
+/// `client_request_timeout_ms`, not only the first one (NGINX's
+/// client_header_timeout): one byte at a time used to hold it forever.
+#[actix_rt::test]
+async fn a_slow_request_head_on_a_kept_alive_connection_is_cut() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(
+        &up,
+        "client_request_timeout_ms: 1000\n  keep_alive_secs: 30",
+    ))
+    .await;
+    let port = gw.port;
+    let (answer, held) = actix_rt::task::spawn_blocking(move || {
+        let mut conn = kept_alive_then_slow(port);
+        let started = Instant::now();
+        let answer = dribble(
+            &mut conn,
+            Duration::from_millis(100),
+            Duration::from_secs(10),
+        );
+        (answer, started.elapsed())
+    })
+    .await
+    .unwrap();
+    // Bytes keep coming every 100 ms: only a deadline set at the head's
+    // first byte (and not moved by the next ones) cuts the connection.
+    let answer = answer.unwrap_or_else(|| panic!("connection still held after {held:?}"));
+    assert!(held < Duration::from_secs(5), "held {held:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+/// Slow heads on many kept-alive connections cannot lock other clients out
+/// once they are cut: with `max_connections` taken by them, a new client is
+/// served as soon as the request timeout has passed.
+#[actix_rt::test]
+async fn slow_kept_alive_clients_cannot_lock_others_out() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(
+        &up,
+        "client_request_timeout_ms: 1000\n  keep_alive_secs: 30\n  max_connections: 20",
+    ))
+    .await;
+    let port = gw.port;
+    let kept_alive = Arc::new(AtomicUsize::new(0));
+    let slow: Vec<_> = (0..40)
+        .map(|_| {
+            let kept_alive = kept_alive.clone();
+            std::thread::spawn(move || {
+                // Beyond max_connections a connection waits to be accepted.
+                let mut conn = RawConnection::open(port);
+                conn.send(b"GET /api/first HTTP/1.1\r\nHost: gw\r\n\r\n");
+                let _ = conn.read_response();
+                conn.send(b"G");
+                kept_alive.fetch_add(1, Ordering::SeqCst);
+                dribble(
+                    &mut conn,
+                    Duration::from_millis(100),
+                    Duration::from_secs(15),
+                )
+            })
+        })
+        .collect();
+    // The slow clients hold every connection slot before the normal one comes.
+    let full = eventually(Duration::from_secs(5), || {
+        let n = kept_alive.load(Ordering::SeqCst);
+        async move { n >= 20 }
+    })
+    .await;
+    assert!(full, "20 slow clients hold the 20 slots");
+    let started = Instant::now();
+    let res = client()
+        .get(gw.url("/api/normal"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    let waited = started.elapsed();
+    assert!(
+        res.is_ok_and(|r| r.status() == 200),
+        "a normal client is served"
+    );
+    assert!(waited < Duration::from_secs(5), "it waited {waited:?}");
+    for t in slow {
+        let answer = t.join().unwrap();
+        assert!(answer.is_some(), "every slow connection is cut");
+    }
+}
+
+/// Two targets behind one route, `first` then `second`, round robin, one
+/// worker (so requests alternate strictly), a failed target skipped after
+/// two failures.
+fn two_targets(first: &str, second: &str) -> String {
+    format!(
+        r#"
+server: {{workers: 1}}
+upstreams:
+  pool:
+    targets: ["{first}", "{second}"]
+    request_timeout_ms: 300
+    max_fails: 2
+    fail_timeout_secs: 60
+    retries: 1
+routes:
+  - {{name: api, path_prefix: /api, upstream: pool}}
+"#
+    )
+}
+
+async fn target_health(gw: &Gateway, url: &str) -> serde_json::Value {
+    let health = gw.health().await;
+    health["upstreams"]["pool"]["targets"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["url"] == url).cloned())
+        .unwrap_or_else(|| panic!("no target {url} in {health}"))
+}
+
+/// A target that accepts connections and never answers costs each request
+/// sent to it the whole `request_timeout_ms` (504): its timeouts count as
+/// failures, so after `max_fails` of them it is out of rotation.
+#[actix_rt::test]
+async fn a_target_that_never_answers_is_taken_out_of_rotation() {
+    let good = spawn_upstream("good");
+    let hung = format!("http://{}", spawn_hung_upstream());
+    let gw = Gateway::start(&two_targets(&good.url(), &hung)).await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let res = client().get(gw.url(&format!("/api/{i}"))).send().await;
+        statuses.push(res.map_or(0, |r| r.status().as_u16()));
+    }
+    let timeouts = statuses.iter().filter(|&&s| s == 504).count();
+    assert_eq!(
+        timeouts, 2,
+        "only max_fails requests wait for it: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|&s| s == 200 || s == 504),
+        "{statuses:?}"
+    );
+    let hung_health = target_health(&gw, &hung).await;
+    assert_eq!(hung_health["healthy"], false, "{hung_health}");
+}
+
+/// A target that breaks the exchange after reading the request (it crashes
+/// halfway through its answer): idempotent requests without a body go to
+/// the other target instead of failing, the failures count for passive
+/// health, and a request with a body is not sent twice.
+#[actix_rt::test]
+async fn idempotent_requests_survive_a_target_that_breaks_exchanges() {
+    let dropper = format!(
+        "http://{}",
+        spawn_raw_upstream("HTTP/1.1 200 OK\r\nContent-Le")
+    );
+    let good = spawn_upstream("good");
+    let gw = Gateway::start(&two_targets(&dropper, &good.url())).await;
+    // The first request goes to the first target: a POST is not retried.
+    let post = client()
+        .post(gw.url("/api/order"))
+        .send_body("one order")
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 502, "a body is never sent twice");
+    let mut statuses = Vec::new();
+    for i in 0..10 {
+        let res = client().get(gw.url(&format!("/api/{i}"))).send().await;
+        statuses.push(res.map_or(0, |r| r.status().as_u16()));
+    }
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    let dropper_health = target_health(&gw, &dropper).await;
+    assert_eq!(dropper_health["healthy"], false, "{dropper_health}");
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("gateway_upstream_errors_total{kind=\"send\""),
+        "{metrics}"
+    );
+}
