@@ -2,9 +2,11 @@
 //!
 //! Called by the proxy handler once per attempt. State is a handful of
 //! atomics per target, so workers never take a lock to pick a target.
-//! A target that fails to connect `max_fails` times in a row is skipped for
-//! `fail_timeout`; after that it takes traffic again, and one more connect
-//! failure skips it for another `fail_timeout` (a success resets the count).
+//! A target that fails `max_fails` times in a row (no connection, no answer
+//! within `request_timeout_ms`, or an exchange broken after connecting) is
+//! skipped for `fail_timeout`; after that it takes traffic again, and one
+//! more failure skips it for another `fail_timeout` (a success resets the
+//! count).
 
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -140,7 +142,8 @@ impl Upstream {
         }
     }
 
-    pub fn record_connect_failure(&self, idx: usize) -> HealthChange {
+    /// Counts a failure of the target (see `UpstreamFailure::counts_against_target`).
+    pub fn record_failure(&self, idx: usize) -> HealthChange {
         let t = &self.targets[idx];
         let failures = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
         if failures >= self.settings.max_fails {
@@ -216,8 +219,8 @@ mod tests {
     #[test]
     fn failing_target_is_skipped_then_recovers() {
         let u = upstream(Balance::RoundRobin, 2);
-        assert_eq!(u.record_connect_failure(0), HealthChange::None);
-        assert_eq!(u.record_connect_failure(0), HealthChange::MarkedDown);
+        assert_eq!(u.record_failure(0), HealthChange::None);
+        assert_eq!(u.record_failure(0), HealthChange::MarkedDown);
         for _ in 0..10 {
             assert_eq!(u.pick(&[]), Some(1));
         }
@@ -229,8 +232,8 @@ mod tests {
     #[test]
     fn excluded_and_down_targets_leave_nothing() {
         let u = upstream(Balance::Random, 2);
-        u.record_connect_failure(1);
-        u.record_connect_failure(1);
+        u.record_failure(1);
+        u.record_failure(1);
         assert_eq!(u.pick(&[0]), None);
         assert_eq!(u.pick(&[]), Some(0));
     }

@@ -13,8 +13,12 @@ pub enum UpstreamFailure {
     Connect,
     /// Connected, but no answer within `request_timeout_ms`.
     Timeout,
-    /// The exchange broke after connecting, or no valid answer came back.
+    /// The exchange broke after connecting (reset, a pooled connection the
+    /// upstream had closed), or no valid answer came back.
     Broken,
+    /// The client's request body failed while being streamed (the client
+    /// went away mid-upload): not the target's fault.
+    ClientBody,
     /// The client's body passed `max_body_bytes` while being streamed.
     BodyLimit { limit: u64 },
     /// The upstream answered a WebSocket handshake with this 4xx/5xx: a
@@ -32,6 +36,7 @@ impl UpstreamFailure {
         match err {
             SendRequestError::Connect(_) => Self::Connect,
             SendRequestError::Timeout => Self::Timeout,
+            SendRequestError::Body(_) => Self::ClientBody,
             _ => Self::Broken,
         }
     }
@@ -49,10 +54,18 @@ impl UpstreamFailure {
         }
     }
 
-    /// The target could not be reached: passive health counts it, and an
-    /// idempotent request without a body may go to another target.
-    pub fn is_connect(self) -> bool {
-        self == Self::Connect
+    /// The target is at fault: no connection, no answer in time, or an
+    /// exchange it broke. Passive health counts it (`max_fails`).
+    pub fn counts_against_target(self) -> bool {
+        matches!(self, Self::Connect | Self::Timeout | Self::Broken)
+    }
+
+    /// An idempotent request without a body may go to another target: the
+    /// upstream cannot have acted on it twice in a way that matters (NGINX's
+    /// `proxy_next_upstream error`). A timeout is not retried: the request
+    /// has used its time, and a slow target may still be working on it.
+    pub fn may_retry(self) -> bool {
+        matches!(self, Self::Connect | Self::Broken)
     }
 
     /// `gateway_upstream_errors_total{kind}`; `None` when the target is not
@@ -61,7 +74,7 @@ impl UpstreamFailure {
         match self {
             Self::Connect => Some("connect"),
             Self::Timeout => Some("timeout"),
-            Self::Broken => Some("send"),
+            Self::Broken | Self::ClientBody => Some("send"),
             Self::BodyLimit { .. } => Some("body_limit"),
             Self::UpgradeRefused(_) => None,
         }
@@ -71,7 +84,7 @@ impl UpstreamFailure {
         match self {
             Self::Connect => GatewayError::UpstreamConnect,
             Self::Timeout => GatewayError::UpstreamTimeout,
-            Self::Broken => GatewayError::UpstreamBroken,
+            Self::Broken | Self::ClientBody => GatewayError::UpstreamBroken,
             Self::BodyLimit { limit } => GatewayError::BodyTooLarge { limit },
             Self::UpgradeRefused(status) => GatewayError::UpgradeRefused(status),
         }
@@ -83,15 +96,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_connect_failures_are_retried_and_a_cut_body_wins() {
+    fn targets_answer_for_their_own_failures_and_a_cut_body_wins() {
         let connect = SendRequestError::Connect(awc::error::ConnectError::Timeout);
-        assert!(UpstreamFailure::of_request(&connect, None).is_connect());
+        let failure = UpstreamFailure::of_request(&connect, None);
+        assert!(failure.counts_against_target() && failure.may_retry());
         assert_eq!(
             UpstreamFailure::of_request(&connect, Some(10)),
             UpstreamFailure::BodyLimit { limit: 10 }
         );
         let timeout = UpstreamFailure::of_request(&SendRequestError::Timeout, None);
-        assert!(!timeout.is_connect());
+        assert!(timeout.counts_against_target() && !timeout.may_retry());
+        let reset = SendRequestError::Send(std::io::ErrorKind::ConnectionReset.into());
+        let broken = UpstreamFailure::of_request(&reset, None);
+        assert!(broken.counts_against_target() && broken.may_retry());
+        assert_eq!(broken.gateway_error().status(), 502);
+        let client_gone = SendRequestError::Body(Box::new(std::io::Error::other("gone")));
+        let aborted = UpstreamFailure::of_request(&client_gone, None);
+        assert!(!aborted.counts_against_target() && !aborted.may_retry());
         assert_eq!(timeout.kind(), Some("timeout"));
         assert_eq!(timeout.gateway_error().status(), 504);
         let refused = UpstreamFailure::of_upgrade(&WsClientError::InvalidResponseStatus(

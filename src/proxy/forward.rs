@@ -4,8 +4,10 @@
 //! untouched, end-to-end headers plus `X-Forwarded-*` and `X-Request-Id`),
 //! picks a target, sends it with the worker's pooled awc client and streams
 //! both bodies: nothing is buffered beyond awc's own chunks, so memory stays
-//! flat whatever the body size. Connect failures feed passive health and
-//! are retried on another target for idempotent requests without a body.
+//! flat whatever the body size. Failures of the target (no connection, no
+//! answer in time, a broken exchange) feed passive health; idempotent
+//! requests without a body are retried on another target after a connect
+//! failure or a broken exchange (`UpstreamFailure`).
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -372,13 +374,15 @@ pub async fn forward(
                 debug!(gw.log, "upstream exchange failed";
                     "upstream" => labels[0], "target" => labels[1], "kind" => kind,
                     "error" => %err, "request_id" => request_id.as_str());
-                if failure.is_connect() {
-                    if upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown {
-                        gw.metrics.target_healthy.with_label_values(&labels).set(0);
-                        warn!(gw.log, "upstream target marked down";
-                            "upstream" => labels[0], "target" => labels[1],
-                            "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
-                    }
+                if failure.counts_against_target()
+                    && upstream.record_failure(target_idx) == HealthChange::MarkedDown
+                {
+                    gw.metrics.target_healthy.with_label_values(&labels).set(0);
+                    warn!(gw.log, "upstream target marked down";
+                        "upstream" => labels[0], "target" => labels[1], "kind" => kind,
+                        "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
+                }
+                if failure.may_retry() {
                     tried.push(target_idx);
                     if tried.len() < max_attempts {
                         continue;
@@ -440,8 +444,8 @@ async fn upgrade(
                         .inc();
                 }
             }
-            if failure.is_connect()
-                && upstream.record_connect_failure(target_idx) == HealthChange::MarkedDown
+            if failure.counts_against_target()
+                && upstream.record_failure(target_idx) == HealthChange::MarkedDown
             {
                 gw.metrics.target_healthy.with_label_values(&labels).set(0);
             }
