@@ -162,7 +162,8 @@ pub struct RawUpstream {
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub retries: u32,
-    /// Consecutive connect failures before a target is skipped (added key).
+    /// Consecutive failures (connect, timeout, broken exchange) before a
+    /// target is skipped (added key).
     pub max_fails: u32,
     /// How long a failed target is skipped, seconds (added key).
     pub fail_timeout_secs: u64,
