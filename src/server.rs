@@ -14,7 +14,7 @@ use actix_web::middleware::{from_fn, Condition};
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
-use slog::{error, info, Logger};
+use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
 use crate::middleware::{
@@ -54,6 +54,9 @@ fn bind_error(key: &str, addr: std::net::SocketAddr, err: io::Error) -> io::Erro
 /// Runs the gateway until a shutdown signal has been handled and every
 /// in-flight request has finished (or `shutdown_timeout_secs` passed).
 pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) -> io::Result<()> {
+    // 0. Signals first: a SIGHUP during startup must not end the process.
+    let signals = Signals::register()?;
+
     // 1. Metrics: one registry for our metrics, actix-web-prom's and process metrics.
     let registry = Registry::new();
     let metrics = Arc::new(Metrics::new(registry.clone()).map_err(other)?);
@@ -170,12 +173,9 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     let admin_handle = admin.handle();
     let drain = gateway.clone();
     actix_rt::spawn(async move {
-        let signal = wait_for_signal().await;
-        drain.start_draining();
-        info!(drain.log, "shutdown signal received; draining";
-            "signal" => signal, "timeout_secs" => server_settings.shutdown_timeout.as_secs());
-        proxy_handle.stop(true).await;
-        info!(drain.log, "proxy listener drained");
+        let mut signals = signals;
+        let signal = signals.stop_requested(&drain.log).await;
+        shut_down(&drain, signal, proxy_handle, &server_settings).await;
         admin_handle.stop(true).await;
     });
 
@@ -186,17 +186,77 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     proxy_result.and(admin_result)
 }
 
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process can still be killed; never drain.
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+/// The shutdown sequence: readiness 503 and `Connection: close` on every
+/// response at once; the listener stays open for `drain_delay_secs` (so a
+/// load balancer stops sending before connections are refused); then it
+/// closes, in-flight requests finish (up to `shutdown_timeout_secs`), and
+/// what is still running then is cut and counted.
+async fn shut_down(
+    gw: &Gateway,
+    signal: &'static str,
+    proxy: actix_web::dev::ServerHandle,
+    server: &crate::settings::ServerSettings,
+) {
+    gw.start_draining();
+    info!(gw.log, "shutdown signal received; draining";
+        "signal" => signal, "drain_delay_secs" => server.drain_delay.as_secs(),
+        "timeout_secs" => server.shutdown_timeout.as_secs());
+    if !server.drain_delay.is_zero() {
+        actix_rt::time::sleep(server.drain_delay).await;
+        info!(gw.log, "drain delay over: closing the proxy listener";
+            "in_flight" => gw.metrics.in_flight.get());
+    }
+    // The requests still in flight just before the timeout are those it cuts.
+    let in_flight = gw.metrics.in_flight.clone();
+    let deadline = server
+        .shutdown_timeout
+        .saturating_sub(Duration::from_millis(100));
+    let at_deadline = actix_rt::spawn(async move {
+        actix_rt::time::sleep(deadline).await;
+        in_flight.get()
+    });
+    let started = std::time::Instant::now();
+    proxy.stop(true).await;
+    if started.elapsed() >= server.shutdown_timeout {
+        let cut = at_deadline.await.unwrap_or(0);
+        warn!(gw.log, "shutdown timeout reached: requests still in flight were cut";
+            "cut" => cut, "timeout_secs" => server.shutdown_timeout.as_secs());
+    } else {
+        at_deadline.abort();
+        info!(gw.log, "proxy listener drained");
+    }
+}
+
+/// The signals the gateway handles, registered as the first thing it does:
+/// SIGTERM and SIGINT drain and stop it; SIGHUP, which operators and
+/// Kubernetes tooling send to reload, must not end it (the default action
+/// would): it is logged and otherwise ignored until live reload exists.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
+    }
+
+    /// Waits for SIGTERM or SIGINT (and names it).
+    async fn stop_requested(&mut self, log: &Logger) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => return "SIGTERM",
+                _ = self.int.recv() => return "SIGINT",
+                _ = self.hup.recv() => warn!(log,
+                    "SIGHUP received: reloading settings is not supported yet; \
+                     running on, with the settings the gateway started with"),
+            }
+        }
     }
 }

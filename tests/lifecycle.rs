@@ -239,3 +239,227 @@ async fn tls_listener_serves_https_and_bad_pem_is_refused() {
     assert!(!ok);
     assert!(stderr.contains("server.tls"), "{stderr}");
 }
+
+/// What the clients of a load balancer saw while one replica shut down.
+#[derive(Debug, Default)]
+struct LoadOutcome {
+    ok: u64,
+    /// Answered, but not 2xx.
+    non_2xx: u64,
+    /// Sent on an open connection that the gateway then closed without an
+    /// answer: lost, although the gateway had accepted it.
+    lost: u64,
+    /// Answers after readiness had turned 503 that left the connection
+    /// open (each should have said `Connection: close`).
+    kept_alive_while_draining: u64,
+}
+
+/// One connection of a load balancer: requests on a kept-alive connection;
+/// after `Connection: close` it asks readiness, and stops using this
+/// replica once that is 503 (as a load balancer takes it out).
+fn balancer_connection(
+    port: u16,
+    admin: u16,
+    draining: &std::sync::atomic::AtomicBool,
+) -> LoadOutcome {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    let ready = || {
+        let answer = raw_request(admin, "GET /health/ready HTTP/1.1\r\nHost: a\r\n\r\n");
+        answer.starts_with("HTTP/1.1 200")
+    };
+    let mut seen = LoadOutcome::default();
+    let mut conn: Option<std::net::TcpStream> = None;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let stream = match conn.as_mut() {
+            Some(stream) => stream,
+            None => {
+                if !ready() {
+                    break;
+                }
+                match std::net::TcpStream::connect(("127.0.0.1", port)) {
+                    Ok(stream) => conn.insert(stream),
+                    Err(_) => break,
+                }
+            }
+        };
+        let was_draining = draining.load(Ordering::SeqCst);
+        if stream
+            .write_all(b"GET /lb HTTP/1.1\r\nHost: gw\r\n\r\n")
+            .is_err()
+        {
+            conn = None;
+            continue;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 16384];
+        let complete = loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+            let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+            let Some(end) = text.find("\r\n\r\n") else {
+                continue;
+            };
+            let length = text[..end].lines().find_map(|l| {
+                l.strip_prefix("content-length:")
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+            });
+            if got.len() >= end + 4 + length.unwrap_or(0) {
+                break Some(text[..end].to_owned());
+            }
+        };
+        match complete {
+            None => {
+                seen.lost += 1;
+                conn = None;
+            }
+            Some(head) => {
+                if head.starts_with("http/1.1 2") {
+                    seen.ok += 1;
+                } else {
+                    seen.non_2xx += 1;
+                }
+                if head.contains("connection: close") {
+                    conn = None;
+                } else if was_draining {
+                    seen.kept_alive_while_draining += 1;
+                }
+            }
+        }
+    }
+    seen
+}
+
+/// SIGTERM while a load balancer's connections are busy: no request the
+/// gateway accepted is lost; from the signal on every answer says
+/// `Connection: close`, and the listener stays open `drain_delay_secs`.
+#[actix_rt::test]
+async fn sigterm_under_load_loses_no_accepted_request() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let up = spawn_upstream("main");
+    let mut gw = Gateway::start(&format!(
+        "server: {{workers: 2, shutdown_timeout_secs: 10, drain_delay_secs: 1}}\n\
+         upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
+         routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
+        up.url()
+    ))
+    .await;
+    let (port, admin) = (gw.port, gw.admin_port);
+    let draining = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..32)
+        .map(|_| {
+            let draining = draining.clone();
+            std::thread::spawn(move || balancer_connection(port, admin, &draining))
+        })
+        .collect();
+    actix_rt::time::sleep(Duration::from_millis(700)).await;
+    let signalled = std::time::Instant::now();
+    gw.signal("TERM");
+    draining.store(true, Ordering::SeqCst);
+    // The listener still accepts for drain_delay_secs after the signal.
+    let refused_after = actix_rt::task::spawn_blocking(move || {
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        signalled.elapsed()
+    });
+    let mut total = LoadOutcome::default();
+    for client in clients {
+        let seen = client.join().unwrap();
+        total.ok += seen.ok;
+        total.non_2xx += seen.non_2xx;
+        total.lost += seen.lost;
+        total.kept_alive_while_draining += seen.kept_alive_while_draining;
+    }
+    assert!(total.ok > 100, "{total:?}");
+    assert_eq!(total.lost, 0, "{total:?}");
+    assert_eq!(total.non_2xx, 0, "{total:?}");
+    assert_eq!(total.kept_alive_while_draining, 0, "{total:?}");
+    let refused_after = refused_after.await.unwrap();
+    assert!(
+        refused_after >= Duration::from_millis(900),
+        "new connections refused {refused_after:?} after the signal"
+    );
+    let (exit, gw) = actix_rt::task::spawn_blocking(move || {
+        let exit = gw.wait_exit(Duration::from_secs(20));
+        (exit, gw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    // Every answer has its access-log line: none is lost at exit.
+    let lines = gw.count_log_messages("request") as u64;
+    assert_eq!(lines, total.ok, "access-log lines for {total:?}");
+    assert!(gw.stdout_text().contains("proxy listener drained"));
+}
+
+/// A request still running at `shutdown_timeout_secs` is cut: the log says
+/// so and how many, and does not claim the listener drained.
+#[actix_rt::test]
+async fn requests_cut_at_the_shutdown_timeout_are_counted() {
+    let up = spawn_upstream("slow");
+    let mut gw = Gateway::start(&format!(
+        "server: {{shutdown_timeout_secs: 1}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\n\
+         routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
+        up.url()
+    ))
+    .await;
+    let slow = actix_rt::spawn(client().get(gw.url("/slow/5000")).send());
+    assert!(
+        gw.wait_for_request_at("u").await,
+        "the slow request is in flight"
+    );
+    gw.signal("TERM");
+    let (exit, gw) = actix_rt::task::spawn_blocking(move || {
+        let exit = gw.wait_exit(Duration::from_secs(15));
+        (exit, gw)
+    })
+    .await
+    .unwrap();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+    assert!(slow.await.unwrap().is_err(), "the slow request was cut");
+    let cut: Vec<_> = gw
+        .log_lines()
+        .into_iter()
+        .filter(|l| {
+            l["msg"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("shutdown timeout reached"))
+        })
+        .collect();
+    assert_eq!(cut.len(), 1, "{}", gw.stdout_text());
+    assert_eq!(cut[0]["cut"], 1, "{}", cut[0]);
+    assert_eq!(cut[0]["level"], "warning");
+    assert!(!gw.stdout_text().contains("proxy listener drained"));
+}
+
+/// SIGHUP, which operators and Kubernetes tooling send to reload, does not
+/// end the gateway: it says so and goes on serving.
+#[actix_rt::test]
+async fn sighup_is_logged_and_the_gateway_serves_on() {
+    let up = spawn_upstream("main");
+    let mut gw = Gateway::start(&format!(
+        "upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
+         routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
+        up.url()
+    ))
+    .await;
+    gw.signal("HUP");
+    let logged = eventually(Duration::from_secs(5), || {
+        let seen = gw.count_log_messages("SIGHUP received") == 1;
+        async move { seen }
+    })
+    .await;
+    assert!(logged, "{}", gw.stdout_text());
+    let res = client().get(gw.url("/still")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    gw.signal("TERM");
+    let exit = actix_rt::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15)))
+        .await
+        .unwrap();
+    assert_eq!(exit.and_then(|s| s.code()), Some(0));
+}

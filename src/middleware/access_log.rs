@@ -1,12 +1,14 @@
 //! Second stage: measures and records every request, whatever answers it
 //! (`telemetry::access_log` does the counting and writes the line).
 //! It wraps everything after it, so gateway-made errors are counted and
-//! logged like proxied responses.
+//! logged like proxied responses. While the gateway drains, it marks every
+//! response `Connection: close`.
 
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
@@ -30,7 +32,16 @@ pub async fn access_log(
     // A Uri clone shares its bytes: cheaper than copying the path.
     let uri = req.uri().clone();
 
-    let result = next.call(req).await;
+    let mut result = next.call(req).await;
+    if gw.is_draining() {
+        // Clients reconnect (to another replica) instead of sending more on
+        // a connection the gateway is about to close.
+        if let Ok(res) = &mut result {
+            res.response_mut()
+                .head_mut()
+                .set_connection_type(ConnectionType::Close);
+        }
+    }
     let status = match &result {
         Ok(res) => res.status(),
         Err(err) => err.as_response_error().status_code(),

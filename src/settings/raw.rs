@@ -64,6 +64,10 @@ pub struct RawServer {
     pub client_request_timeout_ms: u64,
     /// Graceful drain on SIGTERM/SIGINT, seconds. Default 30.
     pub shutdown_timeout_secs: u64,
+    /// After SIGTERM/SIGINT, how long the gateway keeps accepting (readiness
+    /// 503, every response `Connection: close`) before it closes the
+    /// listener, seconds; 0 closes it at once (added key). Default 0.
+    pub drain_delay_secs: u64,
     /// Larger request bodies get 413. Default 10 MiB.
     pub max_body_bytes: u64,
     /// CIDRs (or addresses) whose X-Forwarded-* headers are believed.
@@ -82,6 +86,7 @@ impl Default for RawServer {
             keep_alive_secs: DEFAULT_KEEP_ALIVE_SECS,
             client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
+            drain_delay_secs: 0,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             trusted_proxies: Vec::new(),
             tls: None,

@@ -50,6 +50,8 @@ pub struct ServerSettings {
     pub keep_alive: Duration,
     pub client_request_timeout: Duration,
     pub shutdown_timeout: Duration,
+    /// Readiness 503 and `Connection: close` before the listener closes.
+    pub drain_delay: Duration,
     pub max_body_bytes: u64,
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<TlsSettings>,

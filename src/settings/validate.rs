@@ -120,6 +120,7 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
         keep_alive: Duration::from_secs(s.keep_alive_secs),
         client_request_timeout: Duration::from_millis(s.client_request_timeout_ms),
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
+        drain_delay: Duration::from_secs(s.drain_delay_secs),
         max_body_bytes: s.max_body_bytes,
         trusted_proxies,
         tls,
