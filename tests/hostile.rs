@@ -234,3 +234,84 @@ async fn idempotent_requests_survive_a_target_that_breaks_exchanges() {
         "{metrics}"
     );
 }
+
+/// The gateway's TCP sockets in CLOSE-WAIT (the peer has closed, the
+/// gateway not yet), from /proc.
+fn close_wait_sockets(pid: u32) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.flatten()
+                .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+                .filter_map(|link| {
+                    let link = link.to_string_lossy().into_owned();
+                    link.strip_prefix("socket:[")
+                        .and_then(|rest| rest.strip_suffix(']'))
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // st 08 = CLOSE_WAIT; the inode is the tenth field.
+            fields.get(3) == Some(&"08") && fields.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
+}
+
+/// After a burst, an upstream closes the idle connections it kept (its own
+/// keep-alive is shorter than the gateway's pool's): the gateway closes its
+/// side too, within about a second, instead of holding them in CLOSE-WAIT
+/// until traffic for that upstream comes back.
+#[actix_rt::test]
+async fn idle_upstream_connections_the_upstream_closed_are_reaped() {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|| async {
+            actix_rt::time::sleep(Duration::from_millis(50)).await;
+            HttpResponse::Ok().body("ok")
+        }))
+    })
+    .keep_alive(Duration::from_secs(1))
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    let server_handle = server.handle();
+    actix_rt::spawn(server);
+    let gw = Gateway::start(&format!(
+        "server: {{workers: 1}}\nupstreams: {{u: {{targets: [\"http://{addr}\"], pool_keep_alive_secs: 60}}}}\n\
+         routes: [{{name: r, path_prefix: /, upstream: u}}]\n"
+    ))
+    .await;
+    let burst: Vec<_> = (0..40)
+        .map(|i| actix_rt::spawn(client().get(gw.url(&format!("/b{i}"))).send()))
+        .collect();
+    for request in burst {
+        assert_eq!(request.await.unwrap().unwrap().status(), 200);
+    }
+    // The upstream closes its idle side after 1 s; the gateway must follow.
+    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    let pid = gw.pid();
+    let reaped = eventually(Duration::from_secs(5), || {
+        let left = close_wait_sockets(pid);
+        async move { left == 0 }
+    })
+    .await;
+    assert!(
+        reaped,
+        "{} sockets still in CLOSE-WAIT",
+        close_wait_sockets(pid)
+    );
+    // The pool still works afterwards.
+    let res = client().get(gw.url("/after")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    server_handle.stop(false).await;
+}
