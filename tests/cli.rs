@@ -300,3 +300,61 @@ async fn run_local_serves_the_demo_and_ends_cleanly_on_ctrl_c() {
         );
     }
 }
+
+/// A settings file that sets nothing (empty, comments only, truncated to
+/// nothing) or writes a key twice is refused by `check` and `run` alike,
+/// naming the file and, for a repeated key, the key and the line.
+#[test]
+fn empty_files_and_repeated_keys_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = [
+        ("empty.yaml", String::new()),
+        ("comments.yaml", "# the settings were here\n".to_owned()),
+        ("null.yaml", "server:\n".to_owned()),
+        (
+            "twice.yaml",
+            "upstreams:\n  u:\n    targets: [\"http://127.0.0.1:1\"]\n    retries: 1\n    retries: 3\n\
+             routes: [{name: r, path_prefix: /, upstream: u}]\n"
+                .to_owned(),
+        ),
+        (
+            "twice.json",
+            r#"{"server": {"workers": 2, "workers": 4}}"#.to_owned(),
+        ),
+    ];
+    for (name, body) in &files {
+        std::fs::write(dir.path().join(name), body).unwrap();
+    }
+    let (port, admin) = (free_port(), free_port());
+    let listen = [
+        "--set".to_owned(),
+        format!("server.listen=127.0.0.1:{port}"),
+        "--set".to_owned(),
+        format!("admin.listen=127.0.0.1:{admin}"),
+    ];
+    for (name, expect) in [
+        ("empty.yaml", "empty.yaml: -: the file sets nothing"),
+        ("comments.yaml", "comments.yaml: -: the file sets nothing"),
+        ("null.yaml", "null.yaml: -: the file sets nothing"),
+        (
+            "twice.yaml",
+            "twice.yaml: -: key 'upstreams.u.retries' is written twice (in the map at line 3)",
+        ),
+        (
+            "twice.json",
+            "twice.json: -: key 'workers' is written twice",
+        ),
+    ] {
+        for command in ["check", "run"] {
+            let mut args = vec![command, "--config", name];
+            args.extend(listen.iter().map(String::as_str));
+            let out = run(&mut gateway(dir.path(), &args), Duration::from_secs(20));
+            let err = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{command} {name}: {err}");
+            assert!(
+                err.lines().any(|l| l.starts_with(expect)),
+                "{command} {name}: missing {expect:?} in {err}"
+            );
+        }
+    }
+}

@@ -10,6 +10,7 @@ use figment::providers::{Env, Format, Json, Serialized, Toml, Yaml};
 use figment::value::Value;
 use figment::{Figment, Provider};
 
+use super::duplicates::{first_duplicate_json, first_duplicate_yaml};
 use super::extract::extract;
 use super::origin::{source_of, ENV_PREFIX};
 use super::problem::{Problem, Problems};
@@ -68,6 +69,40 @@ pub fn load(sources: &Sources) -> Result<Settings, Problems> {
     }
 }
 
+/// What is wrong with a settings file that parses: a key written twice in
+/// one map (YAML and JSON keep the last without a word), or nothing set at
+/// all (an empty or truncated file would otherwise start a gateway on the
+/// defaults, with no routes).
+fn file_problem(
+    file: &std::path::Path,
+    ext: Option<&str>,
+    data: &figment::value::Map<figment::Profile, figment::value::Dict>,
+) -> Option<String> {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let duplicate = match ext {
+        Some("yaml" | "yml") => first_duplicate_yaml(&text),
+        Some("json") => first_duplicate_json(&text),
+        _ => None,
+    };
+    if let Some(d) = duplicate {
+        let line = d
+            .line
+            .map_or_else(String::new, |l| format!(" (in the map at line {l})"));
+        return Some(format!(
+            "key '{}' is written twice{line}: refused, since only the last would count",
+            d.key
+        ));
+    }
+    let sets_something = data.values().flat_map(|dict| dict.values()).any(|value| {
+        !matches!(value, Value::Empty(..)) && !matches!(value, Value::Dict(_, d) if d.is_empty())
+    });
+    (!sets_something).then(|| {
+        "the file sets nothing (empty, or only comments): refused, since a gateway on \
+         built-in defaults alone has no routes; check that it was written completely"
+            .to_owned()
+    })
+}
+
 fn layered_figment(sources: &Sources, problems: &mut Vec<Problem>) -> Figment {
     let mut figment = Figment::new();
     for file in sources.files() {
@@ -100,14 +135,25 @@ fn layered_figment(sources: &Sources, problems: &mut Vec<Problem>) -> Figment {
                 continue;
             }
         };
-        if let Err(err) = parsed.data() {
-            for e in err {
-                problems.push(Problem {
-                    source: shown.clone(),
-                    key: "-".into(),
-                    message: e.kind.to_string(),
-                });
+        let data = match parsed.data() {
+            Ok(data) => data,
+            Err(err) => {
+                for e in err {
+                    problems.push(Problem {
+                        source: shown.clone(),
+                        key: "-".into(),
+                        message: e.kind.to_string(),
+                    });
+                }
+                continue;
             }
+        };
+        if let Some(problem) = file_problem(&file, ext.as_deref(), &data) {
+            problems.push(Problem {
+                source: shown,
+                key: "-".into(),
+                message: problem,
+            });
             continue;
         }
         figment = figment.merge(parsed);

@@ -17,6 +17,7 @@
 //! module.
 
 mod checker;
+mod duplicates;
 mod extract;
 mod load;
 mod origin;
