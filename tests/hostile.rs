@@ -315,3 +315,34 @@ async fn idle_upstream_connections_the_upstream_closed_are_reaped() {
     assert_eq!(res.status(), 200);
     server_handle.stop(false).await;
 }
+
+/// A request head with bare LF line ends is refused (400, connection
+/// closed), and a request pipelined behind it never reaches the upstream:
+/// parsers that disagree on line ends are how one request becomes two.
+#[actix_rt::test]
+async fn bare_lf_request_heads_are_refused_and_nothing_behind_them_passes() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(&up, "")).await;
+    let answer = common::raw_request(
+        gw.port,
+        "POST /api/first HTTP/1.1\nHost: gw\nContent-Length: 0\n\n\
+         GET /api/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n",
+    );
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        answer.matches("HTTP/1.1 ").count(),
+        1,
+        "one answer: {answer}"
+    );
+    let metrics = gw.metrics().await;
+    assert!(
+        !metrics.contains("gateway_requests_total{method="),
+        "nothing was proxied: {metrics}"
+    );
+    // Mixed: a bare LF in one header line is refused too.
+    let answer = common::raw_request(gw.port, "GET /api/x HTTP/1.1\r\nHost: gw\nX-A: 1\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    // CR LF throughout still works.
+    let answer = common::raw_request(gw.port, "GET /api/x HTTP/1.1\r\nHost: gw\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}

@@ -274,6 +274,13 @@ impl MessageType for Request {
 
             match req.parse_with_uninit_headers(src, &mut parsed)? {
                 httparse::Status::Complete(len) => {
+                    // PATCH(gateway, patches/README.md #3): CR LF only. httparse also
+                    // takes a bare LF as a line end (RFC 9112 allows the leniency); a
+                    // gateway in front of stricter or different parsers must not, or one
+                    // request can be read as two (request smuggling).
+                    if has_bare_lf(&src[..len]) {
+                        return Err(ParseError::Header);
+                    }
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;
                     let uri = Uri::try_from(req.path.unwrap())?;
@@ -467,6 +474,12 @@ pub(crate) const EMPTY_HEADER_INDEX: HeaderIndex = HeaderIndex {
     name: (0, 0),
     value: (0, 0),
 };
+
+/// PATCH(gateway, patches/README.md #3): a line feed in `head` that does not
+/// follow a carriage return.
+fn has_bare_lf(head: &[u8]) -> bool {
+    memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
+}
 
 pub(crate) const EMPTY_HEADER_INDEX_ARRAY: [HeaderIndex; MAX_HEADERS] =
     [EMPTY_HEADER_INDEX; MAX_HEADERS];
