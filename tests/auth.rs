@@ -506,21 +506,21 @@ async fn logout_at_the_provider_ends_the_provider_session_too() {
 #[actix_rt::test]
 async fn after_a_refresh_the_provider_logout_carries_the_new_id_token() {
     let signed_out = "http://app.example.test/signed-out";
-    // Access tokens live 20 s: the first request refreshes them.
+    // Access tokens live 4 s: due for refresh in the second half of that.
     let s = setup(
         1,
         &[
             ("OIDC_POST_LOGOUT_REDIRECT_URIS", signed_out),
-            ("OIDC_ACCESS_TOKEN_TTL", "20"),
+            ("OIDC_ACCESS_TOKEN_TTL", "4"),
         ],
     );
     let gw = gateway_with_provider_logout(&s, signed_out).await;
     let mut browser = CookieJar::new();
     let (cookie, _) = browser_session_in(&s.op, &gw, "frank", "/app", &mut browser).await;
 
-    // ID tokens carry whole seconds: the refreshed one is issued in a later
-    // second than the login's.
-    actix_rt::time::sleep(Duration::from_millis(1200)).await;
+    // Due after 2 s (half the token's life); ID tokens carry whole seconds,
+    // so the refreshed one is issued in a later second than the login's.
+    actix_rt::time::sleep(Duration::from_millis(2200)).await;
     let refresh_started = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -830,10 +830,11 @@ async fn session_store_outage_answers_503_then_recovers_by_itself() {
 
 #[actix_rt::test]
 async fn tokens_close_to_expiry_are_refreshed_transparently() {
-    // Access tokens live 20 s: inside the 30 s refresh window from the start.
-    let s = setup(1, &[("OIDC_ACCESS_TOKEN_TTL", "20")]);
+    // Access tokens live 4 s: due for refresh in the second half of that.
+    let s = setup(1, &[("OIDC_ACCESS_TOKEN_TTL", "4")]);
     let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "")).await;
     let (cookie, _) = browser_session(&s.op, &gw, "dave", "/app").await;
+    actix_rt::time::sleep(Duration::from_millis(2200)).await;
     assert_eq!(get_with_cookie(&gw, "/app/1", &cookie).await.0, 200);
     let metrics = gw.metrics().await;
     assert!(
@@ -869,8 +870,8 @@ async fn concurrent_gets(urls: Vec<String>, cookie: &str) -> Vec<u16> {
 #[actix_rt::test]
 async fn two_replicas_refresh_a_session_exactly_once() {
     let redis = RedisServer::start();
-    // 35 s tokens: due for refresh 5 s after login (30 s ahead of expiry).
-    let s = setup(2, &[("OIDC_ACCESS_TOKEN_TTL", "35")]);
+    // 8 s tokens: due for refresh 4 s after login (half their life).
+    let s = setup(2, &[("OIDC_ACCESS_TOKEN_TTL", "8")]);
     let redis_yaml = redis_setting(&redis);
     let (a, b) = two_replicas(&s, &redis_yaml).await;
     let (cookie, _) = browser_session(&s.op, &a, "erin", "/app").await;
@@ -918,4 +919,39 @@ async fn sessions_are_shared_on_a_redis_cluster() {
         refused_soon(&a, &cookie).await,
         "logout on b seen by a through the cluster"
     );
+}
+
+/// One process, its two workers sharing the in-memory session store, an
+/// expired access token and 20 concurrent requests on the session: the
+/// provider sees one refresh, and a token shorter-lived than the refresh
+/// window does not make every later request refresh again.
+#[actix_rt::test]
+async fn one_process_refreshes_an_expired_session_exactly_once() {
+    // 4 s tokens: far inside the 30 s refresh window from the start.
+    let s = setup(1, &[("OIDC_ACCESS_TOKEN_TTL", "4")]);
+    let gw = Gateway::start_on(s.ports[0], &config(&s, 0, "server: {workers: 2}")).await;
+    let (cookie, _) = browser_session(&s.op, &gw, "frank", "/app").await;
+    actix_rt::time::sleep(Duration::from_millis(4500)).await;
+    let urls: Vec<String> = (0..20).map(|i| gw.url(&format!("/app/{i}"))).collect();
+    let statuses = concurrent_gets(urls, &cookie).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    // And a few more right after, on the fresh token.
+    for i in 0..5 {
+        assert_eq!(
+            get_with_cookie(&gw, &format!("/app/after{i}"), &cookie)
+                .await
+                .0,
+            200
+        );
+    }
+    let metrics = gw.metrics().await;
+    let refreshed = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gateway_auth_outcomes_total") && l.contains("result=\"refreshed\"")
+        })
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(refreshed, 1, "one refresh for 25 requests: {metrics}");
 }

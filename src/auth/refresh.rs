@@ -21,7 +21,10 @@ use super::provider::Provider;
 use super::session::model::{unix_now, Session};
 use super::session::SessionStore;
 
-/// Refresh an access token this long before it expires.
+/// Refresh an access token this long before it expires, or within the
+/// last half of its lifetime when that is shorter: a token that lives less
+/// than the window would otherwise be due the moment it is issued, and
+/// every request would refresh it again.
 const REFRESH_AHEAD_SECS: u64 = 30;
 /// How long a request waits for another request's (or replica's) refresh.
 const REFRESH_WAIT: Duration = Duration::from_secs(5);
@@ -40,9 +43,18 @@ pub enum RefreshError {
 /// Without a refresh token there is nothing to renew: the session lives
 /// its `ttl_secs` (the gateway itself never presents the access token).
 pub fn is_due(session: &Session) -> bool {
-    session.refresh_token.is_some()
-        && session.access_expires_at != 0
-        && unix_now() + REFRESH_AHEAD_SECS >= session.access_expires_at
+    is_due_at(session, unix_now())
+}
+
+fn is_due_at(session: &Session, now: u64) -> bool {
+    let (issued, expires) = (session.access_issued_at, session.access_expires_at);
+    let lifetime = expires.saturating_sub(issued);
+    let ahead = if issued == 0 {
+        REFRESH_AHEAD_SECS
+    } else {
+        REFRESH_AHEAD_SECS.min(lifetime / 2)
+    };
+    session.refresh_token.is_some() && expires != 0 && now + ahead >= expires
 }
 
 /// Where a waiting request looks for the refreshed session.
@@ -188,6 +200,7 @@ pub async fn exchange_refresh_token(
         fresh.refresh_token = Some(rt.secret().clone());
     }
     fresh.access_expires_at = token.expires_in().map_or(0, |d| now + d.as_secs());
+    fresh.access_issued_at = now;
     // Kept only when the provider's logout will take it as a hint.
     if provider.logout.provider {
         if let Some(id_token) = &token.extra_fields().id_token {
@@ -195,4 +208,44 @@ pub async fn exchange_refresh_token(
         }
     }
     Ok(fresh)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::identity::Identity;
+
+    fn session(issued: u64, expires: u64) -> Session {
+        let identity = Identity::new("u".into(), None, Vec::new(), Vec::new());
+        let mut s = Session::new(
+            identity,
+            "a".into(),
+            Some("r".into()),
+            expires,
+            issued,
+            10_000,
+        );
+        s.access_issued_at = issued;
+        s
+    }
+
+    #[test]
+    fn a_token_is_due_in_the_last_30_s_or_the_last_half_of_a_shorter_life() {
+        // An hour-long token: due 30 s before it expires.
+        let long = session(1_000, 4_600);
+        assert!(!is_due_at(&long, 4_569));
+        assert!(is_due_at(&long, 4_570));
+        // A 4 s token: due after 2 s, not the moment it is issued.
+        let short = session(1_000, 1_004);
+        assert!(!is_due_at(&short, 1_001));
+        assert!(is_due_at(&short, 1_002));
+        // Unknown issue time (older sessions): the 30 s window.
+        let old = session(0, 1_004);
+        assert!(is_due_at(&old, 980));
+        // Nothing to refresh with, or no expiry known: never due.
+        let mut no_refresh = session(1_000, 1_004);
+        no_refresh.refresh_token = None;
+        assert!(!is_due_at(&no_refresh, 1_003));
+        assert!(!is_due_at(&session(1_000, 0), 5_000));
+    }
 }

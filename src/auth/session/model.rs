@@ -32,6 +32,10 @@ pub struct Session {
     pub id_token: Option<String>,
     /// Unix seconds; 0 = unknown.
     pub access_expires_at: u64,
+    /// When the access token was obtained, unix seconds (0 in sessions
+    /// stored before this was kept): with its expiry, the token's lifetime.
+    #[serde(default)]
+    pub access_issued_at: u64,
     pub created_at: u64,
     pub expires_at: u64,
     /// Built on first use; a cached session serves many requests.
@@ -58,6 +62,7 @@ impl Session {
             refresh_token,
             id_token: None,
             access_expires_at,
+            access_issued_at: created_at,
             created_at,
             expires_at,
             identity: OnceLock::from(Arc::new(identity)),
