@@ -108,7 +108,7 @@ async fn environment_overrides_files_and_set_overrides_environment() {
         "server: {{max_body_bytes: 1000000}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\nroutes: [{{name: r, path_prefix: /, upstream: u}}]\n",
         up.url()
     );
-    let mut gw = Gateway::spawn_env(
+    let gw = Gateway::spawn_env(
         &yaml,
         &["--set", "logging.access_log=false"],
         &[
@@ -124,13 +124,7 @@ async fn environment_overrides_files_and_set_overrides_environment() {
         .unwrap();
     assert_eq!(res.status(), 413, "the environment beats the file");
     // Everything the gateway wrote is flushed by the time it has exited.
-    gw.signal("TERM");
-    let (status, gw) = actix_rt::task::spawn_blocking(move || {
-        let status = gw.wait_exit(Duration::from_secs(15));
-        (status, gw)
-    })
-    .await
-    .unwrap();
+    let (status, gw) = gw.terminate(Duration::from_secs(15)).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0), "clean exit");
     assert!(gw.stdout_text().contains("gateway stopped"), "log complete");
     assert!(
@@ -142,7 +136,7 @@ async fn environment_overrides_files_and_set_overrides_environment() {
 #[actix_rt::test]
 async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let up = spawn_upstream("slow");
-    let mut gw = Gateway::start(&format!(
+    let gw = Gateway::start(&format!(
         "server: {{shutdown_timeout_secs: 10}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\nroutes: [{{name: r, path_prefix: /, upstream: u}}]\n",
         up.url()
     ))
@@ -182,13 +176,7 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     let (status, body) = in_flight.await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(body, "slow done");
-    let exit = actix_rt::task::spawn_blocking(move || {
-        let status = gw.wait_exit(Duration::from_secs(15));
-        (status, gw)
-    })
-    .await
-    .unwrap();
-    let (status, gw) = exit;
+    let (status, gw) = gw.exited(Duration::from_secs(15)).await;
     assert_eq!(status.and_then(|s| s.code()), Some(0), "clean exit");
     let logs = gw.stdout_text();
     assert!(logs.contains("shutdown signal received; draining"));
@@ -341,7 +329,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::Arc;
     let up = spawn_upstream("main");
-    let mut gw = Gateway::start(&format!(
+    let gw = Gateway::start(&format!(
         "server: {{workers: 2, shutdown_timeout_secs: 10, drain_delay_secs: 1}}\n\
          upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
          routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
@@ -384,12 +372,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
         refused_after >= Duration::from_millis(900),
         "new connections refused {refused_after:?} after the signal"
     );
-    let (exit, gw) = actix_rt::task::spawn_blocking(move || {
-        let exit = gw.wait_exit(Duration::from_secs(20));
-        (exit, gw)
-    })
-    .await
-    .unwrap();
+    let (exit, gw) = gw.exited(Duration::from_secs(20)).await;
     assert_eq!(exit.and_then(|s| s.code()), Some(0));
     // Every answer has its access-log line: none is lost at exit.
     let lines = gw.count_log_messages("request") as u64;
@@ -402,7 +385,7 @@ async fn sigterm_under_load_loses_no_accepted_request() {
 #[actix_rt::test]
 async fn requests_cut_at_the_shutdown_timeout_are_counted() {
     let up = spawn_upstream("slow");
-    let mut gw = Gateway::start(&format!(
+    let gw = Gateway::start(&format!(
         "server: {{shutdown_timeout_secs: 1}}\nupstreams: {{u: {{targets: [\"{}\"]}}}}\n\
          routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
         up.url()
@@ -413,13 +396,7 @@ async fn requests_cut_at_the_shutdown_timeout_are_counted() {
         gw.wait_for_request_at("u").await,
         "the slow request is in flight"
     );
-    gw.signal("TERM");
-    let (exit, gw) = actix_rt::task::spawn_blocking(move || {
-        let exit = gw.wait_exit(Duration::from_secs(15));
-        (exit, gw)
-    })
-    .await
-    .unwrap();
+    let (exit, gw) = gw.terminate(Duration::from_secs(15)).await;
     assert_eq!(exit.and_then(|s| s.code()), Some(0));
     assert!(slow.await.unwrap().is_err(), "the slow request was cut");
     let cut: Vec<_> = gw
@@ -442,7 +419,7 @@ async fn requests_cut_at_the_shutdown_timeout_are_counted() {
 #[actix_rt::test]
 async fn sighup_is_logged_and_the_gateway_serves_on() {
     let up = spawn_upstream("main");
-    let mut gw = Gateway::start(&format!(
+    let gw = Gateway::start(&format!(
         "upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
          routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
         up.url()
@@ -457,9 +434,6 @@ async fn sighup_is_logged_and_the_gateway_serves_on() {
     assert!(logged, "{}", gw.stdout_text());
     let res = client().get(gw.url("/still")).send().await.unwrap();
     assert_eq!(res.status(), 200);
-    gw.signal("TERM");
-    let exit = actix_rt::task::spawn_blocking(move || gw.wait_exit(Duration::from_secs(15)))
-        .await
-        .unwrap();
+    let (exit, _) = gw.terminate(Duration::from_secs(15)).await;
     assert_eq!(exit.and_then(|s| s.code()), Some(0));
 }

@@ -438,6 +438,25 @@ impl Gateway {
         assert!(status.success());
     }
 
+    /// Sends SIGTERM and waits (up to `timeout`, off the test's runtime
+    /// thread) for the process to exit; hands the gateway back, so that
+    /// its complete output can be read.
+    pub async fn terminate(self, timeout: Duration) -> (Option<ExitStatus>, Gateway) {
+        self.signal("TERM");
+        self.exited(timeout).await
+    }
+
+    /// Waits (up to `timeout`, off the test's runtime thread) for the
+    /// process to exit; hands the gateway back.
+    pub async fn exited(mut self, timeout: Duration) -> (Option<ExitStatus>, Gateway) {
+        actix_rt::task::spawn_blocking(move || {
+            let status = self.wait_exit(timeout);
+            (status, self)
+        })
+        .await
+        .expect("waiting for the gateway")
+    }
+
     /// Waits up to `timeout` for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
