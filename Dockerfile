@@ -6,9 +6,9 @@
 #
 # (`make docker-build` runs both.) Stages:
 #
-#   deps        Cargo.toml + Cargo.lock and an empty crate: compiles every
-#               dependency once. This layer is rebuilt only when the manifest
-#               or the lock file changes, not when src/ changes.
+#   deps        Cargo.toml + Cargo.lock + patches/ and an empty crate: compiles
+#               every dependency once. This layer is rebuilt only when the
+#               manifest, the lock file or a patch changes, not when src/ does.
 #   build       the real src/ on top: `cargo build --release --locked --bin gateway`
 #   demo-build  src/ + examples/: the demo upstream
 #   busybox     only a source of a static `sleep` (see the runtime stages)
@@ -30,6 +30,8 @@ ARG BUSYBOX_IMAGE=busybox:stable-musl
 FROM rust:${RUST_VERSION}-bookworm AS deps
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The patched dependencies ([patch.crates-io] in Cargo.toml; patches/README.md).
+COPY patches ./patches
 # An empty library and main compile all dependencies with the real features
 # and profile. Then the artefacts of the placeholder crate itself are deleted:
 # otherwise cargo could judge them fresh against the real sources (COPY keeps
