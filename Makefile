@@ -67,6 +67,10 @@ bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit and session-auth cost, 
 	bash bench/auth.sh
 	$(CARGO) run --release --locked --example route_bench
 
+.PHONY: bench-faults
+bench-faults: ## Requests lost per SIGTERM, 502s per upstream kill, slow-client hold time (wrk and scripted clients)
+	bash bench/faults.sh
+
 .PHONY: bench-instructions
 bench-instructions: ## User-space instructions per request, gateway vs NGINX (callgrind: the same on a noisy machine)
 	bash bench/instructions.sh

@@ -156,6 +156,14 @@ impl Gateway {
         self.draining.load(Ordering::Acquire)
     }
 
+    /// Responses say `Connection: close`: the gateway is draining with a
+    /// drain delay, during which clients should move to other replicas.
+    /// (Without a delay the listener closes at once, and a client told to
+    /// reconnect would only meet a closing listener.)
+    pub fn closes_connections(&self) -> bool {
+        self.is_draining() && !self.settings.server.drain_delay.is_zero()
+    }
+
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Release);
         self.metrics.draining.set(1);

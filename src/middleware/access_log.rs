@@ -1,7 +1,7 @@
 //! Second stage: measures and records every request, whatever answers it
 //! (`telemetry::access_log` does the counting and writes the line).
 //! It wraps everything after it, so gateway-made errors are counted and
-//! logged like proxied responses. While the gateway drains, it marks every
+//! logged like proxied responses. During the drain delay it marks every
 //! response `Connection: close`.
 
 use std::time::Instant;
@@ -33,7 +33,7 @@ pub async fn access_log(
     let uri = req.uri().clone();
 
     let mut result = next.call(req).await;
-    if gw.is_draining() {
+    if gw.closes_connections() {
         // Clients reconnect (to another replica) instead of sending more on
         // a connection the gateway is about to close.
         if let Ok(res) = &mut result {
