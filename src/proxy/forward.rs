@@ -366,22 +366,11 @@ pub async fn forward(
                 drop(in_flight);
                 let body_exceeded = exceeded.get().then_some(limit);
                 let failure = UpstreamFailure::of_request(&err, body_exceeded);
-                let kind = failure.kind().unwrap_or("send");
-                gw.metrics
-                    .upstream_errors
-                    .with_label_values(&[labels[0], labels[1], kind])
-                    .inc();
                 debug!(gw.log, "upstream exchange failed";
-                    "upstream" => labels[0], "target" => labels[1], "kind" => kind,
-                    "error" => %err, "request_id" => request_id.as_str());
-                if failure.counts_against_target()
-                    && upstream.record_failure(target_idx) == HealthChange::MarkedDown
-                {
-                    gw.metrics.target_healthy.with_label_values(&labels).set(0);
-                    warn!(gw.log, "upstream target marked down";
-                        "upstream" => labels[0], "target" => labels[1], "kind" => kind,
-                        "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
-                }
+                    "upstream" => labels[0], "target" => labels[1],
+                    "kind" => failure.kind(), "error" => %err,
+                    "request_id" => request_id.as_str());
+                report_failure(&gw, upstream_idx, target_idx, failure);
                 if failure.may_retry() {
                     tried.push(target_idx);
                     if tried.len() < max_attempts {
@@ -425,32 +414,43 @@ async fn upgrade(
         skip: &gw.request_skip,
         gateway_cookies: &gw.gateway_cookies,
     };
-    let labels = [upstream.settings.name.as_str(), target.url.as_str()];
     match websocket::open(req, payload, tunnel, in_flight).await {
         Ok(res) => {
             upstream.record_success(target_idx);
             Ok(res)
         }
         Err(failure) => {
-            match failure.kind() {
-                // The target is up and answered: its refusal goes to the client.
-                None => {
-                    upstream.record_success(target_idx);
-                }
-                Some(kind) => {
-                    gw.metrics
-                        .upstream_errors
-                        .with_label_values(&[labels[0], labels[1], kind])
-                        .inc();
-                }
-            }
-            if failure.counts_against_target()
-                && upstream.record_failure(target_idx) == HealthChange::MarkedDown
-            {
-                gw.metrics.target_healthy.with_label_values(&labels).set(0);
-            }
+            report_failure(gw, upstream_idx, target_idx, failure);
             Err(failure.gateway_error())
         }
+    }
+}
+
+/// What a failed exchange with a target means for it, for plain requests
+/// and upgrades alike: counted by kind, and held against the target's
+/// passive health when it is at fault. A refused upgrade is an answer: it
+/// counts as a success.
+fn report_failure(gw: &Gateway, upstream_idx: usize, target_idx: usize, failure: UpstreamFailure) {
+    let upstream = &gw.upstreams[upstream_idx];
+    let labels = [
+        upstream.settings.name.as_str(),
+        upstream.targets[target_idx].url.as_str(),
+    ];
+    let Some(kind) = failure.kind() else {
+        upstream.record_success(target_idx);
+        return;
+    };
+    gw.metrics
+        .upstream_errors
+        .with_label_values(&[labels[0], labels[1], kind])
+        .inc();
+    if failure.counts_against_target()
+        && upstream.record_failure(target_idx) == HealthChange::MarkedDown
+    {
+        gw.metrics.target_healthy.with_label_values(&labels).set(0);
+        warn!(gw.log, "upstream target marked down";
+            "upstream" => labels[0], "target" => labels[1], "kind" => kind,
+            "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
     }
 }
 
