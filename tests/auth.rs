@@ -889,17 +889,7 @@ async fn two_replicas_refresh_a_session_exactly_once() {
         .collect();
     let statuses = concurrent_gets(urls, &cookie).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    let refreshes = |metrics: String| -> u64 {
-        metrics
-            .lines()
-            .find(|l| {
-                l.starts_with("gateway_auth_outcomes_total") && l.contains("result=\"refreshed\"")
-            })
-            .and_then(|l| l.split_whitespace().last())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let total = refreshes(a.metrics().await) + refreshes(b.metrics().await);
+    let total = refreshes(&a.metrics().await) + refreshes(&b.metrics().await);
     assert_eq!(
         total, 1,
         "one refresh for 16 concurrent requests on two replicas"
@@ -945,13 +935,21 @@ async fn one_process_refreshes_an_expired_session_exactly_once() {
         );
     }
     let metrics = gw.metrics().await;
-    let refreshed = metrics
+    assert_eq!(
+        refreshes(&metrics),
+        1,
+        "one refresh for 25 requests: {metrics}"
+    );
+}
+
+/// How many requests refreshed their session's tokens, from `/metrics`.
+fn refreshes(metrics: &str) -> u64 {
+    metrics
         .lines()
         .find(|l| {
             l.starts_with("gateway_auth_outcomes_total") && l.contains("result=\"refreshed\"")
         })
         .and_then(|l| l.split_whitespace().last())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    assert_eq!(refreshed, 1, "one refresh for 25 requests: {metrics}");
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
 }
