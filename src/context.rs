@@ -46,10 +46,15 @@ impl ClientInfo {
     /// The client behind `peer`: the peer itself, unless it is one of the
     /// `trusted` proxies (then its `X-Forwarded-For` is believed).
     pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Self {
+        let peer_trusted = !trusted.is_empty() && is_trusted(peer, trusted);
         Self {
-            ip: client_ip(peer, headers, trusted),
+            ip: if peer_trusted {
+                client_behind(peer, headers, trusted)
+            } else {
+                peer
+            },
             peer,
-            peer_trusted: !trusted.is_empty() && is_trusted(peer, trusted),
+            peer_trusted,
         }
     }
 }
@@ -112,13 +117,10 @@ pub fn forwarded_hops(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
-/// The client's address: the peer, unless the peer is a trusted proxy, in
-/// which case `X-Forwarded-For` is read right to left and the first address
-/// that is not itself a trusted proxy is the client.
-fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if trusted.is_empty() || !is_trusted(peer, trusted) {
-        return peer;
-    }
+/// The client behind `peer`, a trusted proxy: `X-Forwarded-For` is read
+/// right to left and the first address that is not itself a trusted proxy
+/// is the client.
+fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let mut client = peer;
     for hop in forwarded_hops(headers).into_iter().rev() {
         match hop.parse::<IpAddr>() {
