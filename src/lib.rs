@@ -11,10 +11,11 @@
 //! Layers point one way (a file imports only from files below it):
 //!
 //! ```text
-//! main.rs -> server.rs -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log}.rs
-//!         -> state.rs (the shared Gateway)
+//! main.rs -> server.rs -> reload/* (SIGHUP, file watch: a new generation)
+//!         -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log}.rs
+//!         -> state.rs (Live: the current Gateway generation; Pinned per request)
 //!         -> features: routing.rs, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
-//!         -> leaves: settings/*, context.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
+//!         -> leaves: settings/*, context.rs, skip_unless.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
 //!                    telemetry/{metrics,logging}.rs
 //! ```
 //!
@@ -32,14 +33,16 @@ pub(crate) mod path;
 pub(crate) mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod redis;
+pub(crate) mod reload;
 pub(crate) mod routing;
 pub(crate) mod server;
 pub mod settings;
+pub(crate) mod skip_unless;
 pub(crate) mod state;
 pub(crate) mod telemetry;
 pub(crate) mod tls;
 
-pub use server::run;
+pub use server::{run, Logging};
 /// The JSON logger, started by the binary before the server.
 pub use telemetry::logging;
 

@@ -99,14 +99,19 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let (log, guard, access_sink) = gateway::logging::build(&settings.logging);
+    let (log, guard, access, level) = gateway::logging::build(&settings.logging);
     for note in notes.iter().flatten() {
         warn!(log, "{}", note);
     }
     info!(log, "configuration loaded";
         "routes" => settings.routes.len(), "upstreams" => settings.upstreams.len(),
         "workers" => settings.server.workers, "state_store" => if settings.redis.is_some() { "redis" } else { "memory" });
-    let result = actix_rt::System::new().block_on(gateway::run(settings, log.clone(), access_sink));
+    let logging = gateway::Logging {
+        log: log.clone(),
+        access,
+        level,
+    };
+    let result = actix_rt::System::new().block_on(gateway::run(settings, sources, logging));
     let code = match result {
         Ok(()) => {
             info!(log, "gateway stopped");

@@ -1,5 +1,6 @@
 //! Startup and shutdown: builds the shared state, the proxy `HttpServer`
-//! (per-worker awc clients, middleware order) and the admin listener, then
+//! (per-worker awc clients, middleware order) and the admin listener,
+//! starts the reload task (SIGHUP, settings file changes; `reload/`), then
 //! waits for SIGTERM/SIGINT to drain.
 //!
 //! Middleware registration is in reverse of execution order (actix runs the
@@ -10,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
-use actix_web::middleware::{from_fn, Condition};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
@@ -18,18 +19,20 @@ use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
 use crate::middleware::{
-    access_log::access_log, auth::authenticate, rate_limit::rate_limit, request_id::request_id,
-    route_match::route_match,
+    access_log::access_log, auth, rate_limit, request_id::request_id, route_match::route_match,
 };
-use crate::proxy::clients::UpstreamClients;
+use crate::proxy::clients::WorkerClients;
 use crate::proxy::forward::forward;
 use crate::ratelimit::RateLimiting;
 use crate::redis::pool::RedisPool;
-use crate::settings::Settings;
-use crate::state::Gateway;
+use crate::reload::Reloader;
+use crate::settings::{Settings, Sources};
+use crate::skip_unless::SkipUnless;
+use crate::state::{Gateway, Live, Parts};
 use crate::telemetry::access_log::WorkerTelemetry;
-use crate::telemetry::logging::AccessLogSink;
+use crate::telemetry::logging::{AccessLogSink, LevelHandle};
 use crate::telemetry::{health, metrics::Metrics};
+use crate::tls::ServerCertificate;
 
 const HEALTH_GAUGE_REFRESH: Duration = Duration::from_secs(1);
 
@@ -51,9 +54,19 @@ fn bind_error(key: &str, addr: std::net::SocketAddr, err: io::Error) -> io::Erro
     io::Error::new(err.kind(), format!("{key} {addr}: {reason}"))
 }
 
+/// How the process logs: the logger, each worker's access-log drain, and
+/// the level a reload may change.
+pub struct Logging {
+    pub log: Logger,
+    pub access: AccessLogSink,
+    pub level: LevelHandle,
+}
+
 /// Runs the gateway until a shutdown signal has been handled and every
 /// in-flight request has finished (or `shutdown_timeout_secs` passed).
-pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) -> io::Result<()> {
+/// `sources` are read again on every reload.
+pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::Result<()> {
+    let Logging { log, access, level } = logging;
     // 0. Signals first: a SIGHUP during startup must not end the process.
     let signals = Signals::register()?;
 
@@ -69,49 +82,50 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     // 2. Rate limiting: local limiters, the upkeep actor (own thread) and,
     //    with Redis, what each worker's RateLimiter actor starts from.
     let rate_limits = RateLimiting::start(&settings, &metrics, &log).map_err(other)?;
-    let any_rate_limits = settings.uses_rate_limits();
 
     // 3. Auth: provider discovery, JWKS, session store (Redis when set).
     let session_pool = match &settings.redis {
         Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
         None => None,
     };
-    let auth = Auth::build(&settings, session_pool, &metrics, &log)
+    let auth = Auth::build(&settings, session_pool.clone(), &metrics, &log, None)
         .await
         .map_err(other)?;
-    let any_auth = auth.is_some();
 
-    // 4. Shared state, read by every worker.
+    // 4. Shared state, read by every worker, replaced whole by a reload.
     let server_settings = settings.server.clone();
     let admin_listen = settings.admin_listen;
-    let gateway = web::Data::new(Gateway::new(
+    let gateway = Gateway::new(
         settings,
-        metrics,
-        rate_limits,
-        auth,
-        log.clone(),
-    ));
+        Parts {
+            metrics: metrics.clone(),
+            rate_limits,
+            auth,
+            log: log.clone(),
+            lifecycle: Arc::default(),
+        },
+    );
+    let (routes, upstreams) = (gateway.routes.routes().len(), gateway.upstreams.len());
+    let live = web::Data::new(Live::new(gateway));
 
     // 5. The proxy listener.
-    let state = gateway.clone();
+    let state = live.clone();
     let proxy = HttpServer::new(move || {
         // Per worker, on the worker's thread: its awc clients, access-log
         // drain and (with Redis) RateLimiter actor.
-        let clients = UpstreamClients::new(&state.settings.upstreams);
-        let telemetry = WorkerTelemetry::new(access_sink.worker_logger());
-        let limits = state.rate_limits.for_this_worker();
+        let telemetry = WorkerTelemetry::new(access.worker_logger());
+        let limits = state.current().rate_limits.for_this_worker();
         App::new()
             .app_data(state.clone())
-            .app_data(web::Data::new(clients))
+            .app_data(web::Data::new(WorkerClients::default()))
             .app_data(web::Data::new(telemetry))
             .app_data(web::Data::new(limits))
-            .configure(|cfg| {
-                if any_auth {
-                    crate::auth::oauth::configure(cfg);
-                }
-            })
-            .wrap(Condition::new(any_rate_limits, from_fn(rate_limit)))
-            .wrap(Condition::new(any_auth, from_fn(authenticate)))
+            .configure(crate::auth::oauth::configure)
+            .wrap(SkipUnless::new(
+                rate_limit::needed,
+                from_fn(rate_limit::rate_limit),
+            ))
+            .wrap(SkipUnless::new(auth::needed, from_fn(auth::authenticate)))
             .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id))
@@ -128,9 +142,13 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     .client_request_timeout(server_settings.client_request_timeout)
     .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
     .disable_signals();
-    let proxy = match &server_settings.tls {
-        Some(tls) => {
-            let config = crate::tls::server_config(&tls.cert_file, &tls.key_file)?;
+    let certificate = match &server_settings.tls {
+        Some(tls) => Some(ServerCertificate::load(&tls.cert_file, &tls.key_file)?),
+        None => None,
+    };
+    let proxy = match &certificate {
+        Some(certificate) => {
+            let config = crate::tls::server_config(certificate.clone())?;
             proxy.bind_rustls_0_23(server_settings.listen, config)
         }
         None => proxy.bind(server_settings.listen),
@@ -139,7 +157,7 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     .run();
 
     // 6. The admin listener: metrics and health, never proxied traffic.
-    let state = gateway.clone();
+    let state = live.clone();
     let admin = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -154,32 +172,71 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
     .run();
 
     // 7. Ready: both listeners are bound.
-    gateway.set_ready();
+    let first = live.current();
+    first.set_ready();
+    metrics.config_generation.set(1);
+    metrics.config_last_reload_successful.set(1);
+    metrics
+        .config_last_reload_success
+        .set(crate::reload::unix_now());
     info!(log, "gateway listening";
         "listen" => %server_settings.listen, "admin" => %admin_listen,
         "workers" => server_settings.workers, "tls" => server_settings.tls.is_some(),
-        "routes" => gateway.routes.routes().len(), "upstreams" => gateway.upstreams.len());
+        "routes" => routes, "upstreams" => upstreams);
 
-    // 8. Background upkeep and the shutdown sequence.
-    let upkeep = gateway.clone();
+    // 8. Reloads: on SIGHUP and, unless turned off, when a settings file
+    //    or the listener's certificate or key changes.
+    let mut files = sources.files();
+    if let Some(tls) = &server_settings.tls {
+        files.extend([tls.cert_file.clone(), tls.key_file.clone()]);
+    }
+    let watch = first.settings.server.watch_settings_files && !files.is_empty();
+    drop(first);
+    let (events_tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let watcher = if watch {
+        match crate::reload::watch::watch_directories_of(&files, events_tx) {
+            Ok(watcher) => Some(watcher),
+            Err(e) => {
+                warn!(log, "cannot watch the settings files; reload with SIGHUP";
+                    "error" => %e);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let reloader = Reloader {
+        sources,
+        live: live.clone(),
+        level,
+        certificate,
+        session_pool,
+        log: log.clone(),
+    };
+    let events = watcher.is_some().then_some(events);
+    actix_rt::spawn(reloader.run(signals.hup, events, files));
+
+    // 9. Background upkeep and the shutdown sequence.
+    let upkeep = live.clone();
     actix_rt::spawn(async move {
         let mut tick = actix_rt::time::interval(HEALTH_GAUGE_REFRESH);
         loop {
             tick.tick().await;
-            upkeep.refresh_health_gauges();
+            upkeep.current().refresh_health_gauges();
         }
     });
     let proxy_handle = proxy.handle();
     let admin_handle = admin.handle();
-    let drain = gateway.clone();
+    let drain = live.clone();
+    let mut stops = signals.stops;
     actix_rt::spawn(async move {
-        let mut signals = signals;
-        let signal = signals.stop_requested(&drain.log).await;
-        shut_down(&drain, signal, proxy_handle, &server_settings).await;
+        let signal = stops.requested().await;
+        shut_down(&drain.current(), signal, proxy_handle).await;
         admin_handle.stop(true).await;
     });
 
     let (proxy_result, admin_result) = futures_util::future::join(proxy, admin).await;
+    drop(watcher);
     if let Err(e) = &proxy_result {
         error!(log, "proxy listener failed"; "error" => %e);
     }
@@ -191,12 +248,8 @@ pub async fn run(settings: Settings, log: Logger, access_sink: AccessLogSink) ->
 /// load balancer stops sending before connections are refused); then it
 /// closes, in-flight requests finish (up to `shutdown_timeout_secs`), and
 /// what is still running then is cut and counted.
-async fn shut_down(
-    gw: &Gateway,
-    signal: &'static str,
-    proxy: actix_web::dev::ServerHandle,
-    server: &crate::settings::ServerSettings,
-) {
+async fn shut_down(gw: &Gateway, signal: &'static str, proxy: actix_web::dev::ServerHandle) {
+    let server = &gw.settings.server;
     gw.start_draining();
     info!(gw.log, "shutdown signal received; draining";
         "signal" => signal, "drain_delay_secs" => server.drain_delay.as_secs(),
@@ -229,34 +282,37 @@ async fn shut_down(
 
 /// The signals the gateway handles, registered as the first thing it does:
 /// SIGTERM and SIGINT drain and stop it; SIGHUP, which operators and
-/// Kubernetes tooling send to reload, must not end it (the default action
-/// would): it is logged and otherwise ignored until live reload exists.
+/// Kubernetes tooling send to reload, goes to the reload task (and must
+/// never end the process, as its default action would).
 struct Signals {
+    stops: StopSignals,
+    hup: tokio::signal::unix::Signal,
+}
+
+struct StopSignals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
-    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
     fn register() -> io::Result<Self> {
         use tokio::signal::unix::{signal, SignalKind};
         Ok(Self {
-            term: signal(SignalKind::terminate())?,
-            int: signal(SignalKind::interrupt())?,
+            stops: StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            },
             hup: signal(SignalKind::hangup())?,
         })
     }
+}
 
+impl StopSignals {
     /// Waits for SIGTERM or SIGINT (and names it).
-    async fn stop_requested(&mut self, log: &Logger) -> &'static str {
-        loop {
-            tokio::select! {
-                _ = self.term.recv() => return "SIGTERM",
-                _ = self.int.recv() => return "SIGINT",
-                _ = self.hup.recv() => warn!(log,
-                    "SIGHUP received: reloading settings is not supported yet; \
-                     running on, with the settings the gateway started with"),
-            }
+    async fn requested(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
         }
     }
 }

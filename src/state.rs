@@ -1,17 +1,28 @@
-//! The gateway's shared state: built once at startup from validated settings
-//! and shared (behind an `Arc`) by every worker and the admin listener.
+//! The gateway's shared state, in generations: a [`Gateway`] is built from
+//! one set of validated settings and never changes after that; a reload
+//! builds the next generation and swaps it into [`Live`]. Each request is
+//! pinned to the generation current when it arrived ([`Pinned`], put in its
+//! extensions by the access-log stage), so it finishes on the settings it
+//! started with however many reloads happen meanwhile.
 //!
-//! Everything here is read-mostly: the route table and settings never change
-//! after startup; the mutable parts are atomics (readiness, target health)
-//! and Prometheus metrics. It sits above the features (routing, proxy
-//! targets, rate limiting, auth) and below what serves requests (the
-//! middleware, the proxy handler, the `/oauth2` and health endpoints).
+//! What outlives generations is shared between them: the [`Lifecycle`]
+//! (readiness, draining), metrics, and, reused when their settings did not
+//! change, upstream targets (passive health), rate-limit policies (local
+//! counters) and the auth state (sessions). It sits above the features
+//! (routing, proxy targets, rate limiting, auth) and below what serves
+//! requests (the middleware, the proxy handler, the `/oauth2` and health
+//! endpoints) and what reloads (`reload/`).
 
+use std::future::{ready, Ready};
+use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix_web::dev::Payload;
 use actix_web::http::header::HeaderName;
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
+use arc_swap::ArcSwap;
 use prometheus::Histogram;
 use slog::Logger;
 
@@ -28,19 +39,95 @@ use crate::telemetry::metrics::{Metrics, NO_ROUTE};
 /// the four of them, apart from every route's (route keys are indices).
 const OAUTH2_ROUTE_KEY: usize = usize::MAX;
 
+/// The process's state across generations: started, ready, draining.
+pub struct Lifecycle {
+    pub started: Instant,
+    ready: AtomicBool,
+    draining: AtomicBool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            ready: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+        }
+    }
+}
+
+/// The current generation, swapped whole by a reload.
+pub struct Live(ArcSwap<Gateway>);
+
+impl Live {
+    pub fn new(first: Gateway) -> Self {
+        Self(ArcSwap::from_pointee(first))
+    }
+
+    pub fn current(&self) -> Arc<Gateway> {
+        self.0.load_full()
+    }
+
+    /// Makes `next` current; requests already pinned to the one it
+    /// replaces keep it until they finish.
+    pub fn install(&self, next: Gateway) {
+        self.0.store(Arc::new(next));
+    }
+}
+
+/// The generation a request runs on, pinned by the access-log stage;
+/// later stages and handlers read it from the request (or extract it).
+#[derive(Clone)]
+pub struct Pinned(pub Arc<Gateway>);
+
+impl Deref for Pinned {
+    type Target = Gateway;
+    fn deref(&self) -> &Gateway {
+        &self.0
+    }
+}
+
+impl Pinned {
+    pub fn of(req: &impl HttpMessage) -> Option<Self> {
+        req.extensions().get::<Self>().cloned()
+    }
+}
+
+impl FromRequest for Pinned {
+    type Error = actix_web::Error;
+    type Future = Ready<Result<Self, actix_web::Error>>;
+
+    /// Fails (500) only if the access-log stage is not wired in.
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(Self::of(req).ok_or_else(|| {
+            actix_web::error::ErrorInternalServerError("no settings generation pinned")
+        }))
+    }
+}
+
+/// One generation of the gateway's state: everything a request needs,
+/// built from one set of settings.
 pub struct Gateway {
+    /// 1 for the settings the process started with, +1 per reload.
+    pub generation: u64,
     pub settings: Settings,
     pub routes: RouteTable,
     /// Per-route latency histograms, indexed like the routes.
     pub route_histograms: Vec<Histogram>,
     pub no_route_histogram: Histogram,
-    pub upstreams: Vec<Upstream>,
+    /// Shared with the previous generation when their settings are equal,
+    /// so passive health and balancing state survive a reload.
+    pub upstreams: Vec<Arc<Upstream>>,
+    /// The generation whose upstream settings the workers' awc clients are
+    /// built from: unchanged by a reload that leaves upstreams alone, so
+    /// connection pools survive it.
+    pub clients_generation: u64,
     pub metrics: Arc<Metrics>,
     pub rate_limits: RateLimiting,
     /// Present when some route uses auth.
     pub auth: Option<Auth>,
     pub log: Logger,
-    pub started: Instant,
+    pub lifecycle: Arc<Lifecycle>,
     /// Request headers never copied upstream (the gateway sets them itself).
     pub request_skip: Vec<HeaderName>,
     /// The gateway's own cookies (session and login binding), removed from
@@ -48,18 +135,44 @@ pub struct Gateway {
     pub gateway_cookies: Vec<String>,
     /// Upstream latency histogram per upstream, per target, resolved once.
     pub upstream_histograms: Vec<Vec<Histogram>>,
-    ready: AtomicBool,
-    draining: AtomicBool,
+    /// Access lines wanted: `logging.access_log`, and `info` within the level.
+    pub access_log: bool,
+}
+
+/// The parts a generation is built from besides its settings.
+pub struct Parts {
+    pub metrics: Arc<Metrics>,
+    pub rate_limits: RateLimiting,
+    pub auth: Option<Auth>,
+    pub log: Logger,
+    pub lifecycle: Arc<Lifecycle>,
 }
 
 impl Gateway {
-    pub fn new(
+    /// The first generation.
+    pub fn new(settings: Settings, parts: Parts) -> Self {
+        Self::build(1, settings, parts, None)
+    }
+
+    /// The generation after `self`, reusing the upstreams whose settings
+    /// did not change.
+    pub fn next(&self, settings: Settings, parts: Parts) -> Self {
+        Self::build(self.generation + 1, settings, parts, Some(self))
+    }
+
+    fn build(
+        generation: u64,
         settings: Settings,
-        metrics: Arc<Metrics>,
-        rate_limits: RateLimiting,
-        auth: Option<Auth>,
-        log: Logger,
+        parts: Parts,
+        previous: Option<&Gateway>,
     ) -> Self {
+        let Parts {
+            metrics,
+            rate_limits,
+            auth,
+            log,
+            lifecycle,
+        } = parts;
         let routes = RouteTable::new(settings.routes.clone());
         let route_histograms = routes
             .routes()
@@ -67,18 +180,24 @@ impl Gateway {
             .map(|r| metrics.route_histogram(&r.name))
             .collect();
         let no_route_histogram = metrics.route_histogram(NO_ROUTE);
-        let upstreams: Vec<Upstream> = settings
+        let reuse = |s: &crate::settings::UpstreamSettings| {
+            previous.and_then(|p| p.upstreams.iter().find(|u| u.settings == *s).cloned())
+        };
+        let upstreams: Vec<Arc<Upstream>> = settings
             .upstreams
             .iter()
-            .cloned()
-            .map(Upstream::new)
+            .map(|s| reuse(s).unwrap_or_else(|| Arc::new(Upstream::new(s.clone()))))
             .collect();
+        let clients_generation = match previous {
+            Some(p) if p.settings.upstreams == settings.upstreams => p.clients_generation,
+            _ => generation,
+        };
         for u in &upstreams {
             for t in &u.targets {
                 metrics
                     .target_healthy
                     .with_label_values(&[&u.settings.name, &t.url])
-                    .set(1);
+                    .set(i64::from(t.is_available()));
             }
         }
         let upstream_histograms = upstreams
@@ -101,22 +220,25 @@ impl Gateway {
             }
             None => Vec::new(),
         };
+        let access_log =
+            settings.logging.access_log && slog::Level::Info.is_at_least(settings.logging.level);
         Self {
+            generation,
             settings,
             routes,
             route_histograms,
             no_route_histogram,
             upstreams,
+            clients_generation,
             metrics,
             rate_limits,
             auth,
             log,
-            started: Instant::now(),
+            lifecycle,
             request_skip: request_skip_list(),
             gateway_cookies,
             upstream_histograms,
-            ready: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
+            access_log,
         }
     }
 
@@ -145,15 +267,15 @@ impl Gateway {
 
     /// Ready = listening and not draining.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && !self.is_draining()
+        self.lifecycle.ready.load(Ordering::Acquire) && !self.is_draining()
     }
 
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::Release);
+        self.lifecycle.ready.store(true, Ordering::Release);
     }
 
     pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        self.lifecycle.draining.load(Ordering::Acquire)
     }
 
     /// Responses say `Connection: close`: the gateway is draining with a
@@ -165,7 +287,7 @@ impl Gateway {
     }
 
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
+        self.lifecycle.draining.store(true, Ordering::Release);
         self.metrics.draining.set(1);
     }
 

@@ -2,7 +2,9 @@
 //! from `server.tls` PEM files, and the client side used towards `https://`
 //! upstreams and the identity provider (Mozilla's roots, or an upstream's
 //! own `tls_ca_file`). Validation calls these too, so a bad certificate,
-//! key or CA file is reported by `gateway check` and stops startup.
+//! key or CA file is reported by `gateway check` and stops startup (or
+//! refuses a reload). The listener's certificate can be replaced while it
+//! serves ([`ServerCertificate`]), which is how a reload rotates it.
 //!
 //! A leaf: it takes file paths, not settings, and imports nothing from the
 //! gateway.
@@ -11,14 +13,19 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
-/// The listener's TLS from a PEM certificate chain and its private key.
-pub fn server_config(cert_file: &Path, key_file: &Path) -> io::Result<rustls::ServerConfig> {
-    let invalid = |what: &str, e: &dyn std::fmt::Display| {
-        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
-    };
+fn invalid(what: &str, e: &dyn std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+}
+
+/// A certificate chain and its private key from PEM files, checked to
+/// belong together.
+pub fn certified_key(cert_file: &Path, key_file: &Path) -> io::Result<Arc<CertifiedKey>> {
     let certs = CertificateDer::pem_file_iter(cert_file)
         .map_err(|e| invalid("cannot read certificate PEM", &e))?
         .collect::<Result<Vec<_>, _>>()
@@ -28,12 +35,42 @@ pub fn server_config(cert_file: &Path, key_file: &Path) -> io::Result<rustls::Se
     }
     let key = PrivateKeyDer::from_pem_file(key_file)
         .map_err(|e| invalid("cannot read private key PEM", &e))?;
-    rustls::ServerConfig::builder_with_provider(provider())
+    CertifiedKey::from_der(certs, key, &provider())
+        .map(Arc::new)
+        .map_err(|e| invalid("certificate and key do not form a usable pair", &e))
+}
+
+/// The listener's certificate, replaceable while it serves: handshakes
+/// after [`ServerCertificate::replace`] present the new one; connections
+/// already established keep theirs.
+#[derive(Debug)]
+pub struct ServerCertificate(ArcSwap<CertifiedKey>);
+
+impl ServerCertificate {
+    pub fn load(cert_file: &Path, key_file: &Path) -> io::Result<Arc<Self>> {
+        Ok(Arc::new(Self(ArcSwap::new(certified_key(
+            cert_file, key_file,
+        )?))))
+    }
+
+    pub fn replace(&self, key: Arc<CertifiedKey>) {
+        self.0.store(key);
+    }
+}
+
+impl ResolvesServerCert for ServerCertificate {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.load_full())
+    }
+}
+
+/// The listener's TLS, presenting `certificate`.
+pub fn server_config(certificate: Arc<ServerCertificate>) -> io::Result<rustls::ServerConfig> {
+    Ok(rustls::ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("TLS protocol setup", &e))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| invalid("certificate and key do not form a usable pair", &e))
+        .with_cert_resolver(certificate))
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {

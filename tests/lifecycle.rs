@@ -413,27 +413,3 @@ async fn requests_cut_at_the_shutdown_timeout_are_counted() {
     assert_eq!(cut[0]["level"], "warning");
     assert!(!gw.stdout_text().contains("proxy listener drained"));
 }
-
-/// SIGHUP, which operators and Kubernetes tooling send to reload, does not
-/// end the gateway: it says so and goes on serving.
-#[actix_rt::test]
-async fn sighup_is_logged_and_the_gateway_serves_on() {
-    let up = spawn_upstream("main");
-    let gw = Gateway::start(&format!(
-        "upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
-         routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
-        up.url()
-    ))
-    .await;
-    gw.signal("HUP");
-    let logged = eventually(Duration::from_secs(5), || {
-        let seen = gw.count_log_messages("SIGHUP received") == 1;
-        async move { seen }
-    })
-    .await;
-    assert!(logged, "{}", gw.stdout_text());
-    let res = client().get(gw.url("/still")).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    let (exit, _) = gw.terminate(Duration::from_secs(15)).await;
-    assert_eq!(exit.and_then(|s| s.code()), Some(0));
-}

@@ -87,12 +87,15 @@ impl AuthMetrics {
     }
 }
 
-/// Everything the auth stage and the `/oauth2/*` endpoints share.
+/// Everything the auth stage and the `/oauth2/*` endpoints share. The
+/// provider, the bearer verifier and the session store are shared with the
+/// next generation when a reload leaves their settings alone: sessions
+/// (in memory too) and caches survive it.
 pub struct Auth {
     pub settings: AuthSettings,
-    pub provider: Provider,
-    pub sessions: SessionStore,
-    pub bearer: BearerVerifier,
+    pub provider: Arc<Provider>,
+    pub sessions: Arc<SessionStore>,
+    pub bearer: Arc<BearerVerifier>,
     metrics: AuthMetrics,
 }
 
@@ -100,36 +103,55 @@ impl Auth {
     /// Builds the auth state when some route uses auth; `None` otherwise:
     /// the provider (trust, discovery, client), the JWKS, the session store
     /// (Redis through `redis_pool` when given, else memory) and the
-    /// introspection caches.
+    /// introspection caches. On a reload, `previous` lends what its equal
+    /// settings allow (the store; the provider and verifier).
     pub async fn build(
         settings: &Settings,
         redis_pool: Option<RedisPool>,
         metrics: &Metrics,
         log: &slog::Logger,
+        previous: Option<&Auth>,
     ) -> Result<Option<Self>, String> {
         if !settings.uses_auth() {
             return Ok(None);
         }
         let auth = &settings.auth;
-        let provider = Provider::connect(&auth.provider, &auth.logout).await?;
-        let sessions = match (redis_pool, &settings.redis) {
-            (Some(pool), Some(redis)) => SessionStore::redis(
-                &auth.session.secret,
-                pool,
-                redis,
-                auth.session.cache_ttl,
-                log.clone(),
-            )?,
-            _ => SessionStore::memory(auth.session.ttl, log.clone()),
-        }
-        .with_lookup_metric(metrics.session_cache_lookups.clone());
-        let bearer = BearerVerifier::new(
-            &provider,
-            &auth.roles_claim,
-            auth.session.cache_ttl.max(Duration::from_secs(1)),
-            metrics.auth_introspections.clone(),
-        )
-        .await;
+        let keep_provider = previous.filter(|p| {
+            p.settings.provider == auth.provider
+                && p.settings.logout == auth.logout
+                && p.settings.roles_claim == auth.roles_claim
+                && p.settings.session.cache_ttl == auth.session.cache_ttl
+        });
+        let (provider, bearer) = match keep_provider {
+            Some(p) => (p.provider.clone(), p.bearer.clone()),
+            None => {
+                let provider = Provider::connect(&auth.provider, &auth.logout).await?;
+                let bearer = BearerVerifier::new(
+                    &provider,
+                    &auth.roles_claim,
+                    auth.session.cache_ttl.max(Duration::from_secs(1)),
+                    metrics.auth_introspections.clone(),
+                )
+                .await;
+                (Arc::new(provider), Arc::new(bearer))
+            }
+        };
+        let sessions = match previous.filter(|p| p.settings.session == auth.session) {
+            Some(p) => p.sessions.clone(),
+            None => Arc::new(
+                match (redis_pool, &settings.redis) {
+                    (Some(pool), Some(redis)) => SessionStore::redis(
+                        &auth.session.secret,
+                        pool,
+                        redis,
+                        auth.session.cache_ttl,
+                        log.clone(),
+                    )?,
+                    _ => SessionStore::memory(auth.session.ttl, log.clone()),
+                }
+                .with_lookup_metric(metrics.session_cache_lookups.clone()),
+            ),
+        };
         Ok(Some(Self {
             settings: auth.clone(),
             provider,
@@ -137,6 +159,14 @@ impl Auth {
             bearer,
             metrics: AuthMetrics::new(metrics, &settings.routes),
         }))
+    }
+
+    /// Whether this generation's provider and sessions are `other`'s.
+    pub fn shares_state_with(&self, other: &Auth) -> (bool, bool) {
+        (
+            Arc::ptr_eq(&self.provider, &other.provider),
+            Arc::ptr_eq(&self.sessions, &other.sessions),
+        )
     }
 
     /// Counts an outcome of the gateway's own endpoints (route `_oauth2`).

@@ -12,7 +12,7 @@
 
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{guard, web, HttpRequest, HttpResponse};
 use oauth2::{
     AuthorizationCode, CsrfToken, PkceCodeChallenge, PkceCodeVerifier, Scope, TokenResponse as _,
 };
@@ -31,12 +31,21 @@ use super::session::model::{unix_now, PreLogin, Session, PRE_LOGIN_TTL};
 use super::{http, Auth};
 use crate::context::request_id_of;
 use crate::error::GatewayError;
-use crate::state::Gateway;
+use crate::state::Pinned;
 
+/// Registers the endpoints. They answer only while the request's settings
+/// generation has auth (a reload may add or remove it); otherwise
+/// `/oauth2/*` is an ordinary path, matched against the routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let only_get = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    let with_auth = guard::fn_guard(|ctx| {
+        ctx.req_data()
+            .get::<Pinned>()
+            .is_some_and(|gw| gw.auth.is_some())
+    });
     cfg.service(
         web::scope("/oauth2")
+            .guard(with_auth)
             .service(only_get("/login").route(web::get().to(login)))
             .service(only_get("/callback").route(web::get().to(callback)))
             .service(
@@ -84,11 +93,7 @@ struct LoginQuery {
     rd: Option<String>,
 }
 
-async fn login(
-    req: HttpRequest,
-    gw: web::Data<Gateway>,
-    q: web::Query<LoginQuery>,
-) -> HttpResponse {
+async fn login(req: HttpRequest, gw: Pinned, q: web::Query<LoginQuery>) -> HttpResponse {
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
@@ -188,11 +193,7 @@ async fn verified_identity(auth: &Auth, token: &TokenResponse, nonce: &str) -> O
     Some(identity)
 }
 
-async fn callback(
-    req: HttpRequest,
-    gw: web::Data<Gateway>,
-    q: web::Query<CallbackQuery>,
-) -> HttpResponse {
+async fn callback(req: HttpRequest, gw: Pinned, q: web::Query<CallbackQuery>) -> HttpResponse {
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
@@ -308,11 +309,7 @@ struct LogoutQuery {
     rd: Option<String>,
 }
 
-async fn logout(
-    req: HttpRequest,
-    gw: web::Data<Gateway>,
-    q: web::Query<LogoutQuery>,
-) -> HttpResponse {
+async fn logout(req: HttpRequest, gw: Pinned, q: web::Query<LogoutQuery>) -> HttpResponse {
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };
@@ -360,7 +357,7 @@ async fn logout(
     res
 }
 
-async fn userinfo(req: HttpRequest, gw: web::Data<Gateway>) -> HttpResponse {
+async fn userinfo(req: HttpRequest, gw: Pinned) -> HttpResponse {
     let Some(auth) = gw.auth.as_ref() else {
         return fail(&req, GatewayError::NoRoute);
     };

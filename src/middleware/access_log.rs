@@ -1,7 +1,8 @@
 //! Second stage: measures and records every request, whatever answers it
 //! (`telemetry::access_log` does the counting and writes the line).
 //! It wraps everything after it, so gateway-made errors are counted and
-//! logged like proxied responses. During the drain delay it marks every
+//! logged like proxied responses. It pins the request to the current
+//! settings generation (`state::Pinned`) for every later stage. During the drain delay it marks every
 //! response `Connection: close`.
 
 use std::time::Instant;
@@ -12,7 +13,7 @@ use actix_web::http::ConnectionType;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
-use crate::state::Gateway;
+use crate::state::{Live, Pinned};
 use crate::telemetry::access_log::{Exchange, InFlight, WorkerTelemetry};
 
 pub async fn access_log(
@@ -20,12 +21,15 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     // Without them nothing can be recorded; nothing is refused either.
-    let (Some(gw), Some(worker)) = (
-        req.app_data::<web::Data<Gateway>>().cloned(),
+    let (Some(live), Some(worker)) = (
+        req.app_data::<web::Data<Live>>(),
         req.app_data::<web::Data<WorkerTelemetry>>().cloned(),
     ) else {
         return next.call(req).await;
     };
+    // The request runs on this generation to the end, whatever reloads.
+    let gw = live.current();
+    req.extensions_mut().insert(Pinned(gw.clone()));
     let start = Instant::now();
     let _in_flight = InFlight::enter(&gw.metrics.in_flight);
     let method = req.method().clone();

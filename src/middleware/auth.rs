@@ -12,18 +12,30 @@
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
+use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, request_id_of, respond, MatchedRoute};
 use crate::error::GatewayError;
 use crate::settings::AuthMode;
-use crate::state::Gateway;
+use crate::state::Pinned;
+
+/// The request's route authenticates (or the state is missing: the stage
+/// then refuses it). Requests without a route, the gateway's own `/oauth2`
+/// endpoints, need no identity.
+pub fn needed(req: &ServiceRequest) -> bool {
+    let ext = req.extensions();
+    let Some(gw) = ext.get::<Pinned>() else {
+        return true;
+    };
+    ext.get::<MatchedRoute>()
+        .is_some_and(|m| gw.routes.get(m.index).auth != AuthMode::None)
+}
 
 pub async fn authenticate(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(gw) = req.app_data::<web::Data<Gateway>>().cloned() else {
+    let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));
     };
     // No route: the gateway's own /oauth2 endpoints, which need no identity.

@@ -7,10 +7,13 @@
 //!  request_id  -> keeps a sane X-Request-Id or mints one; echoes it back
 //!  access_log  -> in-flight gauge, latency + request metrics, one JSON line
 //!  route_match -> normalises the path, finds the route, resolves client IP
-//!  auth        -> session / bearer identity, route requirements
-//!  rate_limit  -> local (governor) and cluster (Redis via actor) policies
+//!  auth        -> session / bearer identity, route requirements      [1]
+//!  rate_limit  -> local (governor) and cluster (Redis via actor) policies  [1]
 //!  proxy       -> `proxy::forward`, streamed to the upstream
 //! ```
+//!
+//! [1] Only for requests that need them (`crate::skip_unless::SkipUnless`, wired in `server.rs`): a route
+//! without auth or rate limits skips the stage without cost.
 //!
 //! Stages share what they learn through request extensions (the types in
 //! `crate::context`), never through globals. Each file is an adapter: it

@@ -20,14 +20,26 @@ use crate::auth::identity::Identity;
 use crate::context::{reject, ClientInfo, MatchedRoute};
 use crate::error::GatewayError;
 use crate::ratelimit::{Requester, Verdict, WorkerLimits};
-use crate::state::Gateway;
+use crate::state::Pinned;
+
+/// Some policy applies to the request (or the state is missing: the
+/// stage then refuses it).
+pub fn needed(req: &ServiceRequest) -> bool {
+    let ext = req.extensions();
+    let Some(gw) = ext.get::<Pinned>() else {
+        return true;
+    };
+    let route = ext.get::<MatchedRoute>().map(|m| m.index);
+    gw.rate_limit_policies(route, req.path())
+        .is_some_and(|(policies, _)| !policies.is_empty())
+}
 
 pub async fn rate_limit(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let (Some(gw), Some(worker)) = (
-        req.app_data::<web::Data<Gateway>>().cloned(),
+        Pinned::of(&req),
         req.app_data::<web::Data<WorkerLimits>>().cloned(),
     ) else {
         return Ok(reject(req, GatewayError::Internal));

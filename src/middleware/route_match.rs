@@ -14,17 +14,17 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage};
+use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, ClientInfo};
 use crate::error::GatewayError;
-use crate::state::Gateway;
+use crate::state::Pinned;
 
 pub async fn route_match(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
-    let Some(gw) = req.app_data::<web::Data<Gateway>>().cloned() else {
+    let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));
     };
     let peer = req

@@ -1,9 +1,50 @@
 //! The proxy's HTTP clients: one awc client per upstream, per worker, with
 //! that upstream's connect timeout, pool bounds, idle keep-alive, TLS trust
 //! and HTTP/2 offer. Built in the `HttpServer` factory (awc clients are
-//! `!Send`), reused for every request of the worker.
+//! `!Send`), reused for every request of the worker, and rebuilt when a
+//! reload changes the upstreams ([`WorkerClients`]).
+
+use std::cell::RefCell;
+use std::rc::Rc;
 
 use crate::settings::UpstreamSettings;
+
+/// How many client sets a worker keeps: the newest, and the one before it
+/// for requests still finishing on the previous settings.
+const KEPT_SETS: usize = 2;
+
+/// A worker's client sets, by the settings generation they were built for
+/// (`Gateway::clients_generation`, which only moves when a reload changes
+/// the upstreams, so connection pools outlive other reloads).
+#[derive(Default)]
+pub struct WorkerClients {
+    sets: RefCell<Vec<(u64, Rc<UpstreamClients>)>>,
+}
+
+impl WorkerClients {
+    /// The clients for `upstreams` of generation `generation`, built on
+    /// first use in this worker.
+    pub fn for_generation(
+        &self,
+        generation: u64,
+        upstreams: &[UpstreamSettings],
+    ) -> Rc<UpstreamClients> {
+        let mut sets = self.sets.borrow_mut();
+        if let Some((_, clients)) = sets.iter().find(|(g, _)| *g == generation) {
+            return clients.clone();
+        }
+        let clients = Rc::new(UpstreamClients::new(upstreams));
+        if sets.iter().all(|(g, _)| *g < generation) {
+            sets.push((generation, clients.clone()));
+            if sets.len() > KEPT_SETS {
+                sets.remove(0);
+            }
+        }
+        // Older than every kept set (a request from long ago, after two
+        // reloads): it gets clients of its own, dropped when it ends.
+        clients
+    }
+}
 
 /// One awc client per upstream, per worker: awc clients are `!Send`, and a
 /// client per upstream lets each upstream have its own connect timeout and

@@ -26,7 +26,7 @@ use futures_util::Stream;
 use slog::{debug, warn};
 
 use super::balancer::HealthChange;
-use super::clients::UpstreamClients;
+use super::clients::{UpstreamClients, WorkerClients};
 use super::failure::UpstreamFailure;
 use super::headers::{for_each_end_to_end, for_each_upstream_header, forwarded_for};
 use super::websocket::{self, Tunnel};
@@ -37,7 +37,7 @@ use crate::context::{
 };
 use crate::error::GatewayError;
 use crate::path::strip_segment_prefix;
-use crate::state::Gateway;
+use crate::state::{Gateway, Pinned};
 
 /// How the request body reaches the upstream.
 enum RequestBody {
@@ -141,13 +141,13 @@ where
 /// the handler.
 #[must_use = "the target counts the request as in flight until this is dropped"]
 struct InFlightOwned {
-    gw: web::Data<Gateway>,
+    gw: Pinned,
     upstream: usize,
     target: usize,
 }
 
 impl InFlightOwned {
-    fn begin(gw: &web::Data<Gateway>, upstream: usize, target: usize) -> Self {
+    fn begin(gw: &Pinned, upstream: usize, target: usize) -> Self {
         gw.upstreams[upstream].begin(target);
         Self {
             gw: gw.clone(),
@@ -167,8 +167,8 @@ impl Drop for InFlightOwned {
 pub async fn forward(
     req: HttpRequest,
     payload: web::Payload,
-    gw: web::Data<Gateway>,
-    clients: web::Data<UpstreamClients>,
+    gw: Pinned,
+    worker_clients: web::Data<WorkerClients>,
 ) -> HttpResponse {
     let (request_id, matched, client) = {
         let ext = req.extensions();
@@ -199,6 +199,7 @@ pub async fn forward(
     };
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
 
+    let clients = worker_clients.for_generation(gw.clients_generation, &gw.settings.upstreams);
     let route = gw.routes.get(route_index);
     let upstream_idx = route.upstream;
     let upstream = &gw.upstreams[upstream_idx];
@@ -388,7 +389,7 @@ pub async fn forward(
 async fn upgrade(
     req: &HttpRequest,
     payload: web::Payload,
-    gw: &web::Data<Gateway>,
+    gw: &Pinned,
     clients: &UpstreamClients,
     upstream_idx: usize,
     path_and_query: &str,

@@ -20,6 +20,7 @@ const MAILBOX_WAIT_MARGIN: Duration = Duration::from_millis(20);
 
 /// Shared by every worker (with `redis.url`): what each worker's actor is
 /// started from.
+#[derive(Clone)]
 pub struct ClusterLimiter {
     redis: RedisGcra,
 }

@@ -26,6 +26,8 @@ use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use actix::Addr;
+
 use actix_web::http::header::HeaderMap;
 use prometheus::{IntCounter, IntCounterVec};
 use slog::Logger;
@@ -123,75 +125,83 @@ impl PolicyCounters {
     }
 }
 
-/// Every policy, indexed like `Settings::rate_limits`, shared by all workers.
+/// Every policy, indexed like `Settings::rate_limits`, shared by all
+/// workers. A reload makes a new one with [`RateLimiting::reload`]; what
+/// outlives the generation (Redis, breaker, upkeep, key seed, the local
+/// counters of unchanged policies) is shared with it.
 pub struct RateLimiting {
-    policies: Arc<[Policy]>,
+    policies: Arc<[Arc<Policy>]>,
     counters: Vec<PolicyCounters>,
     /// Seeded per process: local keys need no cross-replica stability, and
-    /// a secret seed keeps clients from aiming collisions.
+    /// a secret seed keeps clients from aiming collisions. Kept across
+    /// reloads, so that kept policies keep counting the same keys.
     seed: std::hash::RandomState,
-    /// With `redis.url` and some policy: what each worker's actor starts from.
+    /// With `redis.url`: what each worker's actor starts from.
     cluster: Option<ClusterLimiter>,
     /// The cluster rate limits' Redis breaker (closed without Redis).
     breaker: Arc<CircuitBreaker>,
+    upkeep: Addr<RateLimitUpkeep>,
 }
 
 impl RateLimiting {
-    /// Builds the limiters. With some policy defined, starts the upkeep
-    /// actor on its own thread; with `redis.url` too, builds the Redis pool
-    /// (no connection is opened before the first decision) from which each
-    /// worker's RateLimiter actor will be started.
+    /// Builds the limiters and starts the upkeep actor on its own thread;
+    /// with `redis.url`, builds the Redis pool (no connection is opened
+    /// before the first decision) from which each worker's RateLimiter
+    /// actor will be started. Redis is set up even without a cluster
+    /// policy, so that a reload may add one.
     pub fn start(
         settings: &Settings,
         metrics: &Arc<Metrics>,
         log: &Logger,
     ) -> Result<Self, PoolError> {
-        let policies: Arc<[Policy]> = settings
-            .rate_limits
-            .iter()
-            .cloned()
-            .map(Policy::new)
-            .collect();
-        let counters = policies
-            .iter()
-            .map(|p| {
-                let name = &p.settings.name;
-                PolicyCounters {
-                    allowed: metrics
-                        .ratelimit_decisions
-                        .with_label_values(&[name, Outcome::Allowed.label()]),
-                    limited: metrics
-                        .ratelimit_decisions
-                        .with_label_values(&[name, Outcome::Limited.label()]),
-                    all: metrics.ratelimit_decisions.clone(),
-                    policy: name.clone(),
-                }
-            })
-            .collect();
-        let mut limits = Self {
-            policies,
-            counters,
-            seed: std::hash::RandomState::new(),
-            cluster: None,
-            breaker: Arc::default(),
-        };
-        if limits.policies.is_empty() {
-            return Ok(limits);
-        }
+        let breaker = Arc::<CircuitBreaker>::default();
         let redis = match &settings.redis {
             Some(redis) => Some(RedisGcra {
                 pool: RedisPool::new(redis)?,
                 script: Arc::new(redis::Script::new(actor::GCRA_SCRIPT)),
                 command_timeout: redis.command_timeout,
-                breaker: limits.breaker.clone(),
+                breaker: breaker.clone(),
                 metrics: metrics.clone(),
                 log: log.clone(),
             }),
             None => None,
         };
-        limits.cluster = redis.clone().map(ClusterLimiter::new);
-        RateLimitUpkeep::new(limits.policies.clone(), metrics.clone(), redis).start_on_own_thread();
-        Ok(limits)
+        let policies = new_policies(settings, &[]);
+        let upkeep = RateLimitUpkeep::new(policies.clone(), metrics.clone(), redis.clone())
+            .start_on_own_thread();
+        Ok(Self {
+            counters: counters(&policies, metrics),
+            policies,
+            seed: std::hash::RandomState::new(),
+            cluster: redis.map(ClusterLimiter::new),
+            breaker,
+            upkeep,
+        })
+    }
+
+    /// The limits of a reloaded generation: policies whose settings did
+    /// not change keep their local counters; new or changed ones start
+    /// empty. (Redis settings need a restart, so the rest is shared.)
+    pub fn reload(&self, settings: &Settings, metrics: &Arc<Metrics>) -> Self {
+        let policies = new_policies(settings, &self.policies);
+        self.upkeep.do_send(upkeep::Policies(policies.clone()));
+        Self {
+            counters: counters(&policies, metrics),
+            policies,
+            seed: self.seed.clone(),
+            cluster: self.cluster.clone(),
+            breaker: self.breaker.clone(),
+            upkeep: self.upkeep.clone(),
+        }
+    }
+
+    /// How many of this generation's policies carry local state over from
+    /// `previous` (for the reload log line).
+    pub fn kept_from(&self, previous: &Self) -> usize {
+        self.policies
+            .iter()
+            .filter(|p| previous.policies.iter().any(|q| Arc::ptr_eq(p, q)))
+            .count()
     }
 
     /// This worker's part: starts its RateLimiter actor on the calling
@@ -263,6 +273,41 @@ impl RateLimiting {
         }
         Verdict::Admit(tightest)
     }
+}
+
+/// The policies of `settings`, reusing those of `previous` with equal
+/// settings (and so their local counters).
+fn new_policies(settings: &Settings, previous: &[Arc<Policy>]) -> Arc<[Arc<Policy>]> {
+    settings
+        .rate_limits
+        .iter()
+        .map(|s| {
+            previous
+                .iter()
+                .find(|p| p.settings == *s)
+                .cloned()
+                .unwrap_or_else(|| Arc::new(Policy::new(s.clone())))
+        })
+        .collect()
+}
+
+fn counters(policies: &[Arc<Policy>], metrics: &Metrics) -> Vec<PolicyCounters> {
+    policies
+        .iter()
+        .map(|p| {
+            let name = &p.settings.name;
+            PolicyCounters {
+                allowed: metrics
+                    .ratelimit_decisions
+                    .with_label_values(&[name, Outcome::Allowed.label()]),
+                limited: metrics
+                    .ratelimit_decisions
+                    .with_label_values(&[name, Outcome::Limited.label()]),
+                all: metrics.ratelimit_decisions.clone(),
+                policy: name.clone(),
+            }
+        })
+        .collect()
 }
 
 /// One worker's part of the rate limits (its app data): the handle of its

@@ -19,14 +19,18 @@ const EVICTION_PERIOD: Duration = Duration::from_secs(10);
 const PROBE_PERIOD: Duration = Duration::from_millis(250);
 
 pub struct RateLimitUpkeep {
-    policies: Arc<[Policy]>,
+    policies: Arc<[Arc<Policy>]>,
     metrics: Arc<Metrics>,
     /// With `redis.url`: what the probe needs, and a connection of its own.
     redis: Option<(RedisGcra, ConnectionSlot)>,
 }
 
 impl RateLimitUpkeep {
-    pub fn new(policies: Arc<[Policy]>, metrics: Arc<Metrics>, redis: Option<RedisGcra>) -> Self {
+    pub fn new(
+        policies: Arc<[Arc<Policy>]>,
+        metrics: Arc<Metrics>,
+        redis: Option<RedisGcra>,
+    ) -> Self {
         Self {
             policies,
             metrics,
@@ -69,6 +73,19 @@ impl RateLimitUpkeep {
                 };
             BreakerChange::log(change, &redis.log, &BREAKER_MESSAGES, "probe failed");
         });
+    }
+}
+
+/// A reload's policies: from now on, those are the ones kept tidy.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Policies(pub Arc<[Arc<Policy>]>);
+
+impl Handler<Policies> for RateLimitUpkeep {
+    type Result = ();
+
+    fn handle(&mut self, msg: Policies, _: &mut Self::Context) {
+        self.policies = msg.0;
     }
 }
 

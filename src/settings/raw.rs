@@ -68,6 +68,9 @@ pub struct RawServer {
     /// 503, every response `Connection: close`) before it closes the
     /// listener, seconds; 0 closes it at once (added key). Default 0.
     pub drain_delay_secs: u64,
+    /// Reload when a settings file changes on disk (added key); SIGHUP
+    /// reloads either way. Default true.
+    pub watch_settings_files: bool,
     /// Larger request bodies get 413. Default 10 MiB.
     pub max_body_bytes: u64,
     /// CIDRs (or addresses) whose X-Forwarded-* headers are believed.
@@ -87,6 +90,7 @@ impl Default for RawServer {
             client_request_timeout_ms: DEFAULT_CLIENT_REQUEST_TIMEOUT_MS,
             shutdown_timeout_secs: DEFAULT_SHUTDOWN_TIMEOUT_SECS,
             drain_delay_secs: 0,
+            watch_settings_files: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             trusted_proxies: Vec::new(),
             tls: None,

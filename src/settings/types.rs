@@ -12,7 +12,7 @@ use std::time::Duration;
 use actix_web::http::Method;
 use ipnet::IpNet;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub server: ServerSettings,
     pub admin_listen: SocketAddr,
@@ -40,7 +40,7 @@ impl Settings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
     /// Resolved: never 0.
@@ -52,12 +52,14 @@ pub struct ServerSettings {
     pub shutdown_timeout: Duration,
     /// Readiness 503 and `Connection: close` before the listener closes.
     pub drain_delay: Duration,
+    /// Reload when a settings file changes on disk.
+    pub watch_settings_files: bool,
     pub max_body_bytes: u64,
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<TlsSettings>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TlsSettings {
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
@@ -69,14 +71,14 @@ pub enum LogFormat {
     Text,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct LoggingSettings {
     pub level: slog::Level,
     pub format: LogFormat,
     pub access_log: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RedisSettings {
     /// One URL, or several seeds of a cluster.
     pub urls: Vec<String>,
@@ -92,7 +94,7 @@ pub enum Balance {
     Random,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct UpstreamSettings {
     pub name: String,
     /// `scheme://host:port` without a trailing slash.
@@ -132,7 +134,7 @@ pub enum OnStoreError {
     Deny,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RateLimitPolicy {
     pub name: String,
     pub requests: u64,
@@ -151,7 +153,7 @@ pub enum AuthMode {
     SessionOrBearer,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteSettings {
     pub name: String,
     /// Normalised, no trailing slash ("/" for the root).
@@ -189,7 +191,7 @@ impl RouteSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuthSettings {
     pub provider: ProviderSettings,
     /// The claim that lists a user's roles.
@@ -205,7 +207,7 @@ pub struct AuthSettings {
 /// The identity provider's endpoints (`auth.provider.issuer` and the
 /// `*_url` keys); `None` when not set. At startup OpenID discovery fills in
 /// what the settings leave out.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ProviderEndpoints {
     pub issuer: Option<String>,
     pub authorization: Option<String>,
@@ -218,7 +220,7 @@ pub struct ProviderEndpoints {
 }
 
 /// The identity provider.
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct ProviderSettings {
     pub endpoints: ProviderEndpoints,
     /// PEM CA bundle trusted instead of Mozilla's roots.
@@ -242,7 +244,7 @@ impl std::fmt::Debug for ProviderSettings {
     }
 }
 
-#[derive(Clone)]
+#[derive(Clone, PartialEq)]
 pub struct SessionSettings {
     pub cookie_name: String,
     pub cookie_secure: bool,
@@ -267,7 +269,7 @@ impl std::fmt::Debug for SessionSettings {
 }
 
 /// What `/oauth2/logout` does beyond ending the gateway's session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LogoutSettings {
     /// Also end the user's session at the provider (RP-initiated logout).
     pub provider: bool,

@@ -100,7 +100,7 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
                 key_file: t.key_file.clone().into(),
             };
             if tls.cert_file.is_file() && tls.key_file.is_file() {
-                if let Err(e) = crate::tls::server_config(&tls.cert_file, &tls.key_file) {
+                if let Err(e) = crate::tls::certified_key(&tls.cert_file, &tls.key_file) {
                     c.key("server.tls", e.to_string());
                 }
             }
@@ -121,6 +121,7 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
         client_request_timeout: Duration::from_millis(s.client_request_timeout_ms),
         shutdown_timeout: Duration::from_secs(s.shutdown_timeout_secs),
         drain_delay: Duration::from_secs(s.drain_delay_secs),
+        watch_settings_files: s.watch_settings_files,
         max_body_bytes: s.max_body_bytes,
         trusted_proxies,
         tls,

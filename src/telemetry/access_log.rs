@@ -53,12 +53,12 @@ pub struct Exchange<'a> {
 /// What each worker keeps for this stage (built in the server factory):
 /// its own access-log drain and request-counter cache.
 pub struct WorkerTelemetry {
-    access_log: Option<Logger>,
+    access_log: Logger,
     requests: RequestCounterCache,
 }
 
 impl WorkerTelemetry {
-    pub fn new(access_log: Option<Logger>) -> Self {
+    pub fn new(access_log: Logger) -> Self {
         Self {
             access_log,
             requests: RequestCounterCache::default(),
@@ -73,15 +73,17 @@ impl WorkerTelemetry {
         let histogram = route_idx.map_or(&gw.no_route_histogram, |i| &gw.route_histograms[i]);
         histogram.observe(x.elapsed.as_secs_f64());
         self.requests.inc(
+            gw.generation,
             &gw.metrics.requests,
             route_idx.zip(route_name),
             method_label(x.method),
             x.status,
         );
 
-        let Some(log) = &self.access_log else {
+        if !gw.access_log {
             return;
-        };
+        }
+        let log = &self.access_log;
         let (upstream, target) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];

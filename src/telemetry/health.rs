@@ -8,7 +8,7 @@
 use actix_web::{web, HttpResponse};
 use serde_json::json;
 
-use crate::state::Gateway;
+use crate::state::{Gateway, Live};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/live", web::get().to(live))
@@ -30,7 +30,8 @@ fn status_word(gw: &Gateway) -> &'static str {
     }
 }
 
-async fn ready(gw: web::Data<Gateway>) -> HttpResponse {
+async fn ready(live: web::Data<Live>) -> HttpResponse {
+    let gw = live.current();
     let body = json!({"status": status_word(&gw)});
     if gw.is_ready() {
         HttpResponse::Ok().json(body)
@@ -39,7 +40,8 @@ async fn ready(gw: web::Data<Gateway>) -> HttpResponse {
     }
 }
 
-async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
+async fn detail(live: web::Data<Live>) -> HttpResponse {
+    let gw = live.current();
     let upstreams: serde_json::Map<String, serde_json::Value> = gw
         .upstreams
         .iter()
@@ -75,7 +77,7 @@ async fn detail(gw: web::Data<Gateway>) -> HttpResponse {
         "status": status_word(&gw),
         "degraded": degraded,
         "version": env!("CARGO_PKG_VERSION"),
-        "uptime_secs": gw.started.elapsed().as_secs(),
+        "uptime_secs": gw.lifecycle.started.elapsed().as_secs(),
         "routes": gw.routes.routes().len(),
         "workers": gw.settings.server.workers,
         "state_store": if gw.settings.redis.is_some() { "redis" } else { "memory" },

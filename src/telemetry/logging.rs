@@ -19,6 +19,7 @@
 //! saves converting every field into an owned value for the channel.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -232,26 +233,71 @@ fn line_drain(format: LogFormat, output: &BatchedStdout) -> LineDrain {
 pub struct AccessLogSink {
     output: BatchedStdout,
     format: LogFormat,
-    /// Access logging on and `info` within the configured level.
-    enabled: bool,
 }
 
 impl AccessLogSink {
     /// A logger for the calling worker (built once per worker, in the
-    /// server factory), or `None` when access lines are not wanted. Its
-    /// lock is only ever taken by that worker's thread.
-    pub fn worker_logger(&self) -> Option<Logger> {
-        self.enabled.then(|| {
-            let drain = std::sync::Mutex::new(line_drain(self.format, &self.output)).ignore_res();
-            Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
-        })
+    /// server factory). Its lock is only ever taken by that worker's
+    /// thread. Whether a line is written is the generation's choice
+    /// (`Gateway::access_log`), so a reload can turn access lines on or off.
+    pub fn worker_logger(&self) -> Logger {
+        let drain = std::sync::Mutex::new(line_drain(self.format, &self.output)).ignore_res();
+        Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
     }
 }
 
-pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard, AccessLogSink) {
-    let level = settings.level;
+/// The level of the process logger, changed by a reload without
+/// rebuilding the logger.
+#[derive(Clone)]
+pub struct LevelHandle(Arc<AtomicUsize>);
+
+impl LevelHandle {
+    fn new(level: slog::Level) -> Self {
+        Self(Arc::new(AtomicUsize::new(level.as_usize())))
+    }
+
+    pub fn set(&self, level: slog::Level) {
+        self.0.store(level.as_usize(), Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> slog::Level {
+        slog::Level::from_usize(self.0.load(Ordering::Relaxed)).unwrap_or(slog::Level::Info)
+    }
+
+    fn allows(&self, level: slog::Level) -> bool {
+        level.as_usize() <= self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Passes records at or above the handle's current level.
+struct ReloadableLevel<D> {
+    drain: D,
+    level: LevelHandle,
+}
+
+impl<D: Drain> Drain for ReloadableLevel<D> {
+    type Ok = Option<D::Ok>;
+    type Err = D::Err;
+
+    fn log(&self, record: &Record, values: &slog::OwnedKVList) -> Result<Self::Ok, Self::Err> {
+        if self.level.allows(record.level()) {
+            self.drain.log(record, values).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn is_enabled(&self, level: slog::Level) -> bool {
+        self.level.allows(level) && self.drain.is_enabled(level)
+    }
+}
+
+/// The process logger, its guard, the access-log sink and the handle
+/// that changes the logger's level.
+pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard, AccessLogSink, LevelHandle) {
+    let level = LevelHandle::new(settings.level);
     let output = BatchedStdout::default();
-    let (drain, async_guard) = async_drain(line_drain(settings.format, &output), level);
+    let (drain, async_guard) = async_drain(line_drain(settings.format, &output), level.clone());
     // Without the flusher thread lines would wait for the next full batch;
     // fall back to writing each line at once.
     let flusher = output.spawn_flusher().ok();
@@ -262,7 +308,6 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard, AccessLogSink) {
     let access = AccessLogSink {
         output: output.clone(),
         format: settings.format,
-        enabled: settings.access_log && slog::Level::Info.is_at_least(level),
     };
     (
         logger,
@@ -272,12 +317,13 @@ pub fn build(settings: &LoggingSettings) -> (Logger, LogGuard, AccessLogSink) {
             flusher,
         },
         access,
+        level,
     )
 }
 
 /// Level filtering happens before the channel, so records below the level
 /// never take a slot in it.
-fn async_drain<D>(drain: D, level: slog::Level) -> (FilteredAsync, slog_async::AsyncGuard)
+fn async_drain<D>(drain: D, level: LevelHandle) -> (FilteredAsync, slog_async::AsyncGuard)
 where
     D: Drain<Ok = (), Err = slog::Never> + Send + 'static,
 {
@@ -286,7 +332,11 @@ where
         .overflow_strategy(slog_async::OverflowStrategy::DropAndReport)
         .thread_name("gateway-log".into())
         .build_with_guard();
-    (drain.fuse().filter_level(level).fuse(), guard)
+    let filtered = ReloadableLevel {
+        drain: drain.fuse(),
+        level,
+    };
+    (filtered.fuse(), guard)
 }
 
-type FilteredAsync = slog::Fuse<slog::LevelFilter<slog::Fuse<slog_async::Async>>>;
+type FilteredAsync = slog::Fuse<ReloadableLevel<slog::Fuse<slog_async::Async>>>;

@@ -7,8 +7,8 @@
 
 use actix_web::http::Method;
 use prometheus::{
-    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry,
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry,
 };
 
 pub const NAMESPACE: &str = "gateway";
@@ -39,6 +39,10 @@ pub struct Metrics {
     pub auth_outcomes: IntCounterVec,
     pub session_cache_lookups: IntCounterVec,
     pub auth_introspections: IntCounterVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload_success: Gauge,
+    pub config_last_reload_successful: IntGauge,
+    pub config_generation: IntGauge,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -155,6 +159,26 @@ impl Metrics {
                 ),
                 &["result"],
             )?,
+            config_reloads: IntCounterVec::new(
+                opts(
+                    "config_reloads_total",
+                    "Settings reloads (SIGHUP or a changed settings file) by result: \
+                     success or failure (the old settings stay).",
+                ),
+                &["result"],
+            )?,
+            config_last_reload_success: Gauge::with_opts(opts(
+                "config_last_reload_success_timestamp_seconds",
+                "Unix time the settings in use were loaded (startup or last successful reload).",
+            ))?,
+            config_last_reload_successful: IntGauge::with_opts(opts(
+                "config_last_reload_successful",
+                "1 if the last reload attempt (or startup) succeeded, 0 if it was refused.",
+            ))?,
+            config_generation: IntGauge::with_opts(opts(
+                "config_generation",
+                "Settings generation in use: 1 at startup, +1 per reload that changed something.",
+            ))?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -181,6 +205,15 @@ impl Metrics {
             .register(Box::new(m.session_cache_lookups.clone()))?;
         m.registry
             .register(Box::new(m.auth_introspections.clone()))?;
+        m.registry.register(Box::new(m.config_reloads.clone()))?;
+        m.registry
+            .register(Box::new(m.config_last_reload_success.clone()))?;
+        m.registry.register(Box::new(m.config_generation.clone()))?;
+        m.registry
+            .register(Box::new(m.config_last_reload_successful.clone()))?;
+        for result in ["success", "failure"] {
+            m.config_reloads.with_label_values(&[result]);
+        }
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
             &["version"],
@@ -204,6 +237,9 @@ impl Metrics {
 /// skips the shared vector's lock. Per worker, so never contended.
 #[derive(Default)]
 pub struct RequestCounterCache {
+    /// Route indices mean something only within one settings generation:
+    /// the cache holds the newest generation's counters.
+    generation: std::cell::Cell<u64>,
     children: std::cell::RefCell<std::collections::HashMap<(usize, &'static str, u16), IntCounter>>,
 }
 
@@ -211,12 +247,24 @@ impl RequestCounterCache {
     /// Counts one request; `route` is `None` for requests no route matched.
     pub fn inc(
         &self,
+        generation: u64,
         requests: &IntCounterVec,
         route: Option<(usize, &str)>,
         method: &'static str,
         status: actix_web::http::StatusCode,
     ) {
         let (index, name) = route.unwrap_or((usize::MAX, NO_ROUTE));
+        if generation != self.generation.get() {
+            if generation < self.generation.get() {
+                // A request that began before a reload: count it uncached.
+                requests
+                    .with_label_values(&[name, method, status.as_str()])
+                    .inc();
+                return;
+            }
+            self.generation.set(generation);
+            self.children.borrow_mut().clear();
+        }
         let key = (index, method, status.as_u16());
         let mut children = self.children.borrow_mut();
         let counter = children
