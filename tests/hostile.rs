@@ -346,3 +346,111 @@ async fn bare_lf_request_heads_are_refused_and_nothing_behind_them_passes() {
     let answer = common::raw_request(gw.port, "GET /api/x HTTP/1.1\r\nHost: gw\r\n\r\n");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// Request smuggling: heads that two parsers could frame differently are
+/// refused with one 4xx and the connection closed. A chunked body whose
+/// framing breaks mid-way (its head was fine, so it is already streaming
+/// upstream) ends the connection without an answer. Either way the
+/// request hidden behind never reaches an upstream.
+#[actix_rt::test]
+async fn ambiguous_framing_never_lets_a_hidden_request_through() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(&up, "")).await;
+    const HIDDEN: &str = "GET /api/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let cases: &[(&str, String)] = &[
+        (
+            "CL then TE",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n\
+                 Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "TE then CL",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\
+                 Content-Length: 48\r\n\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "two different Content-Length",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\
+                 Content-Length: 40\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "Content-Length list",
+            format!("POST /api/a HTTP/1.1\r\nHost: gw\r\nContent-Length: 0, 40\r\n\r\n{HIDDEN}"),
+        ),
+        (
+            "obs-fold",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding:\r\n chunked\r\n\
+                 Content-Length: 0\r\n\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "space before colon",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding : chunked\r\n\
+                 Content-Length: 0\r\n\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "invalid chunk size",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 zz\r\nabc\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "overflowing chunk size",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n\
+                 1000000000000000000000003\r\nabc\r\n0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "unknown transfer coding",
+            format!(
+                "POST /api/a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: xchunked\r\n\r\n\
+                 0\r\n\r\n{HIDDEN}"
+            ),
+        ),
+        (
+            "NUL in a header value",
+            format!("GET /api/a HTTP/1.1\r\nHost: gw\r\nX-A: a\0b\r\n\r\n{HIDDEN}"),
+        ),
+        (
+            "control byte in a header value",
+            format!("GET /api/a HTTP/1.1\r\nHost: gw\r\nX-A: a\x01b\r\n\r\n{HIDDEN}"),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (name, request) in cases {
+        let mut conn = RawConnection::open(gw.port);
+        conn.send(request.as_bytes());
+        let Some(answers) = conn.read_until_closed(Duration::from_secs(3)) else {
+            failures.push(format!("{name}: connection left open"));
+            continue;
+        };
+        let statuses: Vec<&str> = answers
+            .match_indices("HTTP/1.1 ")
+            .map(|(i, _)| &answers[i + 9..i + 12])
+            .collect();
+        let refused = statuses.len() == 1 && statuses[0].starts_with('4');
+        let body_cut = name.contains("chunk size") && statuses.is_empty();
+        if !(refused || body_cut) {
+            failures.push(format!("{name}: {statuses:?} {answers:?}"));
+        }
+    }
+    // Every answer's access line is out before the check.
+    actix_rt::time::sleep(Duration::from_millis(300)).await;
+    let log = gw.stdout_text();
+    assert!(
+        !log.contains("/api/smuggled"),
+        "a hidden request was proxied:\n{log}"
+    );
+    assert!(failures.is_empty(), "{failures:#?}");
+}
