@@ -953,3 +953,59 @@ fn refreshes(metrics: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
+
+/// A reload that adds auth to a gateway that had none brings the login
+/// endpoints up; later reloads keep sessions (in memory) unless the
+/// session settings change.
+#[actix_rt::test]
+async fn reloads_add_auth_and_keep_sessions_until_the_session_settings_change() {
+    let s = setup(1, &[]);
+    let full = config(&s, 0, "server: {watch_settings_files: false}");
+    let routes_at = full.find("routes:").expect("routes");
+    let public_only = format!(
+        "{}routes:\n  - {{name: public, path_prefix: /, upstream: u}}\n",
+        &full[..routes_at]
+    );
+    let gw = Gateway::start_on(s.ports[0], &public_only).await;
+    let file = gw.dir.path().join("gateway.yaml");
+    let reload = |yaml: String, n: usize| {
+        std::fs::write(&file, yaml).unwrap();
+        gw.signal("HUP");
+        let gw = &gw;
+        async move {
+            let done = eventually(Duration::from_secs(15), || {
+                let done = gw.count_log_messages("settings reloaded") >= n;
+                async move { done }
+            })
+            .await;
+            assert!(done, "{}", gw.stdout_text());
+        }
+    };
+    // No route authenticates: /oauth2/login is an ordinary path.
+    let (status, echo) = get_with_cookie(&gw, "/oauth2/login", "x").await;
+    assert_eq!((status, echo["path"].as_str()), (200, Some("/oauth2/login")));
+
+    reload(full.clone(), 1).await;
+    let (cookie, _) = browser_session(&s.op, &gw, "alice", "/app/home").await;
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 200);
+
+    // Another route: the session store carries over.
+    let more = full.replace(
+        "routes:\n",
+        "routes:\n  - {name: extra, path_prefix: /extra, upstream: u}\n",
+    );
+    reload(more.clone(), 2).await;
+    let line = gw
+        .log_lines()
+        .into_iter()
+        .rev()
+        .find(|l| l["msg"] == "settings reloaded")
+        .unwrap();
+    assert_eq!(line["sessions_kept"], true, "{line}");
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 200);
+
+    // A new session secret: sessions sealed or stored under the old
+    // settings are gone, as after a restart.
+    reload(more.replace(SECRET, "another-session-secret-0123456789abcdef"), 3).await;
+    assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 401);
+}
