@@ -27,6 +27,10 @@ pub enum GatewayError {
     Forbidden,
     #[error("request body exceeds the limit of {limit} bytes")]
     BodyTooLarge { limit: u64 },
+    #[error("request target exceeds the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    #[error("request headers exceed the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     #[error("rate limit exceeded")]
     RateLimited { retry_after_secs: u64 },
     #[error("upstream connection failed")]
@@ -69,6 +73,8 @@ impl GatewayError {
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Forbidden => StatusCode::FORBIDDEN,
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::UpstreamConnect | Self::UpstreamBroken => StatusCode::BAD_GATEWAY,
             Self::NoHealthyUpstream | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -87,6 +93,8 @@ impl GatewayError {
             Self::Unauthenticated => "unauthenticated",
             Self::Forbidden => "forbidden",
             Self::BodyTooLarge { .. } => "payload_too_large",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::RateLimited { .. } => "rate_limited",
             Self::UpstreamConnect => "upstream_unreachable",
             Self::UpstreamBroken => "bad_gateway",
@@ -176,6 +184,12 @@ mod tests {
                 GatewayError::BodyTooLarge { limit: 10 },
                 413,
                 "payload_too_large",
+            ),
+            (GatewayError::UriTooLong { limit: 1 }, 414, "uri_too_long"),
+            (
+                GatewayError::HeadersTooLarge { limit: 1 },
+                431,
+                "headers_too_large",
             ),
             (GatewayError::UpstreamConnect, 502, "upstream_unreachable"),
             (GatewayError::UpstreamBroken, 502, "bad_gateway"),

@@ -983,7 +983,10 @@ async fn reloads_add_auth_and_keep_sessions_until_the_session_settings_change() 
     };
     // No route authenticates: /oauth2/login is an ordinary path.
     let (status, echo) = get_with_cookie(&gw, "/oauth2/login", "x").await;
-    assert_eq!((status, echo["path"].as_str()), (200, Some("/oauth2/login")));
+    assert_eq!(
+        (status, echo["path"].as_str()),
+        (200, Some("/oauth2/login"))
+    );
 
     reload(full.clone(), 1).await;
     let (cookie, _) = browser_session(&s.op, &gw, "alice", "/app/home").await;
@@ -1006,6 +1009,10 @@ async fn reloads_add_auth_and_keep_sessions_until_the_session_settings_change() 
 
     // A new session secret: sessions sealed or stored under the old
     // settings are gone, as after a restart.
-    reload(more.replace(SECRET, "another-session-secret-0123456789abcdef"), 3).await;
+    reload(
+        more.replace(SECRET, "another-session-secret-0123456789abcdef"),
+        3,
+    )
+    .await;
     assert_eq!(get_with_cookie(&gw, "/app/x", &cookie).await.0, 401);
 }

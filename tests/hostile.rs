@@ -454,3 +454,42 @@ async fn ambiguous_framing_never_lets_a_hidden_request_through() {
     );
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Request targets and header blocks over their limits are answered by the
+/// gateway (414, 431, the JSON error) and never reach the upstream.
+#[actix_rt::test]
+async fn oversized_targets_and_header_blocks_are_refused() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(&up, "max_uri_bytes: 100\n  max_header_bytes: 300")).await;
+    let status_of = |path: String, header: String| {
+        let req = client()
+            .get(gw.url(&path))
+            .insert_header(("x-filler", header));
+        async move {
+            let mut res = req.send().await.expect("answer");
+            let body = common::json_body(&mut res).await;
+            (res.status().as_u16(), body)
+        }
+    };
+    let (status, body) = status_of(format!("/api/{}", "a".repeat(96)), "x".into()).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (414, Some("uri_too_long"))
+    );
+    let (status, body) = status_of("/api/x".into(), "x".repeat(300)).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (431, Some("headers_too_large"))
+    );
+    // Within both limits (the query counts towards the target).
+    let (status, body) = status_of(format!("/api/{}?q=1", "a".repeat(80)), "x".repeat(200)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = status_of(format!("/api/x?{}", "q".repeat(100)), "x".into()).await;
+    assert_eq!(status, 414);
+    let metrics = gw.metrics().await;
+    assert!(
+        metrics.contains("gateway_requests_total{method=\"GET\",route=\"_none\",status=\"414\"} 2"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("route=\"api\",status=\"414\""));
+}

@@ -1,4 +1,6 @@
 //! Third stage: decides which route (if any) a request belongs to.
+//! First it holds the request head to `server.max_uri_bytes` (414) and
+//! `server.max_header_bytes` (431).
 //!
 //! Resolves the client IP per `trusted_proxies` (`ClientInfo`), then asks
 //! the route table to normalise the path and find the route
@@ -18,7 +20,31 @@ use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, ClientInfo};
 use crate::error::GatewayError;
+use crate::settings::ServerSettings;
 use crate::state::Pinned;
+
+/// `server.max_uri_bytes` and `server.max_header_bytes`, checked before
+/// anything reads the request (actix-http's own buffer limit, 128 KiB for
+/// the whole head, stays behind them).
+fn head_within_limits(req: &ServiceRequest, server: &ServerSettings) -> Result<(), GatewayError> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > server.max_uri_bytes {
+        return Err(GatewayError::UriTooLong {
+            limit: server.max_uri_bytes,
+        });
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > server.max_header_bytes {
+        return Err(GatewayError::HeadersTooLarge {
+            limit: server.max_header_bytes,
+        });
+    }
+    Ok(())
+}
 
 pub async fn route_match(
     req: ServiceRequest,
@@ -27,6 +53,9 @@ pub async fn route_match(
     let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));
     };
+    if let Err(err) = head_within_limits(&req, &gw.settings.server) {
+        return Ok(reject(req, err));
+    }
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());

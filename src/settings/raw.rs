@@ -73,6 +73,11 @@ pub struct RawServer {
     pub watch_settings_files: bool,
     /// Larger request bodies get 413. Default 10 MiB.
     pub max_body_bytes: u64,
+    /// Longer request targets (path and query) get 414 (added key). Default 8 KiB.
+    pub max_uri_bytes: u64,
+    /// Larger request header blocks (names, values) get 431 (added key).
+    /// Default 32 KiB.
+    pub max_header_bytes: u64,
     /// CIDRs (or addresses) whose X-Forwarded-* headers are believed.
     pub trusted_proxies: Vec<String>,
     /// Optional TLS for the proxy listener.
@@ -92,6 +97,8 @@ impl Default for RawServer {
             drain_delay_secs: 0,
             watch_settings_files: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_uri_bytes: 8 * 1024,
+            max_header_bytes: 32 * 1024,
             trusted_proxies: Vec::new(),
             tls: None,
         }

@@ -55,6 +55,10 @@ pub struct ServerSettings {
     /// Reload when a settings file changes on disk.
     pub watch_settings_files: bool,
     pub max_body_bytes: u64,
+    /// Request targets longer than this get 414.
+    pub max_uri_bytes: usize,
+    /// Header blocks larger than this (names and values) get 431.
+    pub max_header_bytes: usize,
     pub trusted_proxies: Vec<IpNet>,
     pub tls: Option<TlsSettings>,
 }

@@ -68,6 +68,8 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
         s.client_request_timeout_ms,
     );
     c.positive("server.max_body_bytes", s.max_body_bytes);
+    c.positive("server.max_uri_bytes", s.max_uri_bytes);
+    c.positive("server.max_header_bytes", s.max_header_bytes);
     let mut trusted_proxies = Vec::new();
     for (i, entry) in s.trusted_proxies.iter().enumerate() {
         let parsed = entry
@@ -123,6 +125,8 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
         drain_delay: Duration::from_secs(s.drain_delay_secs),
         watch_settings_files: s.watch_settings_files,
         max_body_bytes: s.max_body_bytes,
+        max_uri_bytes: usize::try_from(s.max_uri_bytes).unwrap_or(usize::MAX),
+        max_header_bytes: usize::try_from(s.max_header_bytes).unwrap_or(usize::MAX),
         trusted_proxies,
         tls,
     })
