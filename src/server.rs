@@ -173,6 +173,9 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
 
     // 7. Ready: both listeners are bound.
     let first = live.current();
+    for upstream in &first.upstreams {
+        crate::proxy::health_check::start(upstream, &log);
+    }
     first.set_ready();
     metrics.config_generation.set(1);
     metrics.config_last_reload_successful.set(1);

@@ -493,3 +493,59 @@ async fn oversized_targets_and_header_blocks_are_refused() {
     );
     assert!(!metrics.contains("route=\"api\",status=\"414\""));
 }
+
+/// A target whose health endpoint fails is taken out of rotation by the
+/// active checks, though its 503s alone never trip passive health (which
+/// counts only connect failures, timeouts and broken exchanges).
+#[actix_rt::test]
+async fn active_health_checks_take_a_failing_target_out_of_rotation() {
+    let good = spawn_upstream("good");
+    let bad = spawn_raw_upstream(
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndown",
+    );
+    let bad_url = format!("http://{bad}");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  main:
+    targets: ["{good}", "{bad_url}"]
+    health_check: {{path: /healthz, interval_ms: 100, timeout_ms: 500, unhealthy_threshold: 2}}
+routes:
+  - {{name: api, path_prefix: /api, upstream: main}}
+"#,
+        good = good.url()
+    ))
+    .await;
+    let out = eventually(Duration::from_secs(10), || async {
+        let health = gw.health().await;
+        health["upstreams"]["main"]["targets"]
+            .as_array()
+            .is_some_and(|ts| {
+                ts.iter()
+                    .any(|t| t["url"] == bad_url.as_str() && t["health_check"] == "failing")
+            })
+    })
+    .await;
+    assert!(out, "{}", gw.health().await);
+    let health = gw.health().await;
+    assert_eq!(
+        health["upstreams"]["main"]["healthy_targets"], 1,
+        "{health}"
+    );
+    for _ in 0..20 {
+        let res = client().get(gw.url("/api/x")).send().await.unwrap();
+        assert_eq!(res.status(), 200, "only the passing target gets traffic");
+    }
+    // The gauge follows within its one-second refresh; the log line within
+    // a flush.
+    let gauge =
+        format!("gateway_upstream_target_healthy{{target=\"{bad_url}\",upstream=\"main\"}} 0");
+    let seen = eventually(Duration::from_secs(5), || async {
+        gw.metrics().await.contains(&gauge)
+            && gw
+                .stdout_text()
+                .contains("upstream target failing health checks")
+    })
+    .await;
+    assert!(seen, "{}\n{}", gw.metrics().await, gw.stdout_text());
+}

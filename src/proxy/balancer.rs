@@ -8,7 +8,7 @@
 //! more failure skips it for another `fail_timeout` (a success resets the
 //! count).
 
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,11 @@ pub struct Target {
     consecutive_failures: AtomicU32,
     /// `now_ms()` until which the target is skipped; 0 = healthy.
     down_until_ms: AtomicU64,
+    /// Active health checks (with `health_check`): failing targets are
+    /// skipped until they pass `healthy_threshold` checks in a row.
+    check_failing: AtomicBool,
+    checks_passed: AtomicU32,
+    checks_failed: AtomicU32,
 }
 
 fn host_header_of(url: &str) -> Option<HeaderValue> {
@@ -53,13 +58,21 @@ impl Target {
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
             down_until_ms: AtomicU64::new(0),
+            check_failing: AtomicBool::new(false),
+            checks_passed: AtomicU32::new(0),
+            checks_failed: AtomicU32::new(0),
         }
     }
 
-    /// True unless passive health is skipping the target right now.
+    /// True unless passive health is skipping the target right now, or
+    /// it is failing its active health checks.
     pub fn is_available(&self) -> bool {
         let until = self.down_until_ms.load(Ordering::Relaxed);
-        until == 0 || now_ms() >= until
+        (until == 0 || now_ms() >= until) && !self.is_failing_checks()
+    }
+
+    pub fn is_failing_checks(&self) -> bool {
+        self.check_failing.load(Ordering::Relaxed)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -84,6 +97,8 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     pub targets: Vec<Target>,
     next: AtomicUsize,
+    /// A health-check task runs for this upstream.
+    checked: AtomicBool,
 }
 
 impl Upstream {
@@ -93,6 +108,7 @@ impl Upstream {
             settings,
             targets,
             next: AtomicUsize::new(0),
+            checked: AtomicBool::new(false),
         }
     }
 
@@ -128,6 +144,33 @@ impl Upstream {
 
     pub fn end(&self, idx: usize) {
         self.targets[idx].in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// True for the one caller that is to run this upstream's health checks.
+    pub fn claim_health_checks(&self) -> bool {
+        !self.checked.swap(true, Ordering::Relaxed)
+    }
+
+    /// Counts one active health check of target `idx`; says whether it
+    /// took the target out or brought it back.
+    pub fn record_check(&self, idx: usize, passed: bool) -> HealthChange {
+        let (Some(hc), Some(t)) = (&self.settings.health_check, self.targets.get(idx)) else {
+            return HealthChange::None;
+        };
+        if passed {
+            t.checks_failed.store(0, Ordering::Relaxed);
+            let passes = t.checks_passed.fetch_add(1, Ordering::Relaxed) + 1;
+            if passes >= hc.healthy_threshold && t.check_failing.swap(false, Ordering::Relaxed) {
+                return HealthChange::Recovered;
+            }
+        } else {
+            t.checks_passed.store(0, Ordering::Relaxed);
+            let fails = t.checks_failed.fetch_add(1, Ordering::Relaxed) + 1;
+            if fails >= hc.unhealthy_threshold && !t.check_failing.swap(true, Ordering::Relaxed) {
+                return HealthChange::MarkedDown;
+            }
+        }
+        HealthChange::None
     }
 
     pub fn record_success(&self, idx: usize) -> HealthChange {
@@ -196,7 +239,34 @@ mod tests {
             pool_keep_alive: Duration::from_secs(1),
             tls_ca_file: None,
             http2: false,
+            health_check: Some(crate::settings::HealthCheck {
+                path: "/healthz".into(),
+                interval: Duration::from_secs(1),
+                timeout: Duration::from_secs(1),
+                healthy_threshold: 2,
+                unhealthy_threshold: 3,
+                expected_statuses: Vec::new(),
+            }),
         })
+    }
+
+    #[test]
+    fn health_checks_take_a_target_out_and_bring_it_back_by_thresholds() {
+        let u = upstream(Balance::RoundRobin, 2);
+        assert_eq!(u.record_check(0, false), HealthChange::None);
+        assert_eq!(u.record_check(0, false), HealthChange::None);
+        // A pass in between starts the count again.
+        assert_eq!(u.record_check(0, true), HealthChange::None);
+        for _ in 0..2 {
+            assert_eq!(u.record_check(0, false), HealthChange::None);
+        }
+        assert_eq!(u.record_check(0, false), HealthChange::MarkedDown);
+        assert!(!u.targets[0].is_available());
+        assert_eq!(u.pick(&[]), Some(1), "only the passing target is picked");
+        assert_eq!(u.record_check(0, false), HealthChange::None);
+        assert_eq!(u.record_check(0, true), HealthChange::None);
+        assert_eq!(u.record_check(0, true), HealthChange::Recovered);
+        assert!(u.targets[0].is_available());
     }
 
     #[test]

@@ -78,7 +78,7 @@ impl UpstreamClients {
     }
 }
 
-fn client_for(u: &UpstreamSettings, http2: bool) -> awc::Client {
+pub fn client_for(u: &UpstreamSettings, http2: bool) -> awc::Client {
     let mut connector = awc::Connector::new()
         .timeout(u.connect_timeout)
         .limit(u.pool_max_connections)

@@ -14,4 +14,5 @@ pub mod clients;
 pub mod failure;
 pub mod forward;
 pub mod headers;
+pub mod health_check;
 pub mod websocket;

@@ -110,6 +110,9 @@ impl Reloader {
                     "upstream_clients_rebuilt" => clients_rebuilt,
                     "tls_certificate_read" => certificate_read);
                 self.level.set(level);
+                for upstream in &next.upstreams {
+                    crate::proxy::health_check::start(upstream, &self.log);
+                }
                 self.live.install(next);
                 metrics.config_generation.set(generation as i64);
             }

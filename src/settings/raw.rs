@@ -193,6 +193,38 @@ pub struct RawUpstream {
     /// Offer HTTP/2 to `https://` targets (TLS ALPN `h2`, then
     /// `http/1.1`); the target chooses (added key).
     pub http2: bool,
+    /// Active health checks of every target (added key); absent = passive
+    /// health only.
+    pub health_check: Option<RawHealthCheck>,
+}
+
+/// `upstreams.<name>.health_check`.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawHealthCheck {
+    /// Requested with GET on every target, e.g. `/healthz`.
+    pub path: String,
+    pub interval_ms: u64,
+    pub timeout_ms: u64,
+    /// Consecutive passing checks that bring a failed target back.
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that take a target out.
+    pub unhealthy_threshold: u32,
+    /// Statuses that pass; empty = any 2xx.
+    pub expected_statuses: Vec<u16>,
+}
+
+impl Default for RawHealthCheck {
+    fn default() -> Self {
+        Self {
+            path: String::new(),
+            interval_ms: 5000,
+            timeout_ms: 1000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 3,
+            expected_statuses: Vec::new(),
+        }
+    }
 }
 
 impl Default for RawUpstream {
@@ -209,6 +241,7 @@ impl Default for RawUpstream {
             pool_keep_alive_secs: DEFAULT_UPSTREAM_KEEP_ALIVE_SECS,
             tls_ca_file: None,
             http2: false,
+            health_check: None,
         }
     }
 }

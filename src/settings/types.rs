@@ -114,6 +114,29 @@ pub struct UpstreamSettings {
     pub tls_ca_file: Option<PathBuf>,
     /// HTTP/2 offered to the (all `https://`) targets.
     pub http2: bool,
+    pub health_check: Option<HealthCheck>,
+}
+
+/// Active health checks: GET `path` on every target every `interval`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    /// Empty = any 2xx.
+    pub expected_statuses: Vec<u16>,
+}
+
+impl HealthCheck {
+    pub fn passes(&self, status: u16) -> bool {
+        if self.expected_statuses.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            self.expected_statuses.contains(&status)
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,7 +14,7 @@ use super::checker::Checker;
 use super::problem::Problem;
 use super::raw::{RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawUpstream};
 use super::types::{
-    Balance, LogFormat, LoggingSettings, OnStoreError, RateLimitKey, RateLimitPolicy,
+    Balance, HealthCheck, LogFormat, LoggingSettings, OnStoreError, RateLimitKey, RateLimitPolicy,
     RateLimitScope, RedisSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
 };
 use super::validate_routes::{validate_auth, validate_routes};
@@ -265,6 +265,37 @@ fn validate_upstreams(
                 );
             }
         }
+        let health_check = u.health_check.as_ref().map(|h| {
+            let at = |key: &str| format!("{base}.health_check.{key}");
+            if !h.path.starts_with('/') {
+                c.key(
+                    &at("path"),
+                    format!("{:?} must be a path starting with '/'", h.path),
+                );
+            }
+            c.positive(&at("interval_ms"), h.interval_ms);
+            c.positive(&at("timeout_ms"), h.timeout_ms);
+            c.positive(&at("healthy_threshold"), u64::from(h.healthy_threshold));
+            c.positive(&at("unhealthy_threshold"), u64::from(h.unhealthy_threshold));
+            if let Some(bad) = h
+                .expected_statuses
+                .iter()
+                .find(|s| !(100..=599).contains(*s))
+            {
+                c.key(
+                    &at("expected_statuses"),
+                    format!("{bad} is not an HTTP status"),
+                );
+            }
+            HealthCheck {
+                path: h.path.clone(),
+                interval: Duration::from_millis(h.interval_ms),
+                timeout: Duration::from_millis(h.timeout_ms),
+                healthy_threshold: h.healthy_threshold,
+                unhealthy_threshold: h.unhealthy_threshold,
+                expected_statuses: h.expected_statuses.clone(),
+            }
+        });
         out.push(UpstreamSettings {
             name: name.clone(),
             targets,
@@ -278,6 +309,7 @@ fn validate_upstreams(
             pool_keep_alive: Duration::from_secs(u.pool_keep_alive_secs),
             tls_ca_file,
             http2: u.http2,
+            health_check,
         });
     }
     out

@@ -54,6 +54,9 @@ async fn detail(live: web::Data<Live>) -> HttpResponse {
                         "url": t.url,
                         "healthy": t.is_available(),
                         "consecutive_failures": t.consecutive_failures(),
+                        "health_check": u.settings.health_check.as_ref().map(|_| {
+                            if t.is_failing_checks() { "failing" } else { "passing" }
+                        }),
                         "in_flight": t.in_flight(),
                     })
                 })
