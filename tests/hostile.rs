@@ -549,3 +549,44 @@ routes:
     .await;
     assert!(seen, "{}\n{}", gw.metrics().await, gw.stdout_text());
 }
+
+/// Two thousand connections that never send a byte do not keep a normal
+/// client from being served (one worker), while they are still held.
+#[actix_rt::test]
+async fn idle_connections_cannot_starve_a_normal_client() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(&up, "client_request_timeout_ms: 20000")).await;
+    // As many as this process may open, up to 2,000 (a soft limit of
+    // 1,024 file descriptors is common).
+    let count = open_files_limit().saturating_sub(200).min(2000);
+    assert!(
+        count >= 500,
+        "too few file descriptors for this test: {count}"
+    );
+    let mut idle: Vec<RawConnection> = (0..count).map(|_| RawConnection::open(gw.port)).collect();
+    for _ in 0..5 {
+        let res = client().get(gw.url("/api/x")).send().await.expect("served");
+        assert_eq!(res.status(), 200);
+    }
+    // The idle connections were all open meanwhile (none cut or refused).
+    let first = idle.first_mut().unwrap();
+    assert!(first
+        .read_until_closed(Duration::from_millis(200))
+        .is_none());
+    let last = idle.last_mut().unwrap();
+    assert!(last.read_until_closed(Duration::from_millis(200)).is_none());
+}
+
+/// This process's soft limit of open files (`/proc/self/limits`).
+fn open_files_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(1024)
+}
