@@ -6,9 +6,14 @@
 #   - grafana/                     dashboards are valid JSON models: unique uids and panel ids,
 #                                  every target has a PromQL expr that promtool can parse, every
 #                                  datasource is the ${datasource} variable, every $variable used is
-#                                  defined; provisioning points where the dashboards are mounted
-#   - runbook links                each alert's runbook_url anchor is its lowercased name (and, when
-#                                  docs/RUNBOOK.md exists, a heading of that name is there)
+#                                  defined, every metric selector is filtered by the namespace, node
+#                                  and pod variables (and by route where the series carry a route
+#                                  label); provisioning points where the dashboards are mounted
+#   - runbook links                each alert's runbook_url is docs/RUNBOOK.md#<lowercased name>
+#                                  (relative to the repository root; when docs/RUNBOOK.md exists, a
+#                                  heading of that name is there)
+#   - job selector                 every job matcher of the alerts is one exact job="..." (a regex such
+#                                  as job=~".*gateway.*" also matches istio-ingressgateway)
 # That every metric these reference is really exported is tests/monitoring.rs.
 # Run from the repository root (make test does). Without promtool on PATH it
 # extracts promtool from Debian's `prometheus` package into the project-local
@@ -72,7 +77,9 @@ python3 - <<'PY'
 import os, re, sys
 
 text = open("prometheus/alerts.yaml", encoding="utf-8").read()
-base = "https://github.com/example/gateway/blob/main/docs/RUNBOOK.md#"
+# Relative to the repository root: no host is assumed (prefix it where
+# alerts are routed, e.g. in an Alertmanager template).
+base = "docs/RUNBOOK.md#"
 errors = []
 blocks = re.split(r"^\s*- alert:\s*", text, flags=re.M)[1:]
 names = []
@@ -89,6 +96,17 @@ for block in blocks:
             errors.append(f"{name}: no {key[:-1]}")
 if len(set(names)) != len(names):
     errors.append(f"duplicate alert names: {names}")
+# One exact job selector everywhere (the parameter documented in alerts.yaml).
+rules_only = re.sub(r"^\s*#.*$", "", text, flags=re.M)  # not the comments
+jobs = re.findall(r"\bjob\s*(=~|!~|!=|=)\s*\"([^\"]*)\"", rules_only)
+if any(op != "=" for op, _ in jobs):
+    errors.append(f"job matchers must be exact (job=\"...\"), found {sorted({op + v for op, v in jobs if op != '='})}")
+if len({v for _, v in jobs}) > 1:
+    errors.append(f"alerts select different jobs: {sorted({v for _, v in jobs})}")
+for name, block in zip(names, blocks):
+    m = re.search(r"expr:(.*?)\n\s*(?:for|labels):", block, flags=re.S)
+    if m and "job=" not in m.group(1):
+        errors.append(f"{name}: expr does not select the job (job=\"...\")")
 groups = re.findall(r"^\s*- name:\s*(\S+)", text, flags=re.M)
 if groups != ["gateway"]:
     errors.append(f"expected exactly one group named gateway, found {groups}")
@@ -107,7 +125,7 @@ else:
 if errors:
     print("\n".join("  " + e for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"  {len(names)} alerts, runbook anchors ok")
+print(f"  {len(names)} alerts, runbook anchors ok, job selector {sorted({v for _, v in jobs})}")
 PY
 
 log "grafana dashboards and provisioning"
@@ -132,6 +150,27 @@ for needle in ("type: file", "path: /var/lib/grafana/dashboards"):
         err(f"dashboards/gateway.yaml: missing '{needle}'")
 
 DS_REF = {"type": "prometheus", "uid": "${datasource}"}
+# Every metric selector of a panel carries these filters (node: relabelled
+# from the pod's node by k8s/base/servicemonitor.yaml; namespace and pod:
+# added by the Prometheus Operator; all empty, so matched by the variables'
+# ".*", under docker compose).
+FILTERS = ('namespace=~"$namespace"', 'node=~"$node"', 'pod=~"$pod"')
+# Series with a route label: their selectors also filter by route, unless
+# the panel mixes them with series that have none (the two would then not
+# cover the same requests, e.g. total minus upstream time) or the selector
+# pins one route (route="...").
+ROUTE_METRICS = ("gateway_requests_total", "gateway_request_duration_seconds_", "gateway_auth_outcomes_total")
+METRIC = r"\b((?:gateway|process)_[a-z_]+)\b(\{[^}]*\})?"
+def all_routed(exprs_):
+    found = [m for e in exprs_ for m, _ in re.findall(METRIC, e)]
+    return bool(found) and all(m.startswith(ROUTE_METRICS) for m in found)
+def check_filters(src, expr, routed):
+    for metric, sel in re.findall(METRIC, expr):
+        missing = [f for f in FILTERS if f not in sel]
+        if routed and 'route=~"$route"' not in sel and 'route="' not in sel:
+            missing.append('route=~"$route"')
+        if missing:
+            err(f"{src}: {metric}{sel} lacks {', '.join(missing)}")
 BUILTIN = {"__rate_interval", "__interval", "__range", "__interval_ms", "__range_s", "__range_ms"}
 exprs = []
 uids = set()
@@ -159,6 +198,9 @@ for path in files:
         err(f"{where}: schemaVersion {d.get('schemaVersion')!r} too old")
 
     variables = {v.get("name"): v for v in d.get("templating", {}).get("list", [])}
+    for name in ("namespace", "node", "pod", "route"):
+        if variables.get(name, {}).get("type") != "query":
+            err(f"{where}: needs a '{name}' query variable (every panel filters by it)")
     dsvar = variables.get("datasource")
     if not dsvar or dsvar.get("type") != "datasource" or dsvar.get("query") != "prometheus":
         err(f"{where}: needs a 'datasource' variable of type datasource for prometheus")
@@ -195,6 +237,7 @@ for path in files:
         if not targets:
             err(f"{where}: panel {title!r} has no targets")
         refs = [t.get("refId") for t in targets]
+        routed = all_routed([t["expr"] for t in targets if isinstance(t.get("expr"), str)])
         if len(set(refs)) != len(refs) or None in refs:
             err(f"{where}: panel {title!r}: refIds must be set and unique: {refs}")
         for t in targets:
@@ -205,6 +248,7 @@ for path in files:
                 err(f"{where}: panel {title!r} target {t.get('refId')} has no expr")
             else:
                 exprs.append((f"{where} panel {title!r} {t.get('refId')}", expr))
+                check_filters(f"{where} panel {title!r} {t.get('refId')}", expr, routed)
     dup = sorted({i for i in ids if ids.count(i) > 1 and i is not None})
     if dup:
         err(f"{where}: duplicate panel ids {dup}")
