@@ -198,6 +198,27 @@ async fn browser_login_creates_a_server_side_session() {
         "theme=dark; lang=en",
         "the application's own cookies still reach the upstream"
     );
+    // One non-ASCII byte in an application cookie must not carry the
+    // session id past the filter (found by the cookie fuzz target).
+    let mut res = c
+        .get(gw.url("/app/page"))
+        .insert_header((
+            "cookie",
+            awc::http::header::HeaderValue::from_bytes(
+                format!("name=J\u{fc}rgen; gateway_session={cookie}").as_bytes(),
+            )
+            .unwrap(),
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the session is still recognised");
+    let echo = json_body(&mut res).await;
+    assert_eq!(
+        upstream_header(&echo, "cookie"),
+        "name=J\u{fc}rgen",
+        "the session cookie is taken out of a non-ASCII Cookie header too"
+    );
 
     let (status, info) = get_with_cookie(&gw, "/oauth2/userinfo", &cookie).await;
     assert_eq!(status, 200);

@@ -125,27 +125,35 @@ pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> S
 /// leaks headers must not be able to replay it. `None` when nothing is
 /// left.
 pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderValue> {
-    let text = match value.to_str() {
-        Ok(text) => text,
-        // Not text: not a cookie the gateway could have set.
-        Err(_) => return Some(value.clone()),
+    // Bytes, not text: a header with one non-ASCII byte elsewhere must not
+    // carry the session cookie past this filter.
+    let bytes = value.as_bytes();
+    let is_ours = |pair: &[u8]| {
+        let name = pair
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or(pair)
+            .trim_ascii();
+        names.iter().any(|n| n.as_bytes() == name)
     };
-    let is_ours = |pair: &str| {
-        let name = pair.split_once('=').map_or(pair, |(k, _)| k).trim();
-        names.iter().any(|n| n == name)
-    };
-    if !text.split(';').any(is_ours) {
+    if !bytes.split(|&b| b == b';').any(is_ours) {
         return Some(value.clone());
     }
-    let kept: Vec<&str> = text
-        .split(';')
-        .filter(|pair| !is_ours(pair) && !pair.trim().is_empty())
-        .map(str::trim)
-        .collect();
+    let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
+    for pair in bytes.split(|&b| b == b';') {
+        let pair = pair.trim_ascii();
+        if pair.is_empty() || is_ours(pair) {
+            continue;
+        }
+        if !kept.is_empty() {
+            kept.extend_from_slice(b"; ");
+        }
+        kept.extend_from_slice(pair);
+    }
     if kept.is_empty() {
         return None;
     }
-    HeaderValue::from_str(&kept.join("; ")).ok()
+    HeaderValue::from_bytes(&kept).ok()
 }
 
 #[cfg(test)]
@@ -166,6 +174,16 @@ mod tests {
             Some(v("gwx=1; a=2")),
             "untouched when no gateway cookie is present"
         );
+    }
+
+    #[test]
+    fn non_ascii_cookie_headers_still_lose_the_gateway_cookie() {
+        let names = vec!["gw".to_owned()];
+        let value = HeaderValue::from_bytes(b"name=J\xc3\xbcrgen; gw=secret; a=\xff").unwrap();
+        let kept = without_cookies(&value, &names).expect("other cookies stay");
+        assert_eq!(kept.as_bytes(), b"name=J\xc3\xbcrgen; a=\xff");
+        let only = HeaderValue::from_bytes(b"gw=secret;\xff").unwrap();
+        assert_eq!(without_cookies(&only, &names).unwrap().as_bytes(), b"\xff");
     }
 
     #[test]

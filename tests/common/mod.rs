@@ -115,7 +115,7 @@ async fn echo(req: HttpRequest, mut body: web::Payload, name: web::Data<String>)
             .entry(k.as_str().to_owned())
             .or_insert_with(|| serde_json::Value::Array(vec![]));
         if let serde_json::Value::Array(list) = entry {
-            list.push(v.to_str().unwrap_or("<bin>").into());
+            list.push(String::from_utf8_lossy(v.as_bytes()).into());
         }
     }
     HttpResponse::Ok()
