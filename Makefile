@@ -71,6 +71,13 @@ bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit and session-auth cost, 
 bench-faults: ## Requests lost per SIGTERM, 502s per upstream kill, slow-client hold time (wrk and scripted clients)
 	bash bench/faults.sh
 
+# Soak length in seconds (make soak SOAK_SECONDS=90 for a short check).
+SOAK_SECONDS ?= 600
+
+.PHONY: soak
+soak: tests/oidc/node_modules ## Soak: SOAK_SECONDS (600) at 70% of capacity (session login, cluster rate limit, access log); docs/soak.csv + .png, fails unless flat
+	SOAK_SECONDS=$(SOAK_SECONDS) bash scripts/with-managed-python.sh bash bench/soak.sh
+
 .PHONY: bench-instructions
 bench-instructions: ## User-space instructions per request, gateway vs NGINX (callgrind: the same on a noisy machine)
 	bash bench/instructions.sh
