@@ -30,6 +30,7 @@ check-config: ## Validate the shipped settings files
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/default.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/production.yaml
+	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/examples/route-features.yaml
 
 # The OpenID provider of the auth tests (npm package oidc-provider).
 tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json

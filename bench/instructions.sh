@@ -102,6 +102,12 @@ measure() {
     dump=$(ls -t "$TMP"/cg."$pid".out.* 2>/dev/null | head -n1)
     [[ -n $dump ]] || die "$proxy: callgrind wrote no dump"
     MEASURED="$reqs $(sed -n 's/^totals: *//p' "$dump" | awk '{print $1}')"
+    # BENCH_KEEP_PROFILE=DIR keeps each proxy's callgrind dump, for
+    # callgrind_annotate (which functions a change made dearer).
+    if [[ -n ${BENCH_KEEP_PROFILE:-} ]]; then
+        mkdir -p "$BENCH_KEEP_PROFILE"
+        cp "$dump" "$BENCH_KEEP_PROFILE/callgrind.$proxy.out"
+    fi
 }
 
 say "setup: proxies under callgrind ($PINNING); wrk -t1 -c$CONNS -d$DURATION after a $WARMUP warm-up${COOKIE:+, with a cookie}"

@@ -80,6 +80,8 @@ impl MatchedRoute {
 pub struct UpstreamUsed {
     pub upstream: usize,
     pub target: usize,
+    /// From sending the request to the upstream's response head (or failure).
+    pub head_after: std::time::Duration,
 }
 
 /// Reads the request id set by the first stage ("-" if somehow absent).

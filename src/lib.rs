@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! client -> listener -> request_id -> access_log + metrics -> route_match
-//!        -> [auth] -> [rate limit] -> proxy::forward (awc, streamed) -> upstream
+//!        -> [route_features] -> [auth] -> [rate limit] -> proxy::forward (awc, streamed) -> upstream
 //! ```
 //!
 //! Layers point one way (a file imports only from files below it):
@@ -14,7 +14,7 @@
 //! main.rs -> server.rs -> reload/* (SIGHUP, file watch: a new generation)
 //!         -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log}.rs
 //!         -> state.rs (Live: the current Gateway generation; Pinned per request)
-//!         -> features: routing.rs, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
+//!         -> features: routing.rs, route_features/*, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
 //!         -> leaves: settings/*, context.rs, skip_unless.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
 //!                    telemetry/{metrics,logging}.rs
 //! ```
@@ -34,6 +34,7 @@ pub(crate) mod proxy;
 pub(crate) mod ratelimit;
 pub(crate) mod redis;
 pub(crate) mod reload;
+pub(crate) mod route_features;
 pub(crate) mod routing;
 pub(crate) mod server;
 pub mod settings;

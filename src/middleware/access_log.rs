@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::ConnectionType;
+use actix_web::http::{header, ConnectionType};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
@@ -35,6 +35,13 @@ pub async fn access_log(
     let method = req.method().clone();
     // A Uri clone shares its bytes: cheaper than copying the path.
     let uri = req.uri().clone();
+    let headers = req.headers();
+    let bytes_in = match headers.get(header::CONTENT_LENGTH) {
+        Some(len) => len.to_str().ok().and_then(|l| l.parse().ok()),
+        None if headers.contains_key(header::TRANSFER_ENCODING) => None,
+        None => Some(0),
+    };
+    let user_agent = headers.get(header::USER_AGENT).cloned();
 
     let mut result = next.call(req).await;
     if gw.closes_connections() {
@@ -46,9 +53,16 @@ pub async fn access_log(
                 .set_connection_type(ConnectionType::Close);
         }
     }
-    let status = match &result {
-        Ok(res) => res.status(),
-        Err(err) => err.as_response_error().status_code(),
+    let (status, bytes_out) = match &result {
+        Ok(res) => (
+            res.status(),
+            match res.response().body().size() {
+                BodySize::Sized(n) => Some(n),
+                BodySize::None => Some(0),
+                BodySize::Stream => None,
+            },
+        ),
+        Err(err) => (err.as_response_error().status_code(), None),
     };
     // The extensions stay borrowed while the line is written: nothing is
     // copied out of them.
@@ -58,6 +72,9 @@ pub async fn access_log(
         uri: &uri,
         status,
         elapsed: start.elapsed(),
+        bytes_in,
+        bytes_out,
+        user_agent: user_agent.as_ref().map(|ua| ua.as_bytes()),
         ext: ext.as_deref(),
     };
     worker.record(&gw, &exchange);

@@ -8,18 +8,20 @@
 //! `/admin`). Answers 400 (unsafe path), 404 (no route) or 405 (route
 //! exists, method not allowed) itself; on a match it records
 //! `MatchedRoute` for the later stages. The gateway's own `/oauth2/*`
-//! endpoints pass without a route.
+//! endpoints pass without a route. A CORS preflight is matched by the
+//! method it asks about, so a `cors` route need not allow OPTIONS.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, ClientInfo};
 use crate::error::GatewayError;
+use crate::route_features::preflight_method;
 use crate::settings::ServerSettings;
 use crate::state::Pinned;
 
@@ -71,7 +73,26 @@ pub async fn route_match(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    match gw.routes.match_request(host, req.method(), req.path()) {
+    let mut found = gw.routes.match_request(host, req.method(), req.path());
+    // A CORS preflight is about the method it names: a route with `cors`
+    // answers it even when it does not allow OPTIONS itself.
+    if let Some(asked) =
+        preflight_method(req.method(), req.headers()).and_then(|m| Method::from_bytes(m).ok())
+    {
+        let for_asked = gw.routes.match_request(host, &asked, req.path());
+        if let Ok(m) = &for_asked {
+            if gw
+                .routes
+                .get(m.index)
+                .features
+                .as_ref()
+                .is_some_and(|f| f.cors.is_some())
+            {
+                found = for_asked;
+            }
+        }
+    }
+    match found {
         Ok(matched) => {
             req.extensions_mut().insert(matched);
             Ok(next.call(req).await?.map_into_left_body())

@@ -29,6 +29,9 @@ pub struct Target {
     /// The `Host` header for this target (`host`, or `host:port` off the
     /// default ports), built once instead of by the client per request.
     pub host_header: Option<HeaderValue>,
+    /// The target's identity for rendezvous hashing (from its URL, so it
+    /// survives reloads and reorderings of `targets`).
+    hash_seed: u64,
     in_flight: AtomicUsize,
     consecutive_failures: AtomicU32,
     /// `now_ms()` until which the target is skipped; 0 = healthy.
@@ -54,6 +57,7 @@ impl Target {
     fn new(url: String) -> Self {
         Self {
             host_header: host_header_of(&url),
+            hash_seed: xxhash_rust::xxh3::xxh3_64(url.as_bytes()),
             url,
             in_flight: AtomicUsize::new(0),
             consecutive_failures: AtomicU32::new(0),
@@ -84,6 +88,19 @@ impl Target {
     }
 }
 
+/// Status retries in flight may be this share of the requests in flight.
+pub const RETRY_BUDGET_PERCENT: usize = 20;
+/// Retries always allowed in flight, so a quiet upstream can still retry.
+pub const RETRY_BUDGET_MIN: usize = 3;
+
+/// A 64-bit finaliser (SplitMix64): spreads `key ^ seed` so neighbouring
+/// keys score targets independently.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// What a failure did to the target's health.
 #[derive(Debug, PartialEq, Eq)]
 pub enum HealthChange {
@@ -97,6 +114,9 @@ pub struct Upstream {
     pub settings: UpstreamSettings,
     pub targets: Vec<Target>,
     next: AtomicUsize,
+    /// Requests and status retries in flight, for the retry budget.
+    requests_in_flight: AtomicUsize,
+    retries_in_flight: AtomicUsize,
     /// A health-check task runs for this upstream.
     checked: AtomicBool,
 }
@@ -108,6 +128,8 @@ impl Upstream {
             settings,
             targets,
             next: AtomicUsize::new(0),
+            requests_in_flight: AtomicUsize::new(0),
+            retries_in_flight: AtomicUsize::new(0),
             checked: AtomicBool::new(false),
         }
     }
@@ -115,18 +137,29 @@ impl Upstream {
     /// Picks a target not in `exclude`, preferring available ones. Returns
     /// `None` when every target is excluded or down.
     pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
+        self.pick_keyed(exclude, None)
+    }
+
+    /// [`Upstream::pick`] with the request's hash key for `consistent_hash`
+    /// (rendezvous hashing: the usable target with the highest score for
+    /// the key wins, so removing a target moves only its own keys and
+    /// adding one takes about 1/N of them). Without a key, round robin.
+    pub fn pick_keyed(&self, exclude: &[usize], key: Option<u64>) -> Option<usize> {
         let n = self.targets.len();
         let usable = |i: usize| !exclude.contains(&i) && self.targets[i].is_available();
-        match self.settings.balance {
-            Balance::RoundRobin => {
+        match (self.settings.balance, key) {
+            (Balance::ConsistentHash, Some(key)) => (0..n)
+                .filter(|&i| usable(i))
+                .max_by_key(|&i| mix(key ^ self.targets[i].hash_seed)),
+            (Balance::RoundRobin | Balance::ConsistentHash, _) => {
                 let start = self.next.fetch_add(1, Ordering::Relaxed);
                 (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
-            Balance::Random => {
+            (Balance::Random, _) => {
                 let start = fastrand::usize(..n.max(1));
                 (0..n).map(|k| (start + k) % n).find(|&i| usable(i))
             }
-            Balance::LeastRequests => {
+            (Balance::LeastRequests, _) => {
                 // Random start breaks ties fairly instead of always favouring target 0.
                 let start = fastrand::usize(..n.max(1));
                 (0..n)
@@ -137,13 +170,36 @@ impl Upstream {
         }
     }
 
-    /// Counts a request against a target (for least_requests); pair with `end`.
+    /// Counts a request against a target (for least_requests and the
+    /// retry budget); pair with `end`.
     pub fn begin(&self, idx: usize) {
         self.targets[idx].in_flight.fetch_add(1, Ordering::Relaxed);
+        self.requests_in_flight.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn end(&self, idx: usize) {
         self.targets[idx].in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Admits one status retry if the retry budget allows it (Envoy's
+    /// shape: retries in flight stay within [`RETRY_BUDGET_PERCENT`] of the
+    /// requests in flight, with [`RETRY_BUDGET_MIN`] always allowed), so a
+    /// failing upstream sees at most about a fifth more requests, not twice
+    /// as many. Pair a `true` with [`Upstream::end_retry`].
+    pub fn begin_retry(&self) -> bool {
+        let requests = self.requests_in_flight.load(Ordering::Relaxed);
+        let allowed = (requests * RETRY_BUDGET_PERCENT / 100).max(RETRY_BUDGET_MIN);
+        let admitted =
+            self.retries_in_flight
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    (r < allowed).then_some(r + 1)
+                });
+        admitted.is_ok()
+    }
+
+    pub fn end_retry(&self) {
+        self.retries_in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
     /// True for the one caller that is to run this upstream's health checks.
@@ -247,6 +303,7 @@ mod tests {
                 unhealthy_threshold: 3,
                 expected_statuses: Vec::new(),
             }),
+            hash_key: None,
         })
     }
 
@@ -297,6 +354,67 @@ mod tests {
         assert_eq!(u.record_success(0), HealthChange::Recovered);
         let picks: Vec<_> = (0..4).map(|_| u.pick(&[]).unwrap()).collect();
         assert!(picks.contains(&0));
+    }
+
+    #[test]
+    fn consistent_hash_keeps_keys_and_moves_a_quarter_for_a_fourth_target() {
+        let three = upstream(Balance::ConsistentHash, 3);
+        let four = upstream(Balance::ConsistentHash, 4);
+        let keys: Vec<u64> = (0..10_000u64)
+            .map(|k| xxhash_rust::xxh3::xxh3_64(&k.to_le_bytes()))
+            .collect();
+        let before: Vec<_> = keys
+            .iter()
+            .map(|&k| three.pick_keyed(&[], Some(k)))
+            .collect();
+        let again: Vec<_> = keys
+            .iter()
+            .map(|&k| three.pick_keyed(&[], Some(k)))
+            .collect();
+        assert_eq!(before, again, "same key, same target");
+        let moved = keys
+            .iter()
+            .zip(&before)
+            .filter(|(&k, &b)| four.pick_keyed(&[], Some(k)) != b)
+            .count();
+        assert!(
+            (2_200..=2_800).contains(&moved),
+            "{moved} of 10000 keys moved"
+        );
+        // Every moved key went to the new target, and the three share evenly.
+        for (&k, &b) in keys.iter().zip(&before) {
+            let now = four.pick_keyed(&[], Some(k));
+            assert!(now == b || now == Some(3));
+        }
+        let on_first = before.iter().filter(|&&t| t == Some(0)).count();
+        assert!((3_000..=3_700).contains(&on_first), "{on_first}");
+        // A down target's keys go elsewhere; the others stay put.
+        three.record_failure(0);
+        three.record_failure(0);
+        for (&k, &b) in keys.iter().zip(&before).take(500) {
+            let now = three.pick_keyed(&[], Some(k));
+            assert_ne!(now, Some(0));
+            if b != Some(0) {
+                assert_eq!(now, b);
+            }
+        }
+    }
+
+    #[test]
+    fn the_retry_budget_is_a_fifth_of_requests_in_flight_at_least_three() {
+        let u = upstream(Balance::RoundRobin, 2);
+        let admitted = (0..10).filter(|_| u.begin_retry()).count();
+        assert_eq!(admitted, RETRY_BUDGET_MIN, "an idle upstream still gets 3");
+        for _ in 0..admitted {
+            u.end_retry();
+        }
+        for _ in 0..100 {
+            u.begin(0);
+        }
+        let admitted = (0..100).filter(|_| u.begin_retry()).count();
+        assert_eq!(admitted, 20, "20% of 100 in flight");
+        u.end_retry();
+        assert!(u.begin_retry(), "a finished retry frees its place");
     }
 
     #[test]

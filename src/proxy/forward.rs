@@ -10,33 +10,32 @@
 //! failure or a broken exchange (`UpstreamFailure`).
 
 use std::cell::Cell;
-use std::pin::Pin;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_http::body::{BodyStream, SizedStream};
-use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use bytes::Bytes;
-use futures_util::Stream;
 use slog::{debug, warn};
 
 use super::balancer::HealthChange;
+use super::body::{build_response, InFlightOwned, LimitedBody};
 use super::clients::{UpstreamClients, WorkerClients};
 use super::failure::UpstreamFailure;
-use super::headers::{for_each_end_to_end, for_each_upstream_header, forwarded_for};
+use super::headers::{for_each_upstream_header, forwarded_for};
 use super::websocket::{self, Tunnel};
+use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
     ClientInfo, MatchedRoute, RequestId, UpstreamUsed, X_FORWARDED_FOR, X_FORWARDED_HOST,
     X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
-use crate::path::strip_segment_prefix;
+use crate::path::{normalize_path, strip_segment_prefix};
+use crate::settings::{HashKey, PathRewrite};
 use crate::state::{Gateway, Pinned};
 
 /// How the request body reaches the upstream.
@@ -79,90 +78,6 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-pin_project_lite::pin_project! {
-    /// Passes the client's body through, failing once it passes `limit`
-    /// bytes (for bodies without Content-Length, which is checked up front).
-    struct LimitedBody {
-        #[pin]
-        inner: web::Payload,
-        seen: u64,
-        limit: u64,
-        exceeded: Rc<Cell<bool>>,
-    }
-}
-
-impl Stream for LimitedBody {
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        match this.inner.poll_next(cx) {
-            Poll::Ready(Some(Ok(chunk))) => {
-                *this.seen += chunk.len() as u64;
-                if *this.seen > *this.limit {
-                    this.exceeded.set(true);
-                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
-                }
-                Poll::Ready(Some(Ok(chunk)))
-            }
-            other => other,
-        }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The upstream's response body, holding the target's in-flight count
-    /// until the last byte has gone to the client (or the client left).
-    struct ResponseBody<S> {
-        #[pin]
-        inner: S,
-        in_flight: Option<InFlightOwned>,
-    }
-}
-
-impl<S> Stream for ResponseBody<S>
-where
-    S: Stream<Item = Result<Bytes, PayloadError>>,
-{
-    type Item = Result<Bytes, PayloadError>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.project();
-        let polled = this.inner.poll_next(cx);
-        if let Poll::Ready(None) = polled {
-            this.in_flight.take();
-        }
-        polled
-    }
-}
-
-/// Counts a request against its target until dropped. It owns a handle to
-/// the gateway because it travels with the response body, which outlives
-/// the handler.
-#[must_use = "the target counts the request as in flight until this is dropped"]
-struct InFlightOwned {
-    gw: Pinned,
-    upstream: usize,
-    target: usize,
-}
-
-impl InFlightOwned {
-    fn begin(gw: &Pinned, upstream: usize, target: usize) -> Self {
-        gw.upstreams[upstream].begin(target);
-        Self {
-            gw: gw.clone(),
-            upstream,
-            target,
-        }
-    }
-}
-
-impl Drop for InFlightOwned {
-    fn drop(&mut self) {
-        self.gw.upstreams[self.upstream].end(self.target);
-    }
-}
-
 /// Default service: forwards the matched request upstream.
 pub async fn forward(
     req: HttpRequest,
@@ -182,28 +97,48 @@ pub async fn forward(
                 Some(prefix) => strip_segment_prefix(matched_path, prefix),
                 None => std::borrow::Cow::Borrowed(matched_path),
             };
+            let path = match route.features.as_deref().and_then(|f| f.rewrite.as_ref()) {
+                Some(rewrite) => match upstream_path(rewrite, &path) {
+                    Some(rewritten) => std::borrow::Cow::Owned(rewritten),
+                    None => return Err(GatewayError::BadPath),
+                },
+                None => path,
+            };
             let mut path_and_query = String::with_capacity(path.len() + 64);
             path_and_query.push_str(&path);
             if let Some(q) = req.uri().query() {
                 path_and_query.push('?');
                 path_and_query.push_str(q);
             }
-            (m.index, path_and_query)
+            Ok((m.index, path_and_query))
         });
         (request_id, matched, ext.get::<ClientInfo>().copied())
     };
     let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
-    let (Some((route_index, path_and_query)), Some(client)) = (matched, client) else {
-        // The route stage always runs first; reaching here without it is a bug.
-        return GatewayError::Internal.to_response(request_id.as_str());
-    };
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
+    let (Some(matched), Some(client)) = (matched, client) else {
+        // The route stage always runs first; reaching here without it is a bug.
+        return fail(GatewayError::Internal);
+    };
+    let (route_index, path_and_query) = match matched {
+        Ok(found) => found,
+        Err(err) => return fail(err),
+    };
 
     let clients = worker_clients.for_generation(gw.clients_generation, &gw.settings.upstreams);
     let route = gw.routes.get(route_index);
-    let upstream_idx = route.upstream;
+    let features = route.features.as_deref();
+    let upstream_idx = match features.and_then(|f| f.split.as_ref()) {
+        Some(split) => split.pick(fastrand::u32(..split.total)),
+        None => route.upstream,
+    };
     let upstream = &gw.upstreams[upstream_idx];
-    let limit = gw.settings.server.max_body_bytes;
+    let limit = features
+        .and_then(|f| f.max_body_bytes)
+        .unwrap_or(gw.settings.server.max_body_bytes);
+    let timeout = features
+        .and_then(|f| f.timeout)
+        .unwrap_or(upstream.settings.request_timeout);
 
     let body_kind = match request_body_kind(&req) {
         Ok(kind) => kind,
@@ -277,12 +212,20 @@ pub async fn forward(
     let mut payload = Some(payload);
     let mut tried: Vec<usize> = Vec::new();
     let exceeded = Rc::new(Cell::new(false));
+    let hash = upstream
+        .settings
+        .hash_key
+        .as_ref()
+        .and_then(|key| hash_of(key, &req, client.ip, identity.as_deref()));
+    let retry_on = features.map_or(&[][..], |f| f.retry_on.as_slice());
+    // Held while a status retry is in flight (the upstream's retry budget).
+    let mut status_retry: Option<RetryPlace> = None;
 
     loop {
         // With every target tried, a retry may go back to one still marked
         // healthy (a single-target upstream, or a stale pooled connection).
         let pick = upstream
-            .pick(&tried)
+            .pick_keyed(&tried, hash)
             .or_else(|| (!tried.is_empty()).then(|| upstream.pick(&[])).flatten());
         let Some(target_idx) = pick else {
             return fail(if tried.is_empty() {
@@ -299,6 +242,9 @@ pub async fn forward(
             .for_requests(upstream_idx)
             .request(req.method().clone(), url)
             .no_decompress();
+        if features.is_some_and(|f| f.timeout.is_some()) {
+            up = up.timeout(timeout);
+        }
         {
             let h = up.headers_mut();
             for_each_upstream_header(
@@ -316,6 +262,9 @@ pub async fn forward(
             }
             for (name, value) in extra.iter().chain(identity_headers) {
                 h.append(name.clone(), value.clone());
+            }
+            if let Some(rules) = features.and_then(|f| f.request_headers.as_ref()) {
+                rules.apply(h);
             }
         }
 
@@ -343,9 +292,30 @@ pub async fn forward(
         req.extensions_mut().insert(UpstreamUsed {
             upstream: upstream_idx,
             target: target_idx,
+            head_after: sent_at.elapsed(),
         });
         let labels = [upstream.settings.name.as_str(), target.url.as_str()];
 
+        // A `retry_on` status: an answer, not a failure, so passive health
+        // is not touched; retried once, within the retry budget.
+        let retry_place = match &result {
+            Ok(resp)
+                if retryable
+                    && status_retry.is_none()
+                    && retry_on.contains(&resp.status().as_u16()) =>
+            {
+                RetryPlace::take(&gw, upstream_idx)
+            }
+            _ => None,
+        };
+        if let Some(place) = retry_place {
+            drop(result);
+            drop(in_flight);
+            count_retry(&gw, upstream_idx, "status");
+            status_retry = Some(place);
+            tried.push(target_idx);
+            continue;
+        }
         match result {
             Ok(resp) => {
                 gw.upstream_histograms[upstream_idx][target_idx]
@@ -357,8 +327,7 @@ pub async fn forward(
                 }
                 // request_timeout_ms covers the body too: awc re-arms the
                 // timer it used for the head (no new allocation).
-                let remaining = (sent_at + upstream.settings.request_timeout)
-                    .saturating_duration_since(Instant::now());
+                let remaining = (sent_at + timeout).saturating_duration_since(Instant::now());
                 let resp = resp.timeout(remaining);
                 // The count now travels with the response body.
                 return build_response(&req, resp, in_flight);
@@ -375,6 +344,7 @@ pub async fn forward(
                 if failure.may_retry() {
                     tried.push(target_idx);
                     if tried.len() < max_attempts {
+                        count_retry(&gw, upstream_idx, failure.kind().unwrap_or("other"));
                         continue;
                     }
                 }
@@ -382,6 +352,64 @@ pub async fn forward(
             }
         }
     }
+}
+
+/// The path sent upstream after a route's `rewrite`: normalised again, so
+/// a replacement cannot smuggle `..` or `//` to the upstream; `None` (400)
+/// when it cannot be made safe. An unmatched pattern leaves the path as is.
+fn upstream_path(rewrite: &PathRewrite, path: &str) -> Option<String> {
+    match rewrite.apply(path) {
+        Some(rewritten) => normalize_path(&rewritten),
+        None => Some(path.to_owned()),
+    }
+}
+
+/// The `consistent_hash` key of a request; `None` (round robin) when the
+/// request lacks it (no user, no such header or cookie).
+fn hash_of(
+    key: &HashKey,
+    req: &HttpRequest,
+    client_ip: IpAddr,
+    identity: Option<&Identity>,
+) -> Option<u64> {
+    use xxhash_rust::xxh3::xxh3_64;
+    Some(match key {
+        HashKey::Ip => match client_ip {
+            IpAddr::V4(v4) => xxh3_64(&v4.octets()),
+            IpAddr::V6(v6) => xxh3_64(&v6.octets()),
+        },
+        HashKey::User => xxh3_64(identity?.subject.as_bytes()),
+        HashKey::Header(name) => xxh3_64(req.headers().get(name)?.as_bytes()),
+        HashKey::Cookie(name) => xxh3_64(cookie_of(req, name)?.as_bytes()),
+    })
+}
+
+/// A place in the upstream's retry budget, given back when dropped.
+struct RetryPlace {
+    gw: Pinned,
+    upstream: usize,
+}
+
+impl RetryPlace {
+    fn take(gw: &Pinned, upstream: usize) -> Option<Self> {
+        gw.upstreams[upstream].begin_retry().then(|| Self {
+            gw: gw.clone(),
+            upstream,
+        })
+    }
+}
+
+impl Drop for RetryPlace {
+    fn drop(&mut self) {
+        self.gw.upstreams[self.upstream].end_retry();
+    }
+}
+
+fn count_retry(gw: &Gateway, upstream: usize, reason: &str) {
+    gw.metrics
+        .upstream_retries
+        .with_label_values(&[gw.upstreams[upstream].settings.name.as_str(), reason])
+        .inc();
 }
 
 /// Proxies a WebSocket upgrade to one target (no retries: the client's
@@ -406,6 +434,7 @@ async fn upgrade(
     req.extensions_mut().insert(UpstreamUsed {
         upstream: upstream_idx,
         target: target_idx,
+        head_after: std::time::Duration::ZERO,
     });
     let in_flight = InFlightOwned::begin(gw, upstream_idx, target_idx);
     let tunnel = Tunnel {
@@ -452,51 +481,5 @@ fn report_failure(gw: &Gateway, upstream_idx: usize, target_idx: usize, failure:
         warn!(gw.log, "upstream target marked down";
             "upstream" => labels[0], "target" => labels[1], "kind" => kind,
             "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
-    }
-}
-
-fn build_response<S>(
-    req: &HttpRequest,
-    resp: awc::ClientResponse<S>,
-    in_flight: InFlightOwned,
-) -> HttpResponse
-where
-    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
-{
-    let status = resp.status();
-    let mut builder = HttpResponse::build(status);
-    for_each_end_to_end(resp.headers(), &[], |name, value| {
-        builder.append_header((name.clone(), value.clone()));
-    });
-    let length = resp
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let bodiless = req.method() == Method::HEAD
-        || status.is_informational()
-        || status == StatusCode::NO_CONTENT
-        || status == StatusCode::NOT_MODIFIED;
-    if bodiless {
-        return match length {
-            // An empty unsized body with chunking off is the one shape in which
-            // actix-http keeps the upstream's Content-Length (HEAD, 304).
-            Some(len) => {
-                builder
-                    .no_chunking(len)
-                    .body(BodyStream::new(futures_util::stream::empty::<
-                        Result<Bytes, PayloadError>,
-                    >()))
-            }
-            None => builder.finish(),
-        };
-    }
-    let body = ResponseBody {
-        inner: resp,
-        in_flight: Some(in_flight),
-    };
-    match length {
-        Some(len) => builder.body(SizedStream::new(len, body)),
-        None => builder.body(BodyStream::new(body)),
     }
 }

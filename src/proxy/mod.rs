@@ -4,12 +4,14 @@
 //! ```text
 //! forward.rs    the handler: upstream request, retries, timeouts, body limits, streaming
 //!   clients.rs  one awc client per upstream, per worker
-//!   balancer.rs target choice (round robin, least requests, random), passive health
+//!   balancer.rs target choice (round robin, least requests, random, consistent hash), passive health, retry budget
+//!   body.rs     request body limit, response body with its in-flight count
 //!   headers.rs  what crosses in each direction (hop-by-hop, X-Forwarded-*, X-Auth-*)
 //!   websocket.rs upgrades, tunnelled byte for byte      failure.rs  UpstreamFailure
 //! ```
 
 pub mod balancer;
+mod body;
 pub mod clients;
 pub mod failure;
 pub mod forward;

@@ -10,6 +10,7 @@
 //! load.rs      figment layers -> extract.rs (every refused key) -> raw.rs (serde, deny_unknown_fields)
 //! validate.rs  raw -> types.rs (server, logging, redis, upstreams, rate limits)
 //!   validate_routes.rs  (routes, auth)      checker.rs  (problems, shared checks)
+//!   validate_features.rs (optional route features -> features.rs)
 //! problem.rs, origin.rs: a problem, and where its key's value came from
 //! ```
 //!
@@ -19,14 +20,18 @@
 mod checker;
 mod duplicates;
 mod extract;
+mod features;
 mod load;
 mod origin;
 mod problem;
 mod raw;
+mod raw_features;
 mod types;
 mod validate;
+mod validate_features;
 mod validate_routes;
 
+pub use features::*;
 pub use load::{load, Sources, DEFAULT_CONFIG_FILE};
 pub use origin::ENV_PREFIX;
 pub use problem::{Problem, Problems};
@@ -34,3 +39,5 @@ pub use types::*;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_features;

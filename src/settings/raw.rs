@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::raw_features::*;
+
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
 pub const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 pub const DEFAULT_BACKLOG: u32 = 2048;
@@ -173,8 +175,10 @@ impl Default for RawRedis {
 #[serde(deny_unknown_fields, default)]
 pub struct RawUpstream {
     pub targets: Vec<String>,
-    /// round_robin | least_requests | random.
+    /// round_robin | least_requests | random | consistent_hash.
     pub balance: String,
+    /// With consistent_hash: ip | user | header:<Name> | cookie:<Name> (added to the spec's keys: default ip).
+    pub hash_key: Option<String>,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub retries: u32,
@@ -242,6 +246,7 @@ impl Default for RawUpstream {
             tls_ca_file: None,
             http2: false,
             health_check: None,
+            hash_key: None,
         }
     }
 }
@@ -413,6 +418,25 @@ pub struct RawRoute {
     pub rate_limit: Vec<String>,
     /// Send the client's Host header upstream instead of the target's (added key).
     pub preserve_host: bool,
+    // Optional per-route features (absent = off), see raw_features.rs.
+    /// Overrides the upstream's request_timeout_ms.
+    pub timeout_ms: Option<u64>,
+    /// Overrides server.max_body_bytes.
+    pub max_body_bytes: Option<u64>,
+    pub rewrite: Option<RawRewrite>,
+    pub request_headers: Option<RawHeaderRules>,
+    pub response_headers: Option<RawHeaderRules>,
+    pub cors: Option<RawCors>,
+    /// CIDRs (or addresses); non-empty = only these client IPs.
+    pub allow_ips: Vec<String>,
+    /// CIDRs (or addresses) answered 403; deny wins over allow.
+    pub deny_ips: Vec<String>,
+    /// gzip / br responses for clients that accept them.
+    pub compress: bool,
+    /// Statuses on which idempotent requests are retried once on another target.
+    pub retry_on: Vec<u16>,
+    /// Weighted split instead of `upstream` (canary).
+    pub upstreams: Vec<RawWeightedUpstream>,
 }
 
 impl Default for RawRoute {
@@ -428,6 +452,17 @@ impl Default for RawRoute {
             require: RawRequire::default(),
             rate_limit: Vec::new(),
             preserve_host: false,
+            timeout_ms: None,
+            max_body_bytes: None,
+            rewrite: None,
+            request_headers: None,
+            response_headers: None,
+            cors: None,
+            allow_ips: Vec::new(),
+            deny_ips: Vec::new(),
+            compress: false,
+            retry_on: Vec::new(),
+            upstreams: Vec::new(),
         }
     }
 }

@@ -96,6 +96,8 @@ pub enum Balance {
     RoundRobin,
     LeastRequests,
     Random,
+    /// Rendezvous hashing on the upstream's `hash_key`.
+    ConsistentHash,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,6 +117,8 @@ pub struct UpstreamSettings {
     /// HTTP/2 offered to the (all `https://`) targets.
     pub http2: bool,
     pub health_check: Option<HealthCheck>,
+    /// What `Balance::ConsistentHash` hashes (`None` for other balances).
+    pub hash_key: Option<super::features::HashKey>,
 }
 
 /// Active health checks: GET `path` on every target every `interval`.
@@ -196,6 +200,8 @@ pub struct RouteSettings {
     pub require_roles: Vec<String>,
     pub rate_limits: Vec<usize>,
     pub preserve_host: bool,
+    /// The optional features; `None` for a route that sets none of them.
+    pub features: Option<Box<super::features::RouteFeatures>>,
 }
 
 impl RouteSettings {
@@ -214,6 +220,7 @@ impl RouteSettings {
             require_roles: Vec::new(),
             rate_limits: Vec::new(),
             preserve_host: false,
+            features: None,
         }
     }
 }

@@ -8,15 +8,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use ipnet::IpNet;
+use actix_web::http::header::HeaderName;
 
 use super::checker::Checker;
+use super::features::HashKey;
 use super::problem::Problem;
 use super::raw::{RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawUpstream};
 use super::types::{
     Balance, HealthCheck, LogFormat, LoggingSettings, OnStoreError, RateLimitKey, RateLimitPolicy,
     RateLimitScope, RedisSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
 };
+use super::validate_features::parse_net;
 use super::validate_routes::{validate_auth, validate_routes};
 
 pub fn validate(
@@ -72,12 +74,9 @@ fn validate_server(c: &mut Checker, s: &RawServer) -> Option<ServerSettings> {
     c.positive("server.max_header_bytes", s.max_header_bytes);
     let mut trusted_proxies = Vec::new();
     for (i, entry) in s.trusted_proxies.iter().enumerate() {
-        let parsed = entry
-            .parse::<IpNet>()
-            .or_else(|_| entry.parse::<std::net::IpAddr>().map(IpNet::from));
-        match parsed {
-            Ok(net) => trusted_proxies.push(net),
-            Err(_) => c.fail(
+        match parse_net(entry) {
+            Some(net) => trusted_proxies.push(net),
+            None => c.fail(
                 "server.trusted_proxies",
                 &format!("server.trusted_proxies[{i}]"),
                 format!("{entry:?} is not a CIDR (10.0.0.0/8) or an IP address"),
@@ -242,14 +241,16 @@ fn validate_upstreams(
             "round_robin" => Balance::RoundRobin,
             "least_requests" => Balance::LeastRequests,
             "random" => Balance::Random,
+            "consistent_hash" => Balance::ConsistentHash,
             other => {
                 c.key(
                     &format!("{base}.balance"),
-                    format!("{other:?} is not one of round_robin, least_requests, random"),
+                    format!("{other:?} is not one of round_robin, least_requests, random, consistent_hash"),
                 );
                 Balance::RoundRobin
             }
         };
+        let hash_key = hash_key(c, &base, balance, u.hash_key.as_deref());
         c.positive(&format!("{base}.connect_timeout_ms"), u.connect_timeout_ms);
         c.positive(&format!("{base}.request_timeout_ms"), u.request_timeout_ms);
         c.positive(&format!("{base}.max_fails"), u64::from(u.max_fails));
@@ -310,9 +311,51 @@ fn validate_upstreams(
             tls_ca_file,
             http2: u.http2,
             health_check,
+            hash_key,
         });
     }
     out
+}
+
+/// `hash_key` of an upstream: only with `consistent_hash` (default `ip`).
+fn hash_key(c: &mut Checker, base: &str, balance: Balance, raw: Option<&str>) -> Option<HashKey> {
+    if balance != Balance::ConsistentHash {
+        if raw.is_some() {
+            c.key(
+                &format!("{base}.hash_key"),
+                "only used with balance: consistent_hash",
+            );
+        }
+        return None;
+    }
+    let key = match raw.unwrap_or("ip") {
+        "ip" => HashKey::Ip,
+        "user" => HashKey::User,
+        other => {
+            let named = |prefix: &str| other.strip_prefix(prefix).filter(|n| !n.is_empty());
+            if let Some(name) = named("header:") {
+                match HeaderName::try_from(name) {
+                    Ok(name) => HashKey::Header(name),
+                    Err(_) => {
+                        c.key(
+                            &format!("{base}.hash_key"),
+                            format!("{name:?} is not a header name"),
+                        );
+                        HashKey::Ip
+                    }
+                }
+            } else if let Some(name) = named("cookie:") {
+                HashKey::Cookie(name.to_owned())
+            } else {
+                c.key(
+                    &format!("{base}.hash_key"),
+                    format!("{other:?} is not one of ip, user, header:<Name>, cookie:<Name>"),
+                );
+                HashKey::Ip
+            }
+        }
+    };
+    Some(key)
 }
 
 fn validate_rate_limits(

@@ -13,6 +13,7 @@ use super::types::{
     AuthMode, AuthSettings, LogoutSettings, ProviderEndpoints, ProviderSettings, RateLimitPolicy,
     RouteSettings, SessionSettings, UpstreamSettings,
 };
+use super::validate_features::validate_features;
 use crate::path::{has_segment_prefix, normalize_path, strip_port};
 
 /// Routes, with their upstream and policies resolved to indices.
@@ -81,26 +82,42 @@ pub fn validate_routes(
                 "another route has the same path_prefix, host and methods".into(),
             );
         }
-        let upstream = match upstreams.iter().position(|u| u.name == r.upstream) {
+        // `upstream` or a weighted `upstreams` split, never both; with a
+        // split, the first entry stands for the route where one upstream is
+        // needed (the websocket path, the access log before a pick).
+        let named = match (r.upstream.is_empty(), r.upstreams.first()) {
+            (false, Some(_)) => {
+                fail(
+                    c,
+                    "upstreams",
+                    "set either upstream or upstreams (a weighted split), not both".into(),
+                );
+                r.upstream.as_str()
+            }
+            (true, Some(first)) => first.upstream.as_str(),
+            (_, None) => r.upstream.as_str(),
+        };
+        let upstream = match upstreams.iter().position(|u| u.name == named) {
             Some(idx) => {
                 if r.preserve_host && upstreams[idx].http2 {
                     fail(
                         c,
                         "preserve_host",
                         format!(
-                            "upstream {:?} has http2: true, and over HTTP/2 the upstream \
-                             sees the target's authority, not the client's Host: turn one off",
-                            r.upstream
+                            "upstream {named:?} has http2: true, and over HTTP/2 the upstream \
+                             sees the target's authority, not the client's Host: turn one off"
                         ),
                     );
                 }
                 idx
             }
+            // A split reports its unknown upstreams entry by entry.
+            None if !r.upstreams.is_empty() => 0,
             None => {
                 fail(
                     c,
                     "upstream",
-                    format!("upstream {:?} is not defined in upstreams", r.upstream),
+                    format!("upstream {named:?} is not defined in upstreams"),
                 );
                 0
             }
@@ -161,6 +178,7 @@ pub fn validate_routes(
             require_roles: r.require.roles.clone(),
             rate_limits: policies,
             preserve_host: r.preserve_host,
+            features: validate_features(c, &base, r, upstreams).map(Box::new),
         });
     }
     out

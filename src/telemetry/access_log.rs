@@ -4,9 +4,9 @@
 //! (`middleware/access_log.rs`) after the response head.
 //!
 //! It reads what later stages put in the request extensions (route,
-//! upstream, client IP, user); it never logs header values, query strings
-//! or bodies, so tokens in Authorization, Cookie or URLs cannot leak into
-//! logs.
+//! upstream, client IP, user); of the headers it logs only a truncated
+//! User-Agent, and never query strings or bodies, so tokens in
+//! Authorization, Cookie or URLs cannot leak into logs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,14 @@ use super::metrics::{method_label, RequestCounterCache};
 use crate::auth::identity::Identity;
 use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
 use crate::state::Gateway;
+
+/// Longest `user_agent` logged, in bytes.
+const USER_AGENT_MAX: usize = 256;
+
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
 
 /// Counts a request in flight until dropped (however the request ends,
 /// even if the client goes away and the future is dropped).
@@ -45,6 +53,11 @@ pub struct Exchange<'a> {
     pub uri: &'a Uri,
     pub status: StatusCode,
     pub elapsed: Duration,
+    /// The request's Content-Length (`None` for a streamed body).
+    pub bytes_in: Option<u64>,
+    /// The response body's size when known at the head (`None` when streamed).
+    pub bytes_out: Option<u64>,
+    pub user_agent: Option<&'a [u8]>,
     /// What the later stages learned (none when the request failed as an
     /// actix error).
     pub ext: Option<&'a Extensions>,
@@ -84,16 +97,21 @@ impl WorkerTelemetry {
             return;
         }
         let log = &self.access_log;
-        let (upstream, target) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
+        let (upstream, target, upstream_ms) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];
                 (
                     Some(up.settings.name.as_str()),
                     Some(up.targets[u.target].url.as_str()),
+                    Some(millis(u.head_after)),
                 )
             }
-            None => (None, None),
+            None => (None, None, None),
         };
+        // Truncated on a character boundary: a client chooses its length.
+        let user_agent = x
+            .user_agent
+            .map(|ua| String::from_utf8_lossy(&ua[..ua.len().min(USER_AGENT_MAX)]));
         let client_ip = ext
             .and_then(|e| e.get::<ClientInfo>())
             .map(|c| IpText::new(c.ip));
@@ -102,7 +120,11 @@ impl WorkerTelemetry {
             "method" => x.method.as_str(),
             "path" => x.uri.path(),
             "status" => x.status.as_u16(),
-            "duration_ms" => (x.elapsed.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0,
+            "duration_ms" => millis(x.elapsed),
+            "upstream_ms" => upstream_ms,
+            "bytes_in" => x.bytes_in,
+            "bytes_out" => x.bytes_out,
+            "user_agent" => user_agent.as_deref(),
             "route" => route_name,
             "upstream" => upstream,
             "target" => target,

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub config_last_reload_success: Gauge,
     pub config_last_reload_successful: IntGauge,
     pub config_generation: IntGauge,
+    pub route_ip_denied: IntCounterVec,
+    pub upstream_retries: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -179,6 +181,21 @@ impl Metrics {
                 "config_generation",
                 "Settings generation in use: 1 at startup, +1 per reload that changed something.",
             ))?,
+            route_ip_denied: IntCounterVec::new(
+                opts(
+                    "route_ip_denied_total",
+                    "Requests refused 403 ip_denied by a route's allow_ips / deny_ips.",
+                ),
+                &["route"],
+            )?,
+            upstream_retries: IntCounterVec::new(
+                opts(
+                    "upstream_retries_total",
+                    "Requests sent again to another target, by reason: connect, broken \
+                     (exchange failed) or status (a retry_on status).",
+                ),
+                &["upstream", "reason"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -209,6 +226,8 @@ impl Metrics {
         m.registry
             .register(Box::new(m.config_last_reload_success.clone()))?;
         m.registry.register(Box::new(m.config_generation.clone()))?;
+        m.registry.register(Box::new(m.route_ip_denied.clone()))?;
+        m.registry.register(Box::new(m.upstream_retries.clone()))?;
         m.registry
             .register(Box::new(m.config_last_reload_successful.clone()))?;
         for result in ["success", "failure"] {

@@ -156,6 +156,47 @@ async fn bytes(path: web::Path<u64>, req: HttpRequest) -> HttpResponse {
     }
 }
 
+/// The `/text/{n}` body: compressible text, the same for every n prefix.
+pub fn text_body(n: usize) -> Vec<u8> {
+    b"{\"id\": 12345, \"name\": \"gateway\", \"tags\": [\"a\", \"b\"]}\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(n)
+        .collect()
+}
+
+/// `/text/{n}`: n bytes of JSON lines in 16 KiB chunks (`?type=` sets the
+/// Content-Type, `?encoded=1` claims `Content-Encoding: gzip`); a `Range`
+/// request gets 206 with the first 10 bytes.
+async fn text(path: web::Path<usize>, req: HttpRequest) -> HttpResponse {
+    let body = Bytes::from(text_body(path.into_inner()));
+    let query = req.query_string().to_owned();
+    let content_type = query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("type="))
+        .map_or("application/json".to_owned(), |t| t.replace("%2F", "/"));
+    let mut res = if req.headers().contains_key("range") {
+        let mut res = HttpResponse::PartialContent();
+        res.insert_header(("content-range", format!("bytes 0-9/{}", body.len())));
+        return res
+            .content_type(content_type)
+            .body(body.slice(..10.min(body.len())));
+    } else {
+        HttpResponse::Ok()
+    };
+    res.content_type(content_type);
+    if query.contains("encoded=1") {
+        res.insert_header(("content-encoding", "gzip"));
+    }
+    let chunks: Vec<Result<Bytes, actix_web::Error>> = (0..body.len())
+        .step_by(16_384)
+        .map(|at| Ok(body.slice(at..(at + 16_384).min(body.len()))))
+        .collect();
+    res.no_chunking(body.len() as u64)
+        .streaming(futures_util::stream::iter(chunks))
+}
+
 async fn slow(path: web::Path<u64>, name: web::Data<String>) -> HttpResponse {
     actix_rt::time::sleep(Duration::from_millis(path.into_inner())).await;
     HttpResponse::Ok()
@@ -257,6 +298,7 @@ fn spawn_upstream_with(name: &str, tls: Option<rustls::ServerConfig>) -> Upstrea
                 App::new()
                     .app_data(web::Data::new(label.clone()))
                     .route("/bytes/{n}", web::to(bytes))
+                    .route("/text/{n}", web::to(text))
                     .route("/slow/{ms}", web::to(slow))
                     .route("/status/{code}", web::to(status))
                     .route("/dribble/{ms}", web::to(dribble))

@@ -1,0 +1,78 @@
+//! Fourth stage, only for routes that set IP rules, `cors`,
+//! `response_headers` or `compress` (`needed`; others skip it at the cost
+//! of one check): runs before auth so a denied address or a CORS preflight
+//! never reaches auth, rate limits or the upstream, and shapes every
+//! response of the route on its way out, gateway errors included. The
+//! work is `crate::route_features`.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::ORIGIN;
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage};
+
+use crate::context::{reject, request_id_of, respond, ClientInfo, MatchedRoute};
+use crate::error::GatewayError;
+use crate::route_features::{admit, finish, refusal_response, Refusal};
+use crate::state::Pinned;
+
+/// The request's route shapes its exchanges (or the state is missing:
+/// the stage then refuses it).
+pub fn needed(req: &ServiceRequest) -> bool {
+    let ext = req.extensions();
+    let Some(gw) = ext.get::<Pinned>() else {
+        return true;
+    };
+    ext.get::<MatchedRoute>().is_some_and(|m| {
+        gw.routes
+            .get(m.index)
+            .features
+            .as_ref()
+            .is_some_and(|f| f.shapes_exchange())
+    })
+}
+
+pub async fn shape_exchange(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let found = {
+        let ext = req.extensions();
+        match (
+            ext.get::<Pinned>(),
+            ext.get::<MatchedRoute>(),
+            ext.get::<ClientInfo>(),
+        ) {
+            (Some(gw), Some(m), Some(client)) => Some((gw.clone(), m.index, client.ip)),
+            _ => None,
+        }
+    };
+    let Some((gw, index, client_ip)) = found else {
+        return Ok(reject(req, GatewayError::Internal));
+    };
+    let route = gw.routes.get(index);
+    let Some(features) = route.features.as_deref() else {
+        return Ok(next
+            .call(req)
+            .await?
+            .map_into_left_body()
+            .map_into_left_body());
+    };
+    match admit(features, &req, req.method(), client_ip) {
+        Ok(plan) => {
+            let res = next.call(req).await?;
+            Ok(finish(features, plan, res).map_into_left_body())
+        }
+        Err(refusal) => {
+            if let Refusal::IpDenied = refusal {
+                gw.metrics
+                    .route_ip_denied
+                    .with_label_values(&[route.name.as_str()])
+                    .inc();
+            }
+            let origin = req.headers().get(ORIGIN).cloned();
+            let res = refusal_response(features, refusal, origin.as_ref(), &request_id_of(&req));
+            Ok(respond(req, res))
+        }
+    }
+}

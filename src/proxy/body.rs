@@ -1,0 +1,150 @@
+//! Bodies crossing the proxy: the client's request body held to its byte
+//! limit, the upstream's response body carrying the target's in-flight
+//! count until its last byte, and the client response built around it.
+//! Used by `forward.rs` only.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use actix_http::body::{BodyStream, SizedStream};
+use actix_web::error::PayloadError;
+use actix_web::http::header;
+use actix_web::http::{Method, StatusCode};
+use actix_web::{web, HttpRequest, HttpResponse};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::headers::for_each_end_to_end;
+use crate::state::Pinned;
+
+pin_project_lite::pin_project! {
+    /// Passes the client's body through, failing once it passes `limit`
+    /// bytes (for bodies without Content-Length, which is checked up front).
+    pub struct LimitedBody {
+        #[pin]
+        pub inner: web::Payload,
+        pub seen: u64,
+        pub limit: u64,
+        pub exceeded: Rc<Cell<bool>>,
+    }
+}
+
+impl Stream for LimitedBody {
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        match this.inner.poll_next(cx) {
+            Poll::Ready(Some(Ok(chunk))) => {
+                *this.seen += chunk.len() as u64;
+                if *this.seen > *this.limit {
+                    this.exceeded.set(true);
+                    return Poll::Ready(Some(Err(PayloadError::Overflow)));
+                }
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            other => other,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The upstream's response body, holding the target's in-flight count
+    /// until the last byte has gone to the client (or the client left).
+    struct ResponseBody<S> {
+        #[pin]
+        inner: S,
+        in_flight: Option<InFlightOwned>,
+    }
+}
+
+impl<S> Stream for ResponseBody<S>
+where
+    S: Stream<Item = Result<Bytes, PayloadError>>,
+{
+    type Item = Result<Bytes, PayloadError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.project();
+        let polled = this.inner.poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            this.in_flight.take();
+        }
+        polled
+    }
+}
+
+/// Counts a request against its target until dropped. It owns a handle to
+/// the gateway because it travels with the response body, which outlives
+/// the handler.
+#[must_use = "the target counts the request as in flight until this is dropped"]
+pub struct InFlightOwned {
+    gw: Pinned,
+    upstream: usize,
+    target: usize,
+}
+
+impl InFlightOwned {
+    pub fn begin(gw: &Pinned, upstream: usize, target: usize) -> Self {
+        gw.upstreams[upstream].begin(target);
+        Self {
+            gw: gw.clone(),
+            upstream,
+            target,
+        }
+    }
+}
+
+impl Drop for InFlightOwned {
+    fn drop(&mut self) {
+        self.gw.upstreams[self.upstream].end(self.target);
+    }
+}
+
+pub fn build_response<S>(
+    req: &HttpRequest,
+    resp: awc::ClientResponse<S>,
+    in_flight: InFlightOwned,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let status = resp.status();
+    let mut builder = HttpResponse::build(status);
+    for_each_end_to_end(resp.headers(), &[], |name, value| {
+        builder.append_header((name.clone(), value.clone()));
+    });
+    let length = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let bodiless = req.method() == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    if bodiless {
+        return match length {
+            // An empty unsized body with chunking off is the one shape in which
+            // actix-http keeps the upstream's Content-Length (HEAD, 304).
+            Some(len) => {
+                builder
+                    .no_chunking(len)
+                    .body(BodyStream::new(futures_util::stream::empty::<
+                        Result<Bytes, PayloadError>,
+                    >()))
+            }
+            None => builder.finish(),
+        };
+    }
+    let body = ResponseBody {
+        inner: resp,
+        in_flight: Some(in_flight),
+    };
+    match length {
+        Some(len) => builder.body(SizedStream::new(len, body)),
+        None => builder.body(BodyStream::new(body)),
+    }
+}
