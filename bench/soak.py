@@ -532,8 +532,8 @@ def plot(rows, a, early, late, ok):
 
     ax[1].plot(t, [r["p50_ms"] for r in rows], label="p50")
     ax[1].plot(t, [r["p99_ms"] for r in rows], label="p99")
-    ax[1].set_ylabel("latency per window (ms)")
-    ax[1].set_ylim(bottom=0)
+    ax[1].set_ylabel("latency per window (ms, log)")
+    ax[1].set_yscale("log")
     ax[1].legend(loc="upper right", fontsize=8)
 
     ax[2].plot(t, [r["rss_mb"] for r in rows], color="tab:purple", label="RSS (MB)")

@@ -143,11 +143,16 @@ until grep -q "^READY $ISSUER\$" "$TMP/oidc.out" 2>/dev/null; do
     sleep 0.2
 done
 
-# The gateway's stdout (access log and events) goes through a FIFO to gawk,
-# which keeps up with it: request lines are counted, the rest kept.
+# The gateway's stdout (access log and events) goes through a FIFO to awk,
+# which keeps up with it: request lines are counted (the first 1000 that are
+# not 200 are kept, to tell what failed), the other lines kept.
 mkfifo "$TMP/gateway.fifo"
 start logsink "$TMP/logsink.out" "${LOAD_PIN[@]}" awk -v events="$TMP/gateway-events.log" '
-    index($0, "\"msg\":\"request\"") { n++; if (!index($0, "\"status\":200,")) bad++; next }
+    index($0, "\"msg\":\"request\"") {
+        n++
+        if (!index($0, "\"status\":200,") && ++bad <= 1000) { print > events; fflush(events) }
+        next
+    }
     { print > events; fflush(events) }
     END { printf "%d %d\n", n, bad }' "$TMP/gateway.fifo"
 start gateway "$TMP/gateway.fifo" "${GW_PIN[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
