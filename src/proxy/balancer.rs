@@ -2,19 +2,22 @@
 //!
 //! Called by the proxy handler once per attempt. State is a handful of
 //! atomics per target, so workers never take a lock to pick a target.
-//! A target that fails `max_fails` times in a row (no connection, no answer
-//! within `request_timeout_ms`, or an exchange broken after connecting) is
-//! skipped for `fail_timeout`; after that it takes traffic again, and one
-//! more failure skips it for another `fail_timeout` (a success resets the
-//! count).
+//! Passive health is each target's circuit (`circuit.rs`): `max_fails`
+//! failures in a row (no connection, no answer within `request_timeout_ms`,
+//! or an exchange broken after connecting), and with `circuit_breaker` also
+//! 5xx answers, open it for `fail_timeout`; then half-open probes decide.
+//! `max_ejected_percent` caps how many targets may be out at once. Retries
+//! are held to the upstream's `retry_budget`.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::http::Uri;
 
+pub use super::circuit::Outcome;
+use super::circuit::{Circuit, Transition};
 use crate::settings::{Balance, UpstreamSettings};
 
 fn now_ms() -> u64 {
@@ -33,9 +36,8 @@ pub struct Target {
     /// survives reloads and reorderings of `targets`).
     hash_seed: u64,
     in_flight: AtomicUsize,
-    consecutive_failures: AtomicU32,
-    /// `now_ms()` until which the target is skipped; 0 = healthy.
-    down_until_ms: AtomicU64,
+    /// Passive health: closed, open (skipped) or half-open (probing).
+    circuit: Circuit,
     /// Active health checks (with `health_check`): failing targets are
     /// skipped until they pass `healthy_threshold` checks in a row.
     check_failing: AtomicBool,
@@ -60,19 +62,22 @@ impl Target {
             hash_seed: xxhash_rust::xxh3::xxh3_64(url.as_bytes()),
             url,
             in_flight: AtomicUsize::new(0),
-            consecutive_failures: AtomicU32::new(0),
-            down_until_ms: AtomicU64::new(0),
+            circuit: Circuit::default(),
             check_failing: AtomicBool::new(false),
             checks_passed: AtomicU32::new(0),
             checks_failed: AtomicU32::new(0),
         }
     }
 
-    /// True unless passive health is skipping the target right now, or
-    /// it is failing its active health checks.
+    /// True unless its circuit is open (or half-open with its probe in
+    /// flight), or it is failing its active health checks.
     pub fn is_available(&self) -> bool {
-        let until = self.down_until_ms.load(Ordering::Relaxed);
-        (until == 0 || now_ms() >= until) && !self.is_failing_checks()
+        !self.is_failing_checks() && self.circuit.admits(now_ms, self.in_flight())
+    }
+
+    /// `closed`, `open` or `half_open`.
+    pub fn circuit_state(&self) -> &'static str {
+        self.circuit.state_name(now_ms())
     }
 
     pub fn is_failing_checks(&self) -> bool {
@@ -84,14 +89,9 @@ impl Target {
     }
 
     pub fn consecutive_failures(&self) -> u32 {
-        self.consecutive_failures.load(Ordering::Relaxed)
+        self.circuit.consecutive_failures()
     }
 }
-
-/// Status retries in flight may be this share of the requests in flight.
-pub const RETRY_BUDGET_PERCENT: usize = 20;
-/// Retries always allowed in flight, so a quiet upstream can still retry.
-pub const RETRY_BUDGET_MIN: usize = 3;
 
 /// A 64-bit finaliser (SplitMix64): spreads `key ^ seed` so neighbouring
 /// keys score targets independently.
@@ -182,14 +182,16 @@ impl Upstream {
         self.requests_in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Admits one status retry if the retry budget allows it (Envoy's
-    /// shape: retries in flight stay within [`RETRY_BUDGET_PERCENT`] of the
-    /// requests in flight, with [`RETRY_BUDGET_MIN`] always allowed), so a
-    /// failing upstream sees at most about a fifth more requests, not twice
-    /// as many. Pair a `true` with [`Upstream::end_retry`].
+    /// Admits one retry if the upstream's `retry_budget` allows it (Envoy's
+    /// shape: retries in flight stay within `percent` of the requests in
+    /// flight, with `min_concurrency` always allowed), so a failing
+    /// upstream sees at most about a fifth more requests by default, not
+    /// twice as many. Pair a `true` with [`Upstream::end_retry`].
     pub fn begin_retry(&self) -> bool {
+        let budget = self.settings.retry_budget;
         let requests = self.requests_in_flight.load(Ordering::Relaxed);
-        let allowed = (requests * RETRY_BUDGET_PERCENT / 100).max(RETRY_BUDGET_MIN);
+        let allowed =
+            (requests * budget.percent as usize / 100).max(budget.min_concurrency as usize);
         let admitted =
             self.retries_in_flight
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
@@ -229,40 +231,45 @@ impl Upstream {
         HealthChange::None
     }
 
+    /// Records what an exchange with target `idx` came to (a response's
+    /// status, or a failure that counts against the target); says whether
+    /// its circuit opened or closed.
+    pub fn record(&self, idx: usize, outcome: Outcome) -> HealthChange {
+        let may_open = || {
+            // Outlier ejection cap: at least one target may always go.
+            let n = self.targets.len();
+            let cap = (n * self.settings.max_ejected_percent as usize / 100).max(1);
+            let out = self
+                .targets
+                .iter()
+                .filter(|t| !t.circuit.is_closed())
+                .count();
+            out < cap
+        };
+        match self.targets[idx]
+            .circuit
+            .record(outcome, &self.settings, now_ms(), may_open)
+        {
+            Transition::Opened => HealthChange::MarkedDown,
+            Transition::Closed => HealthChange::Recovered,
+            Transition::None => HealthChange::None,
+        }
+    }
+
     pub fn record_success(&self, idx: usize) -> HealthChange {
-        let t = &self.targets[idx];
-        let was_failing =
-            t.consecutive_failures.swap(0, Ordering::Relaxed) >= self.settings.max_fails;
-        t.down_until_ms.store(0, Ordering::Relaxed);
-        if was_failing {
-            HealthChange::Recovered
-        } else {
-            HealthChange::None
-        }
+        self.record(idx, Outcome::Answered)
     }
 
-    /// Counts a failure of the target (see `UpstreamFailure::counts_against_target`).
+    #[cfg(test)]
     pub fn record_failure(&self, idx: usize) -> HealthChange {
-        let t = &self.targets[idx];
-        let failures = t.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if failures >= self.settings.max_fails {
-            let until = now_ms() + duration_ms(self.settings.fail_timeout).max(1);
-            let previous = t.down_until_ms.swap(until, Ordering::Relaxed);
-            if previous == 0 {
-                return HealthChange::MarkedDown;
-            }
-        }
-        HealthChange::None
+        self.record(idx, Outcome::Failed)
     }
-}
-
-fn duration_ms(d: Duration) -> u64 {
-    d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn host_header_leaves_out_default_ports() {
@@ -304,6 +311,12 @@ mod tests {
                 expected_statuses: Vec::new(),
             }),
             hash_key: None,
+            circuit_breaker: None,
+            retry_budget: crate::settings::RetryBudget {
+                percent: 20,
+                min_concurrency: 3,
+            },
+            max_ejected_percent: 100,
         })
     }
 
@@ -345,12 +358,18 @@ mod tests {
 
     #[test]
     fn failing_target_is_skipped_then_recovers() {
-        let u = upstream(Balance::RoundRobin, 2);
+        let mut u = upstream(Balance::RoundRobin, 2);
+        u.settings.fail_timeout = Duration::from_millis(30);
         assert_eq!(u.record_failure(0), HealthChange::None);
         assert_eq!(u.record_failure(0), HealthChange::MarkedDown);
         for _ in 0..10 {
             assert_eq!(u.pick(&[]), Some(1));
         }
+        // An answer to a request sent before it opened changes nothing.
+        assert_eq!(u.record_success(0), HealthChange::None);
+        assert_eq!(u.pick(&[1]), None);
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(u.pick(&[1]), Some(0), "half-open: a probe may go");
         assert_eq!(u.record_success(0), HealthChange::Recovered);
         let picks: Vec<_> = (0..4).map(|_| u.pick(&[]).unwrap()).collect();
         assert!(picks.contains(&0));
@@ -404,7 +423,7 @@ mod tests {
     fn the_retry_budget_is_a_fifth_of_requests_in_flight_at_least_three() {
         let u = upstream(Balance::RoundRobin, 2);
         let admitted = (0..10).filter(|_| u.begin_retry()).count();
-        assert_eq!(admitted, RETRY_BUDGET_MIN, "an idle upstream still gets 3");
+        assert_eq!(admitted, 3, "an idle upstream still gets 3");
         for _ in 0..admitted {
             u.end_retry();
         }
@@ -415,6 +434,96 @@ mod tests {
         assert_eq!(admitted, 20, "20% of 100 in flight");
         u.end_retry();
         assert!(u.begin_retry(), "a finished retry frees its place");
+    }
+
+    fn breaker(consecutive_5xx: u32, error_ratio: f64) -> crate::settings::CircuitBreaker {
+        crate::settings::CircuitBreaker {
+            consecutive_5xx,
+            error_ratio,
+            min_requests: 10,
+            window: Duration::from_secs(10),
+            half_open_successes: 2,
+        }
+    }
+
+    #[test]
+    fn server_errors_open_a_circuit_only_with_a_breaker() {
+        let mut u = upstream(Balance::RoundRobin, 2);
+        for _ in 0..10 {
+            assert_eq!(u.record(0, Outcome::ServerError), HealthChange::None);
+        }
+        assert!(u.targets[0].is_available(), "a 5xx is an answer by default");
+        u.settings.circuit_breaker = Some(breaker(3, 0.0));
+        u.settings.fail_timeout = Duration::ZERO;
+        assert_eq!(u.record(0, Outcome::ServerError), HealthChange::None);
+        assert_eq!(u.record(0, Outcome::Answered), HealthChange::None, "resets");
+        assert_eq!(u.record(0, Outcome::ServerError), HealthChange::None);
+        assert_eq!(u.record(0, Outcome::ServerError), HealthChange::None);
+        assert_eq!(u.record(0, Outcome::ServerError), HealthChange::MarkedDown);
+        assert_eq!(u.targets[0].circuit_state(), "open");
+        std::thread::sleep(Duration::from_millis(5));
+        // Half-open: one probe at a time; a failed probe opens it again.
+        assert!(u.targets[0].is_available());
+        assert_eq!(u.targets[0].circuit_state(), "half_open");
+        u.begin(0);
+        assert!(!u.targets[0].is_available(), "the probe is in flight");
+        u.end(0);
+        assert_eq!(u.record(0, Outcome::Failed), HealthChange::None);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(u.targets[0].is_available());
+        assert_eq!(u.record(0, Outcome::Answered), HealthChange::None);
+        assert_eq!(
+            u.record(0, Outcome::Answered),
+            HealthChange::Recovered,
+            "2 probes"
+        );
+        assert_eq!(u.targets[0].circuit_state(), "closed");
+    }
+
+    #[test]
+    fn an_error_ratio_over_enough_requests_opens_the_circuit() {
+        let mut u = upstream(Balance::RoundRobin, 2);
+        u.settings.circuit_breaker = Some(breaker(0, 0.5));
+        for i in 0..4 {
+            let outcome = if i % 2 == 0 {
+                Outcome::ServerError
+            } else {
+                Outcome::Failed
+            };
+            assert_eq!(
+                u.record(1, outcome),
+                HealthChange::None,
+                "under min_requests"
+            );
+            assert_eq!(u.record(1, Outcome::Answered), HealthChange::None);
+        }
+        assert_eq!(u.record(1, Outcome::Answered), HealthChange::None, "4 of 9");
+        // 5 errors in 10 requests: 50%.
+        assert_eq!(u.record(1, Outcome::ServerError), HealthChange::MarkedDown);
+    }
+
+    #[test]
+    fn no_more_than_max_ejected_percent_of_targets_are_taken_out() {
+        let mut u = upstream(Balance::RoundRobin, 4);
+        u.settings.max_ejected_percent = 50;
+        for t in 0..4 {
+            u.record(t, Outcome::Failed);
+        }
+        assert_eq!(u.record(0, Outcome::Failed), HealthChange::MarkedDown);
+        assert_eq!(u.record(1, Outcome::Failed), HealthChange::MarkedDown);
+        assert_eq!(
+            u.record(2, Outcome::Failed),
+            HealthChange::None,
+            "cap: 2 of 4"
+        );
+        assert!(u.targets[2].is_available());
+        let single = upstream(Balance::RoundRobin, 1);
+        single.record(0, Outcome::Failed);
+        assert_eq!(
+            single.record(0, Outcome::Failed),
+            HealthChange::MarkedDown,
+            "one target may always be taken out"
+        );
     }
 
     #[test]

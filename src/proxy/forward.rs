@@ -21,7 +21,7 @@ use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
 use slog::{debug, warn};
 
-use super::balancer::HealthChange;
+use super::balancer::{HealthChange, Outcome};
 use super::body::{build_response, InFlightOwned, LimitedBody};
 use super::clients::{UpstreamClients, WorkerClients};
 use super::failure::UpstreamFailure;
@@ -218,8 +218,9 @@ pub async fn forward(
         .as_ref()
         .and_then(|key| hash_of(key, &req, client.ip, identity.as_deref()));
     let retry_on = features.map_or(&[][..], |f| f.retry_on.as_slice());
-    // Held while a status retry is in flight (the upstream's retry budget).
-    let mut status_retry: Option<RetryPlace> = None;
+    // Held while a retry is in flight (the upstream's retry budget).
+    let mut retry_held: Option<RetryPlace> = None;
+    let mut status_retried = false;
 
     loop {
         // With every target tried, a retry may go back to one still marked
@@ -296,35 +297,27 @@ pub async fn forward(
         });
         let labels = [upstream.settings.name.as_str(), target.url.as_str()];
 
-        // A `retry_on` status: an answer, not a failure, so passive health
-        // is not touched; retried once, within the retry budget.
-        let retry_place = match &result {
-            Ok(resp)
-                if retryable
-                    && status_retry.is_none()
-                    && retry_on.contains(&resp.status().as_u16()) =>
-            {
-                RetryPlace::take(&gw, upstream_idx)
+        if let Ok(resp) = &result {
+            let status = resp.status().as_u16();
+            gw.upstream_histograms[upstream_idx][target_idx]
+                .observe(sent_at.elapsed().as_secs_f64());
+            let change = upstream.record(target_idx, Outcome::of_status(status));
+            note_health(&gw, upstream_idx, target_idx, change, "5xx");
+            // A `retry_on` status: retried once, within the retry budget.
+            if retryable && !status_retried && retry_on.contains(&status) {
+                if let Some(place) = RetryPlace::take(&gw, upstream_idx) {
+                    drop(result);
+                    drop(in_flight);
+                    count_retry(&gw, upstream_idx, "status");
+                    retry_held.replace(place);
+                    status_retried = true;
+                    tried.push(target_idx);
+                    continue;
+                }
             }
-            _ => None,
-        };
-        if let Some(place) = retry_place {
-            drop(result);
-            drop(in_flight);
-            count_retry(&gw, upstream_idx, "status");
-            status_retry = Some(place);
-            tried.push(target_idx);
-            continue;
         }
         match result {
             Ok(resp) => {
-                gw.upstream_histograms[upstream_idx][target_idx]
-                    .observe(sent_at.elapsed().as_secs_f64());
-                if upstream.record_success(target_idx) == HealthChange::Recovered {
-                    gw.metrics.target_healthy.with_label_values(&labels).set(1);
-                    warn!(gw.log, "upstream target recovered";
-                        "upstream" => labels[0], "target" => labels[1]);
-                }
                 // request_timeout_ms covers the body too: awc re-arms the
                 // timer it used for the head (no new allocation).
                 let remaining = (sent_at + timeout).saturating_duration_since(Instant::now());
@@ -344,8 +337,11 @@ pub async fn forward(
                 if failure.may_retry() {
                     tried.push(target_idx);
                     if tried.len() < max_attempts {
-                        count_retry(&gw, upstream_idx, failure.kind().unwrap_or("other"));
-                        continue;
+                        if let Some(place) = RetryPlace::take(&gw, upstream_idx) {
+                            count_retry(&gw, upstream_idx, failure.kind().unwrap_or("other"));
+                            retry_held.replace(place);
+                            continue;
+                        }
                     }
                 }
                 return fail(failure.gateway_error());
@@ -446,7 +442,8 @@ async fn upgrade(
     };
     match websocket::open(req, payload, tunnel, in_flight).await {
         Ok(res) => {
-            upstream.record_success(target_idx);
+            let change = upstream.record_success(target_idx);
+            note_health(gw, upstream_idx, target_idx, change, "answer");
             Ok(res)
         }
         Err(failure) => {
@@ -467,19 +464,45 @@ fn report_failure(gw: &Gateway, upstream_idx: usize, target_idx: usize, failure:
         upstream.targets[target_idx].url.as_str(),
     ];
     let Some(kind) = failure.kind() else {
-        upstream.record_success(target_idx);
+        let change = upstream.record_success(target_idx);
+        note_health(gw, upstream_idx, target_idx, change, "answer");
         return;
     };
     gw.metrics
         .upstream_errors
         .with_label_values(&[labels[0], labels[1], kind])
         .inc();
-    if failure.counts_against_target()
-        && upstream.record_failure(target_idx) == HealthChange::MarkedDown
-    {
+    if failure.counts_against_target() {
+        let change = upstream.record(target_idx, Outcome::Failed);
+        note_health(gw, upstream_idx, target_idx, change, kind);
+    }
+}
+
+/// Logs and exports a target's circuit opening (`kind`: what opened it)
+/// or closing.
+fn note_health(
+    gw: &Gateway,
+    upstream_idx: usize,
+    target_idx: usize,
+    change: HealthChange,
+    kind: &str,
+) {
+    if change == HealthChange::None {
+        return;
+    }
+    let upstream = &gw.upstreams[upstream_idx];
+    let labels = [
+        upstream.settings.name.as_str(),
+        upstream.targets[target_idx].url.as_str(),
+    ];
+    if change == HealthChange::MarkedDown {
         gw.metrics.target_healthy.with_label_values(&labels).set(0);
         warn!(gw.log, "upstream target marked down";
             "upstream" => labels[0], "target" => labels[1], "kind" => kind,
             "cooldown_secs" => upstream.settings.fail_timeout.as_secs());
+    } else {
+        gw.metrics.target_healthy.with_label_values(&labels).set(1);
+        warn!(gw.log, "upstream target recovered";
+            "upstream" => labels[0], "target" => labels[1]);
     }
 }

@@ -6,12 +6,14 @@
 //!   clients.rs  one awc client per upstream, per worker
 //!   balancer.rs target choice (round robin, least requests, random, consistent hash), passive health, retry budget
 //!   body.rs     request body limit, response body with its in-flight count
+//!   circuit.rs  one target's circuit: closed, open, half-open (passive health)
 //!   headers.rs  what crosses in each direction (hop-by-hop, X-Forwarded-*, X-Auth-*)
 //!   websocket.rs upgrades, tunnelled byte for byte      failure.rs  UpstreamFailure
 //! ```
 
 pub mod balancer;
 mod body;
+pub mod circuit;
 pub mod clients;
 pub mod failure;
 pub mod forward;

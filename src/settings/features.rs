@@ -1,6 +1,7 @@
 //! Validated per-route features (`rewrite`, header rules, `cors`, IP lists,
-//! per-route limits, `retry_on`, the weighted split) and the consistent-hash
-//! key of an upstream: the shapes the request path reads.
+//! per-route limits, `retry_on`, the weighted split) and an upstream's
+//! consistent-hash key, circuit breaker and retry budget: the shapes the
+//! request path reads.
 //!
 //! A route without any of these keys has no [`RouteFeatures`] at all
 //! (`RouteSettings::features` is `None`), so it pays one branch for them.
@@ -156,6 +157,26 @@ impl WeightedSplit {
         }
         self.entries.last().map_or(0, |e| e.0)
     }
+}
+
+/// `upstreams.<name>.circuit_breaker`: more reasons than `max_fails` to
+/// take a target out, and how many probes bring it back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CircuitBreaker {
+    /// 0 = off.
+    pub consecutive_5xx: u32,
+    /// 0 = off.
+    pub error_ratio: f64,
+    pub min_requests: u32,
+    pub window: Duration,
+    pub half_open_successes: u32,
+}
+
+/// `upstreams.<name>.retry_budget`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryBudget {
+    pub percent: u32,
+    pub min_concurrency: u32,
 }
 
 /// What `balance: consistent_hash` hashes to choose a target.

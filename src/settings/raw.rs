@@ -29,6 +29,7 @@ pub const DEFAULT_RETRIES: u32 = 1;
 pub const DEFAULT_MAX_FAILS: u32 = 3;
 pub const DEFAULT_FAIL_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_UPSTREAM_POOL_LIMIT: usize = 1024;
+pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
 /// Below the 5 s idle timeout of common upstream servers (Node.js, uvicorn,
 /// actix-web), so a pooled connection is not reused just as the upstream closes it.
 pub const DEFAULT_UPSTREAM_KEEP_ALIVE_SECS: u64 = 4;
@@ -179,6 +180,15 @@ pub struct RawUpstream {
     pub balance: String,
     /// With consistent_hash: ip | user | header:<Name> | cookie:<Name> (added to the spec's keys: default ip).
     pub hash_key: Option<String>,
+    /// Retries (connect, broken exchange, `retry_on`) held to a share of
+    /// the requests in flight (added key).
+    pub retry_budget: RawRetryBudget,
+    /// More reasons to take a target out, and half-open probes to bring it
+    /// back (added key); absent = `max_fails` failures in a row only.
+    pub circuit_breaker: Option<RawCircuitBreaker>,
+    /// Most targets (percent, rounded down, at least one kept) that passive
+    /// health and the circuit breaker may take out at once (added key).
+    pub max_ejected_percent: u32,
     pub connect_timeout_ms: u64,
     pub request_timeout_ms: u64,
     pub retries: u32,
@@ -247,6 +257,9 @@ impl Default for RawUpstream {
             http2: false,
             health_check: None,
             hash_key: None,
+            retry_budget: RawRetryBudget::default(),
+            circuit_breaker: None,
+            max_ejected_percent: DEFAULT_MAX_EJECTED_PERCENT,
         }
     }
 }

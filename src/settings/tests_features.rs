@@ -25,7 +25,7 @@ fn a_route_with_every_feature_is_validated() {
             r#"
 upstreams:
   v1: {targets: ["http://10.0.0.1:80", "http://10.0.0.2:80"], balance: consistent_hash, hash_key: "header:X-Tenant"}
-  v2: {targets: ["http://10.0.0.3:80"]}
+  v2: {targets: ["http://10.0.0.3:80"], retry_budget: {percent: 10, min_concurrency: 1}, max_ejected_percent: 34, circuit_breaker: {consecutive_5xx: 5, error_ratio: 0.5, min_requests: 50, window_secs: 30, half_open_successes: 3}}
 routes:
   - name: plain
     path_prefix: /plain
@@ -79,6 +79,28 @@ routes:
         assert_eq!(f.retry_on, vec![502, 503]);
         assert_eq!(s.upstreams[0].balance, Balance::ConsistentHash);
         assert_eq!(
+            s.upstreams[0].retry_budget,
+            RetryBudget {
+                percent: 20,
+                min_concurrency: 3
+            }
+        );
+        assert_eq!(s.upstreams[0].max_ejected_percent, 50);
+        assert!(s.upstreams[0].circuit_breaker.is_none());
+        let b = s.upstreams[1].circuit_breaker.as_ref().expect("breaker");
+        assert_eq!(
+            (b.consecutive_5xx, b.min_requests, b.half_open_successes),
+            (5, 50, 3)
+        );
+        assert_eq!(b.window, Duration::from_secs(30));
+        assert_eq!(
+            s.upstreams[1].retry_budget,
+            RetryBudget {
+                percent: 10,
+                min_concurrency: 1
+            }
+        );
+        assert_eq!(
             s.upstreams[0].hash_key,
             Some(HashKey::Header("x-tenant".try_into().unwrap()))
         );
@@ -95,6 +117,8 @@ fn bad_features_are_refused_with_file_and_key() {
 upstreams:
   u: {targets: ["http://10.0.0.1:80"], hash_key: ip}
   h: {targets: ["http://10.0.0.1:80"], balance: consistent_hash, hash_key: "body"}
+  r: {targets: ["http://10.0.0.1:80"], retry_budget: {percent: 150}, max_ejected_percent: 101, circuit_breaker: {error_ratio: 1.5, window_secs: 0}}
+  n: {targets: ["http://10.0.0.1:80"], circuit_breaker: {}}
 routes:
   - name: a
     path_prefix: /a
@@ -122,6 +146,11 @@ routes:
         let expect = [
             "bad.yaml: upstreams.u.hash_key: only used with balance: consistent_hash",
             "bad.yaml: upstreams.h.hash_key: \"body\" is not one of",
+            "bad.yaml: upstreams.r.retry_budget.percent: must be between 0 and 100",
+            "bad.yaml: upstreams.r.max_ejected_percent: must be between 0 and 100",
+            "bad.yaml: upstreams.r.circuit_breaker.error_ratio: 1.5 must be between 0 (off) and 1",
+            "bad.yaml: upstreams.r.circuit_breaker.window_secs: must be greater than 0",
+            "bad.yaml: upstreams.n.circuit_breaker: sets neither consecutive_5xx nor error_ratio",
             "bad.yaml: routes[0].timeout_ms: must be greater than 0",
             "bad.yaml: routes[0].rewrite.pattern: not a valid regex",
             "bad.yaml: routes[0].request_headers.set.X-Auth-Subject: \"X-Auth-Subject\" cannot be changed",

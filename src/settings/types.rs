@@ -119,6 +119,10 @@ pub struct UpstreamSettings {
     pub health_check: Option<HealthCheck>,
     /// What `Balance::ConsistentHash` hashes (`None` for other balances).
     pub hash_key: Option<super::features::HashKey>,
+    pub circuit_breaker: Option<super::features::CircuitBreaker>,
+    pub retry_budget: super::features::RetryBudget,
+    /// Most targets (percent) passive health may take out at once; at least one.
+    pub max_ejected_percent: u32,
 }
 
 /// Active health checks: GET `path` on every target every `interval`.

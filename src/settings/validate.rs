@@ -11,9 +11,11 @@ use std::time::Duration;
 use actix_web::http::header::HeaderName;
 
 use super::checker::Checker;
-use super::features::HashKey;
+use super::features::{CircuitBreaker, HashKey, RetryBudget};
 use super::problem::Problem;
-use super::raw::{RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawUpstream};
+use super::raw::{
+    RawCircuitBreaker, RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawUpstream,
+};
 use super::types::{
     Balance, HealthCheck, LogFormat, LoggingSettings, OnStoreError, RateLimitKey, RateLimitPolicy,
     RateLimitScope, RedisSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
@@ -251,6 +253,18 @@ fn validate_upstreams(
             }
         };
         let hash_key = hash_key(c, &base, balance, u.hash_key.as_deref());
+        if u.retry_budget.percent > 100 {
+            c.key(
+                &format!("{base}.retry_budget.percent"),
+                "must be between 0 and 100",
+            );
+        }
+        if u.max_ejected_percent > 100 {
+            c.key(
+                &format!("{base}.max_ejected_percent"),
+                "must be between 0 and 100",
+            );
+        }
         c.positive(&format!("{base}.connect_timeout_ms"), u.connect_timeout_ms);
         c.positive(&format!("{base}.request_timeout_ms"), u.request_timeout_ms);
         c.positive(&format!("{base}.max_fails"), u64::from(u.max_fails));
@@ -312,9 +326,45 @@ fn validate_upstreams(
             http2: u.http2,
             health_check,
             hash_key,
+            circuit_breaker: u
+                .circuit_breaker
+                .as_ref()
+                .map(|b| circuit_breaker(c, &base, b)),
+            retry_budget: RetryBudget {
+                percent: u.retry_budget.percent,
+                min_concurrency: u.retry_budget.min_concurrency,
+            },
+            max_ejected_percent: u.max_ejected_percent,
         });
     }
     out
+}
+
+/// `circuit_breaker` of an upstream.
+fn circuit_breaker(c: &mut Checker, base: &str, b: &RawCircuitBreaker) -> CircuitBreaker {
+    let at = |key: &str| format!("{base}.circuit_breaker.{key}");
+    if !(0.0..=1.0).contains(&b.error_ratio) {
+        c.key(
+            &at("error_ratio"),
+            format!("{} must be between 0 (off) and 1", b.error_ratio),
+        );
+    }
+    c.positive(&at("min_requests"), u64::from(b.min_requests));
+    c.positive(&at("window_secs"), b.window_secs);
+    c.positive(&at("half_open_successes"), u64::from(b.half_open_successes));
+    if b.consecutive_5xx == 0 && b.error_ratio == 0.0 {
+        c.key(
+            &format!("{base}.circuit_breaker"),
+            "sets neither consecutive_5xx nor error_ratio: it would never open",
+        );
+    }
+    CircuitBreaker {
+        consecutive_5xx: b.consecutive_5xx,
+        error_ratio: b.error_ratio,
+        min_requests: b.min_requests,
+        window: Duration::from_secs(b.window_secs),
+        half_open_successes: b.half_open_successes,
+    }
 }
 
 /// `hash_key` of an upstream: only with `consistent_hash` (default `ip`).

@@ -54,6 +54,7 @@ async fn detail(live: web::Data<Live>) -> HttpResponse {
                         "url": t.url,
                         "healthy": t.is_available(),
                         "consecutive_failures": t.consecutive_failures(),
+                        "circuit": t.circuit_state(),
                         "health_check": u.settings.health_check.as_ref().map(|_| {
                             if t.is_failing_checks() { "failing" } else { "passing" }
                         }),
