@@ -89,6 +89,9 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
         Some(redis) => Some(RedisPool::new(redis).map_err(other)?),
         None => None,
     };
+    if let Some(pool) = &session_pool {
+        pool.close_idle_periodically();
+    }
     let auth = Auth::build(&settings, session_pool.clone(), &metrics, &log, None)
         .await
         .map_err(other)?;

@@ -44,6 +44,12 @@ impl RateLimitUpkeep {
         Self::start_in_arbiter(&arbiter.handle(), move |_| self)
     }
 
+    fn close_idle_connections(&mut self) {
+        if let Some((redis, _)) = &self.redis {
+            redis.pool.close_idle(crate::redis::pool::MAX_IDLE);
+        }
+    }
+
     fn evict_idle_keys(&mut self) {
         for p in self.policies.iter() {
             let keys = p.evict_idle_keys();
@@ -93,7 +99,10 @@ impl Actor for RateLimitUpkeep {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.run_interval(EVICTION_PERIOD, |actor, _| actor.evict_idle_keys());
+        ctx.run_interval(EVICTION_PERIOD, |actor, _| {
+            actor.evict_idle_keys();
+            actor.close_idle_connections();
+        });
         if self.redis.is_some() {
             ctx.run_interval(PROBE_PERIOD, |actor, _| actor.probe_if_open());
         }

@@ -75,7 +75,34 @@ impl RedisPool {
     }
 }
 
+/// A pooled connection unused for this long is closed: a burst of
+/// concurrency (or Redis stalling, so that checks-outs time out and new
+/// connections are opened) leaves no lasting trail of idle connections.
+pub const MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl RedisPool {
+    /// Closes the idle pooled connections unused for `max_idle`; returns
+    /// how many. Connections held by `ConnectionSlot`s stay open as long
+    /// as their holders keep them.
+    pub fn close_idle(&self, max_idle: std::time::Duration) -> usize {
+        match self {
+            Self::Single(p) => p.retain(|_, m| m.last_used() < max_idle).removed.len(),
+            Self::Cluster(p) => p.retain(|_, m| m.last_used() < max_idle).removed.len(),
+        }
+    }
+
+    /// Runs [`RedisPool::close_idle`] every 10 s for as long as the process.
+    pub fn close_idle_periodically(&self) {
+        let pool = self.clone();
+        actix_rt::spawn(async move {
+            let mut tick = actix_rt::time::interval(std::time::Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                pool.close_idle(MAX_IDLE);
+            }
+        });
+    }
+
     /// A clone of a pooled multiplexed connection, to keep and share.
     pub async fn shared(&self) -> Result<SharedConnection, PoolError> {
         Ok(match self.get().await? {
