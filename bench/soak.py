@@ -475,7 +475,7 @@ def cmd_report(a):
     for v in verdict:
         log(f"  {v['label']:<28} {v['early']:>9.2f} -> {v['late']:>9.2f} {v['unit']:<2} "
             f"(change {v['change']:+.2f}, allowed ±{v['allowed']:.2f})  {v['state']}")
-    failures = [v["label"] for v in verdict if v["state"] != "flat"]
+    failures = [v["label"] for v in verdict if v["state"] == "RISING"]
     if errors > a.max_errors:
         failures.append(f"{errors} failed requests")
     warnings = []
