@@ -89,6 +89,23 @@ impl RouteTable {
         }
     }
 
+    /// The route a CORS preflight asking for `asked` belongs to: only a
+    /// route with `cors` (whatever its methods) answers preflights itself.
+    pub fn match_cors_preflight(
+        &self,
+        host: Option<&str>,
+        asked: &Method,
+        raw_path: &str,
+    ) -> Option<MatchedRoute> {
+        let matched = self.match_request(host, asked, raw_path).ok()?;
+        let route = self.get(matched.index);
+        route
+            .features
+            .as_ref()
+            .is_some_and(|f| f.cors.is_some())
+            .then_some(matched)
+    }
+
     /// `path` must already be normalised; `host` is the Host header (any case,
     /// port allowed).
     pub fn find(&self, host: Option<&str>, method: &Method, path: &str) -> RouteMatch {

@@ -19,8 +19,7 @@ use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
 use crate::middleware::{
-    access_log::access_log, auth, rate_limit, request_id::request_id, route_features,
-    route_match::route_match,
+    access_log::access_log, auth, rate_limit, request_id::request_id, route_match::route_match,
 };
 use crate::proxy::clients::WorkerClients;
 use crate::proxy::forward::forward;
@@ -130,10 +129,6 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
                 from_fn(rate_limit::rate_limit),
             ))
             .wrap(SkipUnless::new(auth::needed, from_fn(auth::authenticate)))
-            .wrap(SkipUnless::new(
-                route_features::needed,
-                from_fn(route_features::shape_exchange),
-            ))
             .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id))

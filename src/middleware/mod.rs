@@ -7,14 +7,16 @@
 //!  request_id  -> keeps a sane X-Request-Id or mints one; echoes it back
 //!  access_log  -> in-flight gauge, latency + request metrics, one JSON line
 //!  route_match -> normalises the path, finds the route, resolves client IP
-//!  route_features -> IP rules (403), CORS preflights (204); shapes responses [1]
+//!    + route_features -> IP rules (403), CORS preflights (204); shapes responses [2]
 //!  auth        -> session / bearer identity, route requirements      [1]
 //!  rate_limit  -> local (governor) and cluster (Redis via actor) policies  [1]
 //!  proxy       -> `proxy::forward`, streamed to the upstream
 //! ```
 //!
 //! [1] Only for requests that need them (`crate::skip_unless::SkipUnless`, wired in `server.rs`): a route
-//! without auth, rate limits or shaping features skips the stage without cost.
+//! without auth or rate limits skips the stage without cost.
+//! [2] Inside route_match, for routes with IP rules, CORS, response headers
+//! or compression only (a boxed future: other routes' futures stay small).
 //!
 //! Stages share what they learn through request extensions (the types in
 //! `crate::context`), never through globals. Each file is an adapter: it

@@ -1,10 +1,11 @@
-//! Fourth stage, only for routes that set IP rules, `cors`,
-//! `response_headers` or `compress` (`needed`; others skip it at the cost
-//! of one check): runs before auth so a denied address or a CORS preflight
-//! never reaches auth, rate limits or the upstream, and shapes every
-//! response of the route on its way out, gateway errors included. The
-//! work is `crate::route_features`.
+//! Part of the route stage, only for routes that set IP rules, `cors`,
+//! `response_headers` or `compress` (`route_match` calls it, boxed; other
+//! routes never enter it): runs before auth so a denied address or a CORS
+//! preflight never reaches auth, rate limits or the upstream, and shapes
+//! every response of the route on its way out, gateway errors included.
+//! The work is `crate::route_features`.
 
+use actix_http::encoding::Encoder;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::ORIGIN;
@@ -16,26 +17,14 @@ use crate::error::GatewayError;
 use crate::route_features::{admit, finish, refusal_response, Refusal};
 use crate::state::Pinned;
 
-/// The request's route shapes its exchanges (or the state is missing:
-/// the stage then refuses it).
-pub fn needed(req: &ServiceRequest) -> bool {
-    let ext = req.extensions();
-    let Some(gw) = ext.get::<Pinned>() else {
-        return true;
-    };
-    ext.get::<MatchedRoute>().is_some_and(|m| {
-        gw.routes
-            .get(m.index)
-            .features
-            .as_ref()
-            .is_some_and(|f| f.shapes_exchange())
-    })
-}
+/// The body of a shaped exchange: the inner response as it came, or
+/// compressed; or the stage's own answer (403, preflight).
+pub type ShapedBody<B> = EitherBody<EitherBody<B, Encoder<B>>>;
 
-pub async fn shape_exchange(
+pub async fn shape_exchange<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<ShapedBody<B>>, Error> {
     let found = {
         let ext = req.extensions();
         match (

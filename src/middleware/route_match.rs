@@ -9,7 +9,9 @@
 //! exists, method not allowed) itself; on a match it records
 //! `MatchedRoute` for the later stages. The gateway's own `/oauth2/*`
 //! endpoints pass without a route. A CORS preflight is matched by the
-//! method it asks about, so a `cors` route need not allow OPTIONS.
+//! method it asks about, so a `cors` route need not allow OPTIONS. Routes
+//! with IP rules, CORS, response headers or compression go on through
+//! `route_features` (boxed, so other routes' futures do not grow).
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -22,6 +24,7 @@ use actix_web::{Error, HttpMessage};
 use crate::context::{reject, ClientInfo};
 use crate::error::GatewayError;
 use crate::route_features::preflight_method;
+use crate::middleware::route_features::{shape_exchange, ShapedBody};
 use crate::settings::ServerSettings;
 use crate::state::Pinned;
 
@@ -48,10 +51,10 @@ fn head_within_limits(req: &ServiceRequest, server: &ServerSettings) -> Result<(
     Ok(())
 }
 
-pub async fn route_match(
+pub async fn route_match<B: MessageBody + 'static>(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<ShapedBody<B>>>, Error> {
     let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));
     };
@@ -66,37 +69,43 @@ pub async fn route_match(
 
     // The gateway's own login endpoints are served by the App, not proxied.
     if gw.serves_oauth2(req.path()) {
-        return Ok(next.call(req).await?.map_into_left_body());
+        return Ok(unshaped(next.call(req).await?));
     }
     let host = req
         .headers()
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| req.uri().host());
-    let mut found = gw.routes.match_request(host, req.method(), req.path());
     // A CORS preflight is about the method it names: a route with `cors`
     // answers it even when it does not allow OPTIONS itself.
-    if let Some(asked) =
-        preflight_method(req.method(), req.headers()).and_then(|m| Method::from_bytes(m).ok())
-    {
-        let for_asked = gw.routes.match_request(host, &asked, req.path());
-        if let Ok(m) = &for_asked {
-            if gw
-                .routes
-                .get(m.index)
-                .features
-                .as_ref()
-                .is_some_and(|f| f.cors.is_some())
-            {
-                found = for_asked;
-            }
-        }
-    }
+    let preflight = preflight_method(req.method(), req.headers())
+        .and_then(|m| Method::from_bytes(m).ok())
+        .and_then(|asked| gw.routes.match_cors_preflight(host, &asked, req.path()));
+    let found = match preflight {
+        Some(matched) => Ok(matched),
+        None => gw.routes.match_request(host, req.method(), req.path()),
+    };
     match found {
         Ok(matched) => {
+            let shaped = gw.routes.get(matched.index).features.as_ref();
+            let shaped = shaped.is_some_and(|f| f.shapes_exchange());
             req.extensions_mut().insert(matched);
-            Ok(next.call(req).await?.map_into_left_body())
+            if shaped {
+                // Boxed: only routes with these features pay for the stage.
+                let res = Box::pin(shape_exchange(req, next)).await?;
+                return Ok(res.map_into_left_body());
+            }
+            Ok(unshaped(next.call(req).await?))
         }
         Err(err) => Ok(reject(req, err)),
     }
+}
+
+/// A response of a route without shaping features, in the stage's body type.
+fn unshaped<B: MessageBody + 'static>(
+    res: ServiceResponse<B>,
+) -> ServiceResponse<EitherBody<ShapedBody<B>>> {
+    res.map_into_left_body()
+        .map_into_left_body()
+        .map_into_left_body()
 }
