@@ -23,8 +23,8 @@ use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, ClientInfo};
 use crate::error::GatewayError;
-use crate::route_features::preflight_method;
 use crate::middleware::route_features::{shape_exchange, ShapedBody};
+use crate::route_features::preflight_method;
 use crate::settings::ServerSettings;
 use crate::state::Pinned;
 
