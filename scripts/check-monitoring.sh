@@ -159,7 +159,8 @@ FILTERS = ('namespace=~"$namespace"', 'node=~"$node"', 'pod=~"$pod"')
 # the panel mixes them with series that have none (the two would then not
 # cover the same requests, e.g. total minus upstream time) or the selector
 # pins one route (route="...").
-ROUTE_METRICS = ("gateway_requests_total", "gateway_request_duration_seconds_", "gateway_auth_outcomes_total")
+ROUTE_METRICS = ("gateway_requests_total", "gateway_request_duration_seconds_", "gateway_auth_outcomes_total",
+                 "gateway_route_ip_denied_total")
 METRIC = r"\b((?:gateway|process)_[a-z_]+)\b(\{[^}]*\})?"
 def all_routed(exprs_):
     found = [m for e in exprs_ for m, _ in re.findall(METRIC, e)]

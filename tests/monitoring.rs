@@ -4,8 +4,9 @@
 //! (`grafana/dashboards/*.json`: each panel `expr` and each variable query)
 //! and by the alerting rules (`prometheus/alerts.yaml`, scanned as raw text),
 //! boots the real gateway with every feature that works without an identity
-//! provider exercised (live and dead upstreams, local and cluster rate
-//! limits, a Redis outage, bearer auth, 404 and 405), and requires each name
+//! provider exercised (live and dead upstreams, a retry to a second target,
+//! local and cluster rate limits, a Redis outage, bearer auth, a route's IP
+//! rules, 404 and 405), and requires each name
 //! to be a series in the gateway's `/metrics`. Histogram names are compared
 //! with their suffixes (`_bucket`, `_sum`, `_count`), exactly as PromQL uses
 //! them. Renaming a metric without updating the dashboards and alerts fails
@@ -162,6 +163,8 @@ fn metric_names_are_found_in_the_assets() {
         "gateway_request_duration_seconds_bucket",
         "gateway_upstream_duration_seconds_bucket",
         "process_resident_memory_bytes",
+        "gateway_upstream_retries_total",
+        "gateway_upstream_target_healthy",
     ] {
         assert!(overview.contains(m), "overview dashboard lacks {m}");
     }
@@ -171,6 +174,8 @@ fn metric_names_are_found_in_the_assets() {
         "gateway_ratelimit_store_degraded",
         "gateway_auth_outcomes_total",
         "gateway_session_cache_lookups_total",
+        "gateway_auth_introspections_total",
+        "gateway_route_ip_denied_total",
     ] {
         assert!(protection.contains(m), "protection dashboard lacks {m}");
     }
@@ -179,6 +184,7 @@ fn metric_names_are_found_in_the_assets() {
         "up",
         "gateway_upstream_target_healthy",
         "gateway_auth_outcomes_total",
+        "gateway_upstream_retries_total",
     ] {
         assert!(alerts.contains(m), "alerts lack {m}");
     }
@@ -208,6 +214,13 @@ upstreams:
     max_fails: 1
     fail_timeout_secs: 600
     connect_timeout_ms: 500
+  # A dead target before a live one: requests that try it first are
+  # retried on the live one (connect), and answered.
+  flaky:
+    targets: ["http://127.0.0.1:{dead_port}", "{live}"]
+    retries: 1
+    max_fails: 100
+    connect_timeout_ms: 500
 rate_limits:
   tight: {{requests: 2, period_secs: 3600, burst: 0, key: ip}}
   shared: {{requests: 1000, period_secs: 3600, burst: 0, key: ip, scope: cluster, on_store_error: local}}
@@ -226,6 +239,8 @@ routes:
   - {{name: cluster, path_prefix: /cluster, upstream: live, rate_limit: [shared]}}
   - {{name: secure, path_prefix: /secure, upstream: live, auth: bearer}}
   - {{name: app, path_prefix: /app, upstream: live, auth: session}}
+  - {{name: flaky, path_prefix: /flaky, upstream: flaky}}
+  - {{name: denied, path_prefix: /denied, upstream: live, deny_ips: ["127.0.0.1"]}}
 "#,
         redis = redis.url(),
         live = up.url(),
@@ -238,6 +253,12 @@ routes:
     assert_eq!(status(&c, "GET", &gw.url("/dead/a"), &[]).await, 502);
     assert_eq!(status(&c, "GET", &gw.url("/dead/a"), &[]).await, 503);
     assert_eq!(status(&c, "GET", &gw.url("/nowhere"), &[]).await, 404);
+    // Round robin over two targets: at least one of these tries the dead
+    // one first, and every one is answered by the live one.
+    for _ in 0..4 {
+        assert_eq!(status(&c, "GET", &gw.url("/flaky/a"), &[]).await, 200);
+    }
+    assert_eq!(status(&c, "GET", &gw.url("/denied/a"), &[]).await, 403);
     assert_eq!(status(&c, "DELETE", &gw.url("/get-only/a"), &[]).await, 405);
     let limited: Vec<u16> = {
         let mut v = Vec::new();
@@ -302,6 +323,10 @@ routes:
         "gateway_requests_total{method=\"DELETE\",route=\"_none\",status=\"405\"} 1",
         "gateway_ratelimit_decisions_total{outcome=\"fallback_allowed\",policy=\"shared\"}",
         "gateway_auth_outcomes_total{reason=\"no_token\",result=\"unauthenticated\",route=\"secure\"} 1",
+        "gateway_upstream_retries_total{reason=\"connect\",upstream=\"flaky\"}",
+        "gateway_route_ip_denied_total{route=\"denied\"} 1",
+        // No introspection endpoint here: the series exist from startup.
+        "gateway_auth_introspections_total{result=\"error\"} 0",
     ] {
         assert!(exposition.contains(needle), "no {needle} in:\n{exposition}");
     }

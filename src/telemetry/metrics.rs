@@ -21,6 +21,9 @@ const LATENCY_BUCKETS: &[f64] = &[
 /// Route label for requests that matched no route.
 pub const NO_ROUTE: &str = "_none";
 
+/// `result` values of `gateway_auth_introspections_total`.
+const INTROSPECTION_RESULTS: [&str; 3] = ["active", "inactive", "error"];
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
@@ -191,8 +194,8 @@ impl Metrics {
             upstream_retries: IntCounterVec::new(
                 opts(
                     "upstream_retries_total",
-                    "Requests sent again to another target, by reason: connect, broken \
-                     (exchange failed) or status (a retry_on status).",
+                    "Requests sent again to another target, by reason: connect, send \
+                     (exchange broken after connecting) or status (a retry_on status).",
                 ),
                 &["upstream", "reason"],
             )?,
@@ -232,6 +235,12 @@ impl Metrics {
             .register(Box::new(m.config_last_reload_successful.clone()))?;
         for result in ["success", "failure"] {
             m.config_reloads.with_label_values(&[result]);
+        }
+        // Exported from startup at 0, so dashboards and `rate()` see the
+        // series before the first introspection call (labels: results of
+        // `auth::bearer::IntrospectionCache::count`).
+        for result in INTROSPECTION_RESULTS {
+            m.auth_introspections.with_label_values(&[result]);
         }
         let build_info = IntGaugeVec::new(
             opts("build_info", "Always 1; labels carry the build version."),
@@ -333,5 +342,23 @@ mod tests {
             .collect();
         assert!(names.contains(&"gateway_requests_total".to_owned()));
         assert!(names.contains(&"gateway_build_info".to_owned()));
+    }
+
+    #[test]
+    fn introspection_results_are_exported_from_startup() {
+        let m = Metrics::new(Registry::new()).unwrap();
+        let family = m
+            .registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "gateway_auth_introspections_total")
+            .expect("introspection counter exported before any call");
+        let mut results: Vec<String> = family
+            .get_metric()
+            .iter()
+            .map(|s| s.get_label()[0].value().to_owned())
+            .collect();
+        results.sort();
+        assert_eq!(results, ["active", "error", "inactive"]);
     }
 }
