@@ -61,6 +61,12 @@ lint: ## rustfmt check and clippy with warnings as errors
 format: ## Format the code
 	$(CARGO) fmt --all
 
+FUZZ_SECONDS ?= 60
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target (fuzz/, cargo-fuzz) for FUZZ_SECONDS each (default 60); not part of make test
+	FUZZ_SECONDS=$(FUZZ_SECONDS) bash scripts/fuzz.sh
+
 .PHONY: bench
 bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit and session-auth cost, route lookup, key memory
 	bash bench/run.sh

@@ -22,8 +22,9 @@
 //! Startup (`main.rs`): CLI -> `settings::load` -> `logging::build` ->
 //! [`run`]. Tests boot the real binary; `run` is public so an embedding
 //! program can run the gateway in its own actix system. Modules are
-//! crate-private except `settings`; [`tools`] lends the examples and
-//! benchmarks the few internals they drive directly.
+//! crate-private except `settings`; [`tools`] lends the examples,
+//! benchmarks, fuzz targets and property tests the few internals they
+//! drive directly.
 
 pub(crate) mod auth;
 pub(crate) mod context;
@@ -47,8 +48,9 @@ pub use server::{run, Logging};
 /// The JSON logger, started by the binary before the server.
 pub use telemetry::logging;
 
-/// Internals that `examples/` (benchmarks and their helpers) drive
-/// directly. Not a stable interface.
+/// Internals that `examples/` (benchmarks and their helpers), the fuzz
+/// targets (`fuzz/`) and the property tests drive directly. Not a stable
+/// interface.
 pub mod tools {
     pub use crate::auth::crypto::random_token;
     pub use crate::auth::identity::Identity;
@@ -58,4 +60,12 @@ pub mod tools {
     pub use crate::ratelimit::local::Policy;
     pub use crate::redis::pool::{PoolError, RedisPool};
     pub use crate::routing::RouteTable;
+
+    // For fuzz targets (`fuzz/`) and property tests (`tests/path_properties.rs`):
+    // the parsers and checks that read what clients send.
+    pub use crate::auth::browser::{cookie_value, safe_redirect};
+    pub use crate::context::{forwarded_hops, ClientInfo, X_FORWARDED_FOR};
+    pub use crate::error::GatewayError;
+    pub use crate::path::normalize_path;
+    pub use crate::proxy::headers::without_cookies;
 }

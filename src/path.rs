@@ -55,7 +55,8 @@ fn hex(b: u8) -> Option<u8> {
 /// - a trailing slash is kept, other percent-encodings are kept as sent.
 ///
 /// Returns `None` for paths that cannot be made safe: not starting with '/',
-/// or carrying an encoded NUL, backslash or control character.
+/// carrying an encoded NUL, backslash or control character, or a `%` not
+/// followed by two hex digits.
 pub fn normalize_path(raw: &str) -> Option<String> {
     if !raw.starts_with('/') {
         return None;
@@ -65,20 +66,23 @@ pub fn normalize_path(raw: &str) -> Option<String> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if b == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                let c = h * 16 + l;
-                if c < 0x20 || c == 0x7f || c == b'\\' {
-                    return None;
-                }
-                if is_unreserved(c) || c == b'/' {
-                    decoded.push(c);
-                } else {
-                    decoded.extend_from_slice(&[b'%', bytes[i + 1], bytes[i + 2]]);
-                }
-                i += 3;
-                continue;
+        if b == b'%' {
+            // A '%' that does not start an escape is refused: kept as sent,
+            // `%%32%65` would leave `%2e` here (its tail decoded), and an
+            // upstream that decodes once would read `.`, or `..` twice over.
+            let h = bytes.get(i + 1).copied().and_then(hex)?;
+            let l = bytes.get(i + 2).copied().and_then(hex)?;
+            let c = h * 16 + l;
+            if c < 0x20 || c == 0x7f || c == b'\\' {
+                return None;
             }
+            if is_unreserved(c) || c == b'/' {
+                decoded.push(c);
+            } else {
+                decoded.extend_from_slice(&[b'%', bytes[i + 1], bytes[i + 2]]);
+            }
+            i += 3;
+            continue;
         }
         if b < 0x20 || b == 0x7f || b == b'\\' {
             return None;
@@ -161,6 +165,25 @@ mod tests {
         assert_eq!(normalize_path("/a%00b"), None);
         assert_eq!(normalize_path("/a%5c..%5cb"), None);
         assert_eq!(normalize_path("relative"), None);
+    }
+
+    #[test]
+    fn a_percent_that_starts_no_escape_is_refused() {
+        // Kept literally, `%%32%65` decoded to `%2e`: `..` one decode later.
+        for raw in [
+            "/a/%%32%65%%32%65/admin",
+            "/a/%%32%66admin",
+            "/a%",
+            "/a%2",
+            "/a%g1",
+            "/a%1g",
+            "/100%",
+            "/%%",
+        ] {
+            assert_eq!(normalize_path(raw), None, "{raw}");
+        }
+        assert_eq!(normalize_path("/a%25b").as_deref(), Some("/a%25b"));
+        assert_eq!(normalize_path("/a%2E").as_deref(), Some("/a."));
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub fn cookie_of<'r>(req: &'r HttpRequest, name: &str) -> Option<&'r str> {
 /// Works on bytes and checks only the value it returns: it runs on every
 /// request to a session route, and validating the whole header as text
 /// cost more than the session lookup.
-fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
+pub fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
     let name = name.as_bytes();
     let mut rest = header;
     loop {
