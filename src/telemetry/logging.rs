@@ -13,9 +13,9 @@
 //! stdout stalls, new lines are dropped and the drop is reported.
 //!
 //! Access-log lines, the one event per request, skip the async channel:
-//! each worker has its own slog-json drain ([`AccessLogSink::worker_logger`])
-//! that serialises the record straight from the borrowed request data into
-//! the shared buffer. That costs the worker a memory append, never I/O, and
+//! each worker has its own drain ([`AccessLogSink::worker_logger`]; JSON
+//! through `json_line.rs`) that serialises the record straight from the
+//! borrowed request data into the shared buffer. That costs the worker a memory append, never I/O, and
 //! saves converting every field into an owned value for the channel.
 
 use std::io::{self, Write};
@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use slog::{o, Drain, FnValue, Logger, PushFnValue, Record};
 
+use super::json_line::{level_name, JsonLineDrain, LineSink};
 use crate::settings::{LogFormat, LoggingSettings};
 
 const CHANNEL_SIZE: usize = 65_536;
@@ -104,6 +105,26 @@ impl BatchedStdout {
     }
 }
 
+impl LineSink for BatchedStdout {
+    /// Appends one whole line to the batch (the shared lock is taken once
+    /// per line), or counts it dropped when the output is stalled.
+    fn push_line(&self, line: &[u8]) {
+        let (lock, wake) = &*self.0;
+        let mut batch = lock.lock().unwrap_or_else(|p| p.into_inner());
+        if batch.buf.len() + line.len() > MAX_PENDING_BYTES {
+            batch.dropped += 1;
+        } else {
+            batch.buf.extend_from_slice(line);
+        }
+        if batch.direct {
+            drop(batch);
+            self.drain_to_stdout();
+        } else if batch.buf.len() >= FLUSH_BYTES {
+            wake.notify_one();
+        }
+    }
+}
+
 /// The log thread's writer: the JSON serializer writes each record in many
 /// small pieces, so they gather in a private line buffer and the shared
 /// batch is locked once per line.
@@ -124,22 +145,9 @@ impl LineWriter {
 impl Write for LineWriter {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         self.line.extend_from_slice(bytes);
-        if !bytes.ends_with(b"\n") {
-            return Ok(bytes.len());
-        }
-        let (lock, wake) = &*self.shared.0;
-        let mut batch = lock.lock().unwrap_or_else(|p| p.into_inner());
-        if batch.buf.len() + self.line.len() > MAX_PENDING_BYTES {
-            batch.dropped += 1;
-        } else {
-            batch.buf.extend_from_slice(&self.line);
-        }
-        self.line.clear();
-        if batch.direct {
-            drop(batch);
-            self.shared.drain_to_stdout();
-        } else if batch.buf.len() >= FLUSH_BYTES {
-            wake.notify_one();
+        if bytes.ends_with(b"\n") {
+            self.shared.push_line(&self.line);
+            self.line.clear();
         }
         Ok(bytes.len())
     }
@@ -168,15 +176,9 @@ impl Drop for LogGuard {
     }
 }
 
-fn level_name(level: slog::Level) -> &'static str {
-    match level {
-        slog::Level::Critical => "critical",
-        slog::Level::Error => "error",
-        slog::Level::Warning => "warning",
-        slog::Level::Info => "info",
-        slog::Level::Debug => "debug",
-        slog::Level::Trace => "trace",
-    }
+/// Appends the current time (RFC 3339) to an access-log line.
+fn push_timestamp(line: &mut Vec<u8>) {
+    line.extend_from_slice(now_rfc3339().as_str().as_bytes());
 }
 
 /// The time as RFC 3339 text, formatted on the stack.
@@ -241,8 +243,17 @@ impl AccessLogSink {
     /// thread. Whether a line is written is the generation's choice
     /// (`Gateway::access_log`), so a reload can turn access lines on or off.
     pub fn worker_logger(&self) -> Logger {
-        let drain = std::sync::Mutex::new(line_drain(self.format, &self.output)).ignore_res();
-        Logger::root(drain, o!("version" => env!("CARGO_PKG_VERSION")))
+        let version = o!("version" => env!("CARGO_PKG_VERSION"));
+        match self.format {
+            LogFormat::Json => {
+                let drain = JsonLineDrain::new(self.output.clone(), push_timestamp);
+                Logger::root(std::sync::Mutex::new(drain).ignore_res(), version)
+            }
+            LogFormat::Text => {
+                let drain = std::sync::Mutex::new(line_drain(self.format, &self.output));
+                Logger::root(drain.ignore_res(), version)
+            }
+        }
     }
 }
 

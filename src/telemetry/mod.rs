@@ -9,5 +9,6 @@
 
 pub mod access_log;
 pub mod health;
+mod json_line;
 pub mod logging;
 pub mod metrics;
