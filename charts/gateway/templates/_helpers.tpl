@@ -97,6 +97,25 @@ app.kubernetes.io/part-of: gateway
 {{- include "gateway.portOf" (list $admin.listen 9090) }}
 {{- end }}
 
+{{/* The container's resources: daemonset.resources in DaemonSet mode (unless null). */}}
+{{- define "gateway.resources" -}}
+{{- if and (include "gateway.isDaemonSet" .) (not (kindIs "invalid" .Values.daemonset.resources)) }}
+{{- toYaml .Values.daemonset.resources }}
+{{- else }}
+{{- toYaml (.Values.resources | default dict) }}
+{{- end }}
+{{- end }}
+
+{{- define "gateway.priorityClassCreated" -}}
+{{- if and (include "gateway.isDaemonSet" .) .Values.daemonset.priorityClass.create (not .Values.priorityClassName) }}
+{{- default (printf "%s-node-agent" (include "gateway.fullname" .)) .Values.daemonset.priorityClass.name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "gateway.priorityClassName" -}}
+{{- default (include "gateway.priorityClassCreated" .) .Values.priorityClassName }}
+{{- end }}
+
 {{- define "gateway.isDaemonSet" -}}
 {{- if eq .Values.kind "DaemonSet" }}true{{ end }}
 {{- end }}
@@ -119,7 +138,7 @@ the message.
 {{- if le $grace (add $shutdown $sleep) }}
 {{- fail (printf "terminationGracePeriodSeconds (%d) must exceed preStop.sleepSeconds (%d) + settings.server.shutdown_timeout_secs (%d): the grace period includes the preStop hook, and the kubelet kills the gateway when it runs out, cutting the drain short" $grace $sleep $shutdown) }}
 {{- end }}
-{{- $cpu := dig "limits" "cpu" "" (.Values.resources | default dict) }}
+{{- $cpu := dig "limits" "cpu" "" (include "gateway.resources" . | fromYaml) }}
 {{- if and $cpu (not (regexMatch "^[1-9][0-9]*$" (toString $cpu))) }}
 {{- fail (printf "resources.limits.cpu must be a whole number of cores (got %v): GATEWAY_SERVER__WORKERS comes from it through the downward API, which rounds up (1500m would give 2 workers on 1.5 cores)" $cpu) }}
 {{- end }}
@@ -181,7 +200,7 @@ spec:
   # > preStop sleep + settings.server.shutdown_timeout_secs + margin (the
   # chart refuses to render otherwise).
   terminationGracePeriodSeconds: {{ .Values.terminationGracePeriodSeconds }}
-  {{- with .Values.priorityClassName }}
+  {{- with include "gateway.priorityClassName" . }}
   priorityClassName: {{ . }}
   {{- end }}
   {{- with .Values.imagePullSecrets }}
@@ -264,7 +283,7 @@ spec:
         {{- with .Values.extraEnvFrom }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
-      {{- with .Values.resources }}
+      {{- with include "gateway.resources" . | fromYaml }}
       resources:
         {{- toYaml . | nindent 8 }}
       {{- end }}
