@@ -3,11 +3,14 @@
 # working directory is fine, it cd's to the repository root).
 #
 #   scripts/check-k8s.sh          check everything, exit non-zero on a problem
-#   scripts/check-k8s.sh --sync   first refresh the two generated copies
+#   scripts/check-k8s.sh --sync   first refresh the generated copies
 #                                 (k8s/base/production.yaml from
-#                                 settings/production.yaml, and
+#                                 settings/production.yaml,
 #                                 k8s/base/prometheusrule.yaml from
-#                                 prometheus/alerts.yaml), then check
+#                                 prometheus/alerts.yaml, and
+#                                 k8s/components/grafana-dashboards/dashboards/
+#                                 plus its configMapGenerator entries from
+#                                 grafana/dashboards/*.json), then check
 #
 # What it does:
 #  1. Installs, only when missing and only into the project-local .tools/
@@ -20,7 +23,11 @@
 #     Set GATEWAY_TOOLS_DIR to keep them elsewhere.
 #  2. Renders every overlay (k8s/overlays/*) with `kustomize build` or
 #     `kubectl kustomize` (kustomize >= v5 needed) and fails if one does not
-#     render; also renders overlays/deployment + components/prestop-sleep-action.
+#     render; then every combination of the optional components with the
+#     overlays they are meant for (deployment: grafana-dashboards,
+#     ingress-from-nodes; daemonset: those plus tolerations and hostport;
+#     prestop-sleep-action on each, and everything at once on daemonset).
+#     A component directory in no combination is a failure.
 #     Without a usable kustomize it prints "kustomize not available: skipping
 #     render" and checks the raw manifest files instead.
 #  3. Validates every rendered resource and every manifest file under k8s/
@@ -30,11 +37,21 @@
 #     only. Prometheus Operator CRDs (ServiceMonitor, PrometheusRule) have no
 #     schema there: they get a structural check and a SKIP line instead.
 #  4. Consistency checks: the ConfigMap source is byte-identical to
-#     settings/production.yaml; the DaemonSet and Deployment pod templates are
-#     identical; terminationGracePeriodSeconds > shutdown_timeout_secs +
-#     preStop sleep; the PrometheusRule's spec.groups equal the groups of
-#     prometheus/alerts.yaml; plus ports, probes, securityContext, workers
-#     from the CPU limit, service links off, selectors, no real Secret.
+#     settings/production.yaml; the dashboard ConfigMaps hold exactly
+#     grafana/dashboards/*.json, labelled grafana_dashboard "1", unhashed,
+#     each small enough for client-side apply; the DaemonSet pod template
+#     equals the Deployment's but for priorityClassName and resources, and a
+#     component changes only the fields it owns (and does change them);
+#     terminationGracePeriodSeconds > shutdown_timeout_secs + preStop sleep;
+#     the PrometheusRule's spec.groups equal the groups of
+#     prometheus/alerts.yaml; the DaemonSet is a node agent (its own
+#     PriorityClass, percentage maxSurge/maxUnavailable - no surge with a
+#     hostPort -, requests <= 500m CPU / 256Mi); a hostPort only with Pod
+#     Security enforce=privileged, otherwise restricted; every namespaced
+#     object in namespace gateway; the ServiceMonitor sets node, namespace and
+#     pod; ipBlock rules only with ingress-from-nodes; plus ports, probes,
+#     securityContext, workers from the CPU limit, service links off,
+#     selectors, no real Secret.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -43,6 +60,8 @@ SETTINGS=settings/production.yaml
 CM_COPY=k8s/base/production.yaml
 ALERTS=prometheus/alerts.yaml
 RULE=k8s/base/prometheusrule.yaml
+DASHBOARDS=grafana/dashboards
+DASH_COMPONENT=k8s/components/grafana-dashboards
 # The last kubernetes-validate release that still ships the 1.24 schemas
 # (1.33.1 ships 1.22..1.33; 1.34.0 and later start at 1.25).
 KV_FOR_124=1.33.1
@@ -53,7 +72,7 @@ sync=0
 case "${1:-}" in
   "") ;;
   --sync) sync=1 ;;
-  -h | --help) sed -n '2,37p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,54p' "$0"; exit 0 ;;
   *) echo "usage: $0 [--sync]" >&2; exit 2 ;;
 esac
 
@@ -189,6 +208,7 @@ def cmd_validate(args):
     if version not in have:
         fail("kubernetes-validate %s has no schemas for Kubernetes %s" % (kvv.__version__, version))
         return
+    crd_skipped = {}
     for item in items:
         label, path = item.split("=", 1)
         docs = [d for d in load_docs(path) if is_manifest(d)]
@@ -221,9 +241,11 @@ def cmd_validate(args):
                 fail("k8s %s strict: %s: %s" % (version, label, e))
         elif n:
             ok("k8s %s strict: %s: %d resource(s) valid" % (version, label, n))
-        if skipped:
-            skip("k8s %s: %s: no schema for CRDs (Prometheus Operator), structure checked only: %s"
-                 % (version, label, ", ".join(skipped)))
+        for k in skipped:
+            crd_skipped.setdefault(k, []).append(label)
+    for k, labels in sorted(crd_skipped.items()):
+        skip("k8s %s: no schema for the Prometheus Operator CRD %s, structure checked only (%d file(s)/render(s))"
+             % (version, k, len(labels)))
 
 
 # ---------------------------------------------------------------- consistency
@@ -395,9 +417,274 @@ def check_workload(label, docs, wl, settings):
                 fail("%s: %s targets unknown container ports %s" % (what, kn(svc), missing))
 
 
+# Optional components and the pod-template fields each may change (paths in
+# the template; "*" = every container / every port).
+COMPONENT_FIELDS = {
+    "prestop-sleep-action": ["spec.containers.*.lifecycle.preStop"],
+    "tolerations": ["spec.tolerations"],
+    "hostport": ["spec.containers.*.ports.*.hostPort"],
+    "grafana-dashboards": [],
+    "ingress-from-nodes": [],
+}
+# Fields in which the DaemonSet (node agent) template may differ from the
+# Deployment's: scheduling priority and the resources every node reserves.
+NODE_AGENT_FIELDS = ["spec.priorityClassName", "spec.containers.*.resources"]
+CLUSTER_SCOPED = {"Namespace", "PriorityClass", "ClusterRole", "ClusterRoleBinding"}
+PLACEHOLDER_CIDR = "192.0.2.0/24"
+placeholder_noted = []
+# Client-side `kubectl apply` keeps the whole object in an annotation, and
+# all annotations of an object together are limited to 256 KiB.
+ANNOTATION_LIMIT = 262144
+
+
+def parse_label(label):
+    """'k8s/overlays/daemonset+tolerations+hostport' -> ('daemonset', ['tolerations', 'hostport'])"""
+    parts = label.split("+")
+    overlay = parts[0].rstrip("/").rsplit("/", 1)[-1]
+    return overlay, [p.rsplit("/", 1)[-1] for p in parts[1:]]
+
+
+def strip_fields(tpl, fields):
+    import copy
+    tpl = copy.deepcopy(tpl)
+
+    def rm(node, keys):
+        if not isinstance(node, (dict, list)) or not keys:
+            return
+        k, rest = keys[0], keys[1:]
+        if k == "*":
+            for child in (node if isinstance(node, list) else node.values()):
+                rm(child, rest)
+        elif isinstance(node, dict) and k in node:
+            if rest:
+                rm(node[k], rest)
+            else:
+                del node[k]
+    for f in fields:
+        rm(tpl, f.split("."))
+    return tpl
+
+
+def diff_text(a, b, la, lb):
+    import difflib
+    a = json.dumps(a, indent=1, sort_keys=True).splitlines()
+    b = json.dumps(b, indent=1, sort_keys=True).splitlines()
+    return "\n".join(list(difflib.unified_diff(a, b, la, lb, lineterm=""))[:40])
+
+
+def quantity(v):
+    """CPU or memory quantity -> float (cores or bytes)."""
+    s = str(v)
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 1e3, "M": 1e6, "G": 1e9}
+    for u, f in sorted(units.items(), key=lambda x: -len(x[0])):
+        if s.endswith(u):
+            return float(s[:-len(u)]) * f
+    return float(s)
+
+
+def percent(v):
+    """'10%' -> 10; anything else (an absolute number) -> None."""
+    m = re.fullmatch(r"([0-9]+)%", str(v))
+    return int(m.group(1)) if m else None
+
+
+def host_ports(tpl):
+    return [p["hostPort"] for c in tpl["spec"].get("containers") or []
+            for p in c.get("ports") or [] if p.get("hostPort")]
+
+
+def check_namespaces(label, docs):
+    bad = []
+    for d in docs:
+        ns = (d.get("metadata") or {}).get("namespace")
+        if d["kind"] in CLUSTER_SCOPED:
+            if ns:
+                bad.append("%s (cluster-scoped) has namespace %s" % (kn(d), ns))
+        elif ns != "gateway":
+            bad.append("%s in namespace %r" % (kn(d), ns))
+    if bad:
+        fail("%s: every namespaced object belongs in namespace gateway: %s" % (label, "; ".join(bad)))
+    else:
+        ok("%s: every namespaced object is in namespace gateway" % label)
+
+
+def check_servicemonitor(label, docs):
+    want = {"node": "__meta_kubernetes_pod_node_name", "namespace": "__meta_kubernetes_namespace",
+            "pod": "__meta_kubernetes_pod_name"}
+    for sm in find(docs, "ServiceMonitor"):
+        for ep in sm["spec"]["endpoints"]:
+            got = {r.get("targetLabel"): (r.get("sourceLabels") or [None])[0]
+                   for r in ep.get("relabelings") or [] if r.get("action", "replace") == "replace"}
+            missing = [t for t, s in want.items() if got.get(t) != s]
+            if missing:
+                fail("%s: %s endpoint %s: relabelings must set %s (the dashboards filter on them)"
+                     % (label, kn(sm), ep.get("port"), ", ".join("%s from %s" % (t, want[t]) for t in missing)))
+            else:
+                ok("%s: %s endpoint %s labels series with node, namespace and pod" % (label, kn(sm), ep.get("port")))
+
+
+def check_pod_security(label, docs, wls):
+    nss = find(docs, "Namespace", name="gateway")
+    if len(nss) != 1:
+        fail("%s: the Namespace gateway is missing" % label)
+        return
+    labels = nss[0]["metadata"].get("labels") or {}
+    enforce = labels.get("pod-security.kubernetes.io/enforce")
+    hp = [p for w in wls for p in host_ports(w["spec"]["template"])]
+    hostnet = [kn(w) for w in wls if w["spec"]["template"]["spec"].get("hostNetwork")]
+    if hostnet:
+        fail("%s: %s uses hostNetwork: the gateway never needs it (use components/hostport)" % (label, hostnet))
+    if hp:
+        # Pod Security Standards, Baseline "Host Ports": hostPort must be
+        # unset or 0 (a known list is not supported by the built-in admission
+        # controller); Restricted includes Baseline. So only `privileged`.
+        if enforce == "privileged":
+            ok("%s: hostPort %s with Pod Security enforce=privileged (baseline and restricted forbid host ports)"
+               % (label, hp))
+        else:
+            fail("%s: hostPort %s needs pod-security.kubernetes.io/enforce: privileged on the namespace "
+                 "(got %s): the built-in admission rejects host ports at baseline and restricted" % (label, hp, enforce))
+    elif enforce == "restricted":
+        ok("%s: Namespace gateway enforces the restricted Pod Security Standard" % label)
+    else:
+        fail("%s: without host ports the namespace must enforce restricted (got %s)" % (label, enforce))
+
+
+def check_daemonset(label, docs, wl):
+    what = "%s: %s" % (label, kn(wl))
+    spec = wl["spec"]
+    tpl = spec["template"]["spec"]
+    pc = tpl.get("priorityClassName")
+    if not pc:
+        fail("%s: a node agent needs a priorityClassName (to get its place on a full node)" % what)
+    elif pc.startswith("system-"):
+        fail("%s: priorityClassName %s is reserved for system components (kube-system by default)" % (what, pc))
+    elif not find(docs, "PriorityClass", name=pc):
+        fail("%s: PriorityClass %s is not part of the overlay" % (what, pc))
+    else:
+        prio = find(docs, "PriorityClass", name=pc)[0]
+        if prio.get("globalDefault"):
+            fail("%s: PriorityClass %s must not be the global default" % (what, pc))
+        elif not 0 < int(prio.get("value", 0)) < 1000000000:
+            fail("%s: PriorityClass %s value %s must be > 0 and below the system classes" % (what, pc, prio.get("value")))
+        else:
+            ok("%s: priorityClassName %s (value %s, not the default)" % (what, pc, prio["value"]))
+    us = spec.get("updateStrategy") or {}
+    ru = us.get("rollingUpdate") or {}
+    surge, unavail = percent(ru.get("maxSurge", 0)), percent(ru.get("maxUnavailable", 1))
+    if us.get("type") != "RollingUpdate" or surge is None or unavail is None:
+        fail("%s: updateStrategy must be RollingUpdate with maxSurge and maxUnavailable as percentages "
+             "(an absolute number does not scale with the node count): %s" % (what, us))
+    elif host_ports(spec["template"]):
+        if surge == 0 and 0 < unavail <= 25:
+            ok("%s: hostPort: no surge (two pods cannot hold one host port), maxUnavailable %s%%" % (what, unavail))
+        else:
+            fail("%s: with a hostPort maxSurge must be 0%% (a surge pod never fits next to the old one) and "
+                 "maxUnavailable a small percentage, got %s" % (what, ru))
+    elif unavail == 0 and 0 < surge <= 50:
+        ok("%s: surge-first update of %s%% of the nodes at a time, maxUnavailable 0%%" % (what, surge))
+    else:
+        fail("%s: node-local clients need surge-first updates: maxSurge a percentage in (0, 50], "
+             "maxUnavailable 0%%, got %s" % (what, ru))
+    for c in tpl["containers"]:
+        res = c.get("resources") or {}
+        req, lim = res.get("requests") or {}, res.get("limits") or {}
+        try:
+            cpu_req, mem_req = quantity(req["cpu"]), quantity(req["memory"])
+            cpu_lim, mem_lim = quantity(lim["cpu"]), quantity(lim["memory"])
+        except (KeyError, ValueError) as e:
+            fail("%s: container %s needs cpu and memory requests and limits (%s)" % (what, c["name"], e))
+            continue
+        if cpu_req <= 0.5 and mem_req <= 256 * 2**20 and cpu_req <= cpu_lim and mem_req <= mem_lim:
+            ok("%s: container %s requests %s CPU / %s on every node (limits %s / %s)"
+               % (what, c["name"], req["cpu"], req["memory"], lim["cpu"], lim["memory"]))
+        else:
+            fail("%s: container %s: every node reserves the requests: keep them modest (<= 500m CPU, "
+                 "<= 256Mi) and within the limits, got requests %s limits %s" % (what, c["name"], req, lim))
+
+
+def check_dashboards(label, docs, dash_dir):
+    cms = [c for c in find(docs, "ConfigMap")
+           if ((c["metadata"].get("labels") or {}).get("grafana_dashboard")) is not None]
+    sources = sorted(glob.glob(os.path.join(dash_dir, "*.json")))
+    by_key = {}
+    for cm in cms:
+        if cm["metadata"]["labels"]["grafana_dashboard"] != "1":
+            fail("%s: %s: label grafana_dashboard must be \"1\"" % (label, kn(cm)))
+        if re.search(r"-[24-9bcdfghkmt]{10}$", cm["metadata"]["name"]):  # kustomize's hash alphabet
+            fail("%s: %s: the name carries a hash suffix: each change would leave the old ConfigMap "
+                 "(and a duplicate dashboard) behind" % (label, kn(cm)))
+        size = len(json.dumps(cm))
+        if size >= ANNOTATION_LIMIT:
+            fail("%s: %s is %d bytes: client-side kubectl apply cannot keep it in its %d-byte "
+                 "annotation; split the dashboard" % (label, kn(cm), size, ANNOTATION_LIMIT))
+        for k, v in (cm.get("data") or {}).items():
+            by_key[k] = (cm, v)
+    want = {os.path.basename(p): p for p in sources}
+    if set(by_key) != set(want):
+        fail("%s: dashboard ConfigMaps hold %s, grafana/dashboards has %s (run scripts/check-k8s.sh --sync)"
+             % (label, sorted(by_key), sorted(want)))
+        return
+    for key, path in sorted(want.items()):
+        cm, v = by_key[key]
+        if v != open(path, encoding="utf-8").read():
+            fail("%s: %s data[%s] differs from %s (run scripts/check-k8s.sh --sync)" % (label, kn(cm), key, path))
+        else:
+            ok("%s: %s data[%s] = %s, labelled grafana_dashboard=\"1\", %d KiB"
+               % (label, kn(cm), key, path, len(json.dumps(cm)) // 1024))
+
+
+def check_netpol(label, docs, comps):
+    for np_ in find(docs, "NetworkPolicy", name="gateway"):
+        blocks = [(p.get("ipBlock") or {}).get("cidr") for r in np_["spec"].get("ingress") or []
+                  for p in r.get("from") or [] if "ipBlock" in p
+                  if any(x.get("port") in (8080, "http") for x in r.get("ports") or [])]
+        if "ingress-from-nodes" in comps:
+            if not blocks:
+                fail("%s: %s: ingress-from-nodes added no ipBlock rule for port 8080" % (label, kn(np_)))
+            elif PLACEHOLDER_CIDR in blocks:
+                ok("%s: %s admits port 8080 from %s" % (label, kn(np_), blocks))
+                if not placeholder_noted:
+                    placeholder_noted.append(label)
+                    skip("components/ingress-from-nodes: the ipBlock is still the placeholder %s (matches "
+                         "nothing): put your node CIDR there before using it" % PLACEHOLDER_CIDR)
+            else:
+                ok("%s: %s admits port 8080 from %s" % (label, kn(np_), blocks))
+        elif blocks:
+            fail("%s: %s: ipBlock rules %s without components/ingress-from-nodes" % (label, kn(np_), blocks))
+
+
+def check_component_effects(label, docs, wls, comps):
+    """Each listed component changed what it is for (a patch whose target
+    does not exist is silently skipped by kustomize)."""
+    tpls = [w["spec"]["template"] for w in wls]
+    kinds = {w["kind"] for w in wls}
+    for comp in comps:
+        if comp == "tolerations":
+            good = kinds == {"DaemonSet"} and all(t["spec"].get("tolerations") for t in tpls)
+        elif comp == "hostport":
+            good = kinds == {"DaemonSet"} and all(host_ports(t) for t in tpls)
+        elif comp == "prestop-sleep-action":
+            good = all("sleep" in ((c.get("lifecycle") or {}).get("preStop") or {})
+                       for t in tpls for c in t["spec"]["containers"])
+        elif comp == "grafana-dashboards":
+            good = any((c["metadata"].get("labels") or {}).get("grafana_dashboard") for c in find(docs, "ConfigMap"))
+        elif comp == "ingress-from-nodes":
+            good = True  # check_netpol
+        else:
+            fail("%s: unknown component %s: teach scripts/check-k8s.sh what it may change" % (label, comp))
+            continue
+        if not good:
+            fail("%s: component %s had no effect (its patch target is not in this overlay: %s)"
+                 % (label, comp, sorted(kinds)))
+    for t in tpls:
+        if "tolerations" not in comps and t["spec"].get("tolerations"):
+            fail("%s: tolerations outside components/tolerations" % label)
+
+
 def cmd_consistency(args):
-    """consistency SETTINGS ALERTS(or -) LABEL=FILE... (rendered overlays or raw bundle)"""
-    settings_path, alerts_path, items = args[0], args[1], args[2:]
+    """consistency SETTINGS ALERTS(or -) DASHBOARD_DIR LABEL=FILE... (rendered overlays or raw bundle)"""
+    settings_path, alerts_path, dash_dir, items = args[0], args[1], args[2], args[3:]
     settings_text = open(settings_path).read()
     settings = yaml.safe_load(settings_text) or {}
     alerts = None
@@ -406,6 +693,8 @@ def cmd_consistency(args):
     templates = {}
     for item in items:
         label, path = item.split("=", 1)
+        raw = "(raw)" in label
+        overlay, comps = parse_label(label)
         docs = [d for d in load_docs(path) if is_manifest(d)]
         # ConfigMap content = settings/production.yaml, byte for byte
         cms = find(docs, "ConfigMap", prefix="gateway-config")
@@ -420,7 +709,22 @@ def cmd_consistency(args):
             fail("%s: exactly one gateway Deployment or DaemonSet expected, found %d" % (label, len(wls)))
         for wl in wls:
             check_workload(label, docs, wl, settings)
-            templates[label] = (wl["kind"], wl["spec"]["template"])
+            templates[label] = (wl["kind"], overlay, comps, wl["spec"]["template"])
+            if wl["kind"] == "DaemonSet":
+                check_daemonset(label, docs, wl)
+            elif host_ports(wl["spec"]["template"]):
+                fail("%s: %s: hostPort on a Deployment (more than one replica per node cannot start)"
+                     % (label, kn(wl)))
+        if not raw:
+            check_namespaces(label, docs)
+            check_pod_security(label, docs, wls)
+        check_servicemonitor(label, docs)
+        check_netpol(label, docs, comps)
+        check_component_effects(label, docs, wls, comps)
+        if "grafana-dashboards" in comps:
+            check_dashboards(label, docs, dash_dir)
+        elif any((c["metadata"].get("labels") or {}).get("grafana_dashboard") for c in find(docs, "ConfigMap")):
+            fail("%s: dashboard ConfigMaps without components/grafana-dashboards" % label)
         # PrometheusRule = prometheus/alerts.yaml
         for pr in find(docs, "PrometheusRule"):
             if alerts is None:
@@ -433,7 +737,7 @@ def cmd_consistency(args):
                      % (label, kn(pr)))
         # no real Secret outside the dev overlay
         secrets = find(docs, "Secret")
-        if "dev" not in label and secrets:
+        if overlay != "dev" and secrets:
             fail("%s: Secrets must not be part of the manifests: %s" % (label, [kn(s) for s in secrets]))
         hpas = find(docs, "HorizontalPodAutoscaler")
         for h in hpas:
@@ -454,25 +758,99 @@ def cmd_consistency(args):
             if not any(all((w["spec"]["template"]["metadata"].get("labels") or {}).get(k) == v
                            for k, v in sel.items()) for w in wls):
                 fail("%s: %s selects no gateway pods" % (label, kn(pdb)))
-    # one pod template for both layouts
-    # (the dev overlay changes resources on purpose; "+" marks an optional
-    # component variant)
-    deps = [(l, t) for l, (k, t) in templates.items()
-            if k == "Deployment" and "dev" not in l and "+" not in l]
-    dss = [(l, t) for l, (k, t) in templates.items() if k == "DaemonSet"]
-    if dss and deps:
-        for dl, dt in deps:
-            for sl, st in dss:
-                if dt == st:
-                    ok("pod template of %s (Deployment) == pod template of %s (DaemonSet)" % (dl, sl))
-                else:
-                    a = json.dumps(dt, indent=1, sort_keys=True).splitlines()
-                    b = json.dumps(st, indent=1, sort_keys=True).splitlines()
-                    import difflib
-                    diff = "\n".join(list(difflib.unified_diff(a, b, dl, sl, lineterm=""))[:40])
-                    fail("pod templates of %s and %s differ:\n%s" % (dl, sl, diff))
-    elif deps and not dss:
+
+    # One pod template for both layouts: the DaemonSet's may differ from the
+    # Deployment's only in NODE_AGENT_FIELDS (the dev overlay changes
+    # resources on purpose and is left out).
+    plain = {(k, o): (l, t) for l, (k, o, c, t) in templates.items() if not c and o != "dev"}
+    dep, ds = plain.get(("Deployment", "deployment")), plain.get(("DaemonSet", "daemonset"))
+    if dep and ds:
+        a, b = strip_fields(dep[1], NODE_AGENT_FIELDS), strip_fields(ds[1], NODE_AGENT_FIELDS)
+        if a == b:
+            ok("pod template of %s (Deployment) == pod template of %s (DaemonSet) but for %s"
+               % (dep[0], ds[0], ", ".join(NODE_AGENT_FIELDS)))
+        else:
+            fail("pod templates of %s and %s differ beyond %s:\n%s"
+                 % (dep[0], ds[0], NODE_AGENT_FIELDS, diff_text(a, b, dep[0], ds[0])))
+    elif dep and not ds:
         skip("DaemonSet/Deployment pod template comparison needs the rendered daemonset overlay")
+    # A component changes only the template fields it owns.
+    for l, (k, o, comps, t) in sorted(templates.items()):
+        if not comps:
+            continue
+        ref = plain.get((k, o))
+        if not ref:
+            fail("%s: the plain overlay %s was not rendered to compare with" % (l, o))
+            continue
+        fields = [f for c in comps for f in COMPONENT_FIELDS.get(c, [])]
+        a, b = strip_fields(ref[1], fields), strip_fields(t, fields)
+        if a == b:
+            ok("%s: pod template = %s's%s" % (l, ref[0], " but for " + ", ".join(fields) if fields else ""))
+        else:
+            fail("%s: pod template differs from %s's beyond %s:\n%s"
+                 % (l, ref[0], fields or "nothing", diff_text(a, b, ref[0], l)))
+
+
+def cmd_sync_dashboards(args):
+    """dashboards SRC_DIR COMPONENT_DIR check|sync: the component's copies of
+    the dashboards and its generated configMapGenerator entries."""
+    src_dir, comp_dir, mode = args
+    import filecmp, shutil
+    sources = sorted(glob.glob(os.path.join(src_dir, "*.json")))
+    copy_dir = os.path.join(comp_dir, "dashboards")
+    kust = os.path.join(comp_dir, "kustomization.yaml")
+    begin = "  # BEGIN generated by scripts/check-k8s.sh --sync (one entry per grafana/dashboards/*.json)\n"
+    end = "  # END generated\n"
+    block = begin
+    for p in sources:
+        name = os.path.basename(p)
+        block += (
+            "  - name: %s\n"
+            "    namespace: gateway\n"
+            "    files:\n"
+            "      - dashboards/%s\n"
+            "    options:\n"
+            "      disableNameSuffixHash: true\n"
+            "      labels:\n"
+            "        grafana_dashboard: \"1\"\n"
+            "        app.kubernetes.io/name: gateway\n"
+            "        app.kubernetes.io/component: dashboards\n"
+            "      annotations:\n"
+            "        grafana_folder: Gateway\n"
+            % ("gateway-dashboard-" + re.sub(r"^gateway-", "", name[:-5]), name))
+    block += end
+    text = open(kust).read()
+    if begin not in text or end not in text:
+        fail("%s: the generated block markers are missing" % kust)
+        return
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new_text = head + block + tail
+    copies = sorted(glob.glob(os.path.join(copy_dir, "*.json")))
+    if mode == "sync":
+        os.makedirs(copy_dir, exist_ok=True)
+        for p in copies:
+            if os.path.basename(p) not in {os.path.basename(s) for s in sources}:
+                os.remove(p)
+        for p in sources:
+            shutil.copyfile(p, os.path.join(copy_dir, os.path.basename(p)))
+        with open(kust, "w") as f:
+            f.write(new_text)
+        return
+    names = [os.path.basename(p) for p in sources]
+    if [os.path.basename(p) for p in copies] != names:
+        fail("%s holds %s, %s has %s (run scripts/check-k8s.sh --sync)"
+             % (copy_dir, [os.path.basename(p) for p in copies], src_dir, names))
+    else:
+        differ = [n for n in names if not filecmp.cmp(os.path.join(src_dir, n), os.path.join(copy_dir, n), shallow=False)]
+        if differ:
+            fail("%s: %s differ from %s (run scripts/check-k8s.sh --sync)" % (copy_dir, differ, src_dir))
+        else:
+            ok("%s/*.json are byte-identical to %s/*.json (%d dashboards)" % (copy_dir, src_dir, len(names)))
+    if new_text != text:
+        fail("%s: the configMapGenerator entries do not list %s (run scripts/check-k8s.sh --sync)" % (kust, names))
+    else:
+        ok("%s: one ConfigMap per dashboard (%s)" % (kust, ", ".join(names)))
 
 
 def cmd_secret_example(args):
@@ -532,8 +910,9 @@ def cmd_sync_rule(args):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"validate": cmd_validate, "consistency": cmd_consistency,
-     "secret-example": cmd_secret_example, "sync-rule": cmd_sync_rule}[cmd](args)
-    if cmd != "sync-rule":
+     "secret-example": cmd_secret_example, "sync-rule": cmd_sync_rule,
+     "dashboards": cmd_sync_dashboards}[cmd](args)
+    if cmd != "sync-rule" and args[-1:] != ["sync"]:
         print("RESULT %d %d" % (passed, failed))
 
 
@@ -571,6 +950,8 @@ if [ "$sync" = 1 ]; then
   else
     say "$ALERTS does not exist: $RULE left as it is"
   fi
+  "$PY" "$py" dashboards "$DASHBOARDS" "$DASH_COMPONENT" sync
+  say "synced $DASH_COMPONENT (dashboards/*.json and its configMapGenerator) from $DASHBOARDS"
 fi
 
 # ---------------------------------------------------------------- copies
@@ -580,6 +961,7 @@ if cmp -s "$SETTINGS" "$CM_COPY"; then
 else
   flunk "$CM_COPY differs from $SETTINGS: the ConfigMap would not ship the production settings; run scripts/check-k8s.sh --sync"
 fi
+run_py dashboards "$DASHBOARDS" "$DASH_COMPONENT" check
 alerts_arg=-
 if [ -f "$ALERTS" ]; then
   alerts_arg=$ALERTS
@@ -625,25 +1007,50 @@ if [ -n "$renderer" ]; then
       flunk "$o does not render: $(cat "$work/err")"
     fi
   done
-  # The optional >= 1.30 component, on top of the default overlay.
-  # (kustomize wants relative paths to other kustomizations.)
-  mkdir -p "$work/sleep-action"
-  rel=$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/k8s" "$work/sleep-action")
-  cat >"$work/sleep-action/kustomization.yaml" <<EOF
-apiVersion: kustomize.config.k8s.io/v1beta1
-kind: Kustomization
-resources:
-  - $rel/overlays/deployment
-components:
-  - $rel/components/prestop-sleep-action
-EOF
-  label="k8s/overlays/deployment+components/prestop-sleep-action"
-  if $renderer "$work/sleep-action" >"$work/sleep-action.yaml" 2>"$work/err"; then
-    pass "$label renders"
-    rendered_newest+=("$label=$work/sleep-action.yaml")
-  else
-    flunk "$label does not render: $(cat "$work/err")"
-  fi
+  # Every optional component on top of the overlays it is meant for, in
+  # every combination (a component whose patch target is missing is skipped
+  # silently by kustomize; the consistency checks catch that). Labels are
+  # overlay+component+...; kustomize wants relative paths.
+  components_for_deployment=(grafana-dashboards ingress-from-nodes)
+  components_for_daemonset=(grafana-dashboards ingress-from-nodes tolerations hostport)
+  # Kubernetes >= 1.30 only: validated against the newest schemas only.
+  newest_only_components=(prestop-sleep-action)
+  known=" ${components_for_daemonset[*]} ${newest_only_components[*]} "
+  for d in k8s/components/*/; do
+    c=$(basename "$d")
+    case $c in dev-redis) continue ;; esac  # part of the dev overlay
+    [[ $known == *" $c "* ]] || flunk "k8s/components/$c is rendered by no combination: add it to scripts/check-k8s.sh"
+  done
+  render_combo() { # newest|both OVERLAY COMPONENT...
+    local which=$1 overlay=$2; shift 2
+    local label="k8s/overlays/$overlay" dir rel c
+    for c in "$@"; do label+="+$c"; done
+    dir=$work/combo-$((++combo_count))
+    mkdir -p "$dir"
+    rel=$(python3 -c 'import os,sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$PWD/k8s" "$dir")
+    {
+      printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s/overlays/%s\ncomponents:\n' "$rel" "$overlay"
+      for c in "$@"; do printf '  - %s/components/%s\n' "$rel" "$c"; done
+    } >"$dir/kustomization.yaml"
+    if $renderer "$dir" >"$dir.yaml" 2>"$work/err"; then
+      pass "$label renders"
+      if [ "$which" = newest ]; then rendered_newest+=("$label=$dir.yaml"); else rendered+=("$label=$dir.yaml"); fi
+    else
+      flunk "$label does not render: $(cat "$work/err")"
+    fi
+  }
+  combo_count=0
+  for overlay in deployment daemonset; do
+    if [ "$overlay" = deployment ]; then comps=("${components_for_deployment[@]}"); else comps=("${components_for_daemonset[@]}"); fi
+    n=${#comps[@]}
+    for ((mask = 1; mask < (1 << n); mask++)); do
+      picked=()
+      for ((i = 0; i < n; i++)); do (((mask >> i) & 1)) && picked+=("${comps[i]}"); done
+      render_combo both "$overlay" "${picked[@]}"
+    done
+    for c in "${newest_only_components[@]}"; do render_combo newest "$overlay" "$c"; done
+  done
+  render_combo newest daemonset "${components_for_daemonset[@]}" "${newest_only_components[@]}"
 else
   say "kustomize not available: skipping render${render_note:+ ($render_note; need kustomize >= v5 or kubectl >= 1.27)}"
   say "checking the raw manifest files instead"
@@ -672,7 +1079,7 @@ run_py validate "" "$NEWEST" "${rendered[@]}" "${rendered_newest[@]}" "${raw[@]}
 # ---------------------------------------------------------------- consistency
 say "consistency"
 if [ ${#rendered[@]} -gt 0 ]; then
-  run_py consistency "$SETTINGS" "$alerts_arg" "${rendered[@]}" "${rendered_newest[@]}"
+  run_py consistency "$SETTINGS" "$alerts_arg" "$DASHBOARDS" "${rendered[@]}" "${rendered_newest[@]}"
 else
   # Raw fallback: the base objects plus the deployment overlay's own files.
   bundle=$work/raw-bundle.yaml
@@ -680,7 +1087,7 @@ else
     case $f in */kustomization.yaml | */secret.example.yaml | "$CM_COPY") continue ;; esac
     printf -- '---\n' >>"$bundle"; cat "$f" >>"$bundle"
   done
-  run_py consistency "$SETTINGS" "$alerts_arg" "k8s/base and overlays/deployment (raw)=$bundle"
+  run_py consistency "$SETTINGS" "$alerts_arg" "$DASHBOARDS" "k8s/base and overlays/deployment (raw)=$bundle"
 fi
 kusts=()
 while IFS= read -r f; do kusts+=("$f"); done < <(find k8s -name kustomization.yaml | LC_ALL=C sort)
