@@ -116,8 +116,20 @@ IMAGE ?= gateway:local
 DEMO_IMAGE ?= gateway-demo:local
 # Settings file (in ./settings, mounted at /etc/gateway) for docker-run.
 DOCKER_SETTINGS ?= production.yaml
-K8S_OVERLAY ?= k8s/overlays/deployment
+# Kubernetes layout for deploy-all, k8s-render and k8s-delete: MODE=deployment
+# (Deployment + HPA + PDB) or MODE=daemonset (one gateway per node), i.e. the
+# overlay k8s/overlays/$(MODE). K8S_OVERLAY=path takes any other overlay
+# (your own, with components; see k8s/README.md) and then MODE only names the
+# workload kind for the rollout hint.
+MODE ?= deployment
+K8S_MODES := deployment daemonset
+K8S_OVERLAY ?= k8s/overlays/$(MODE)
 K8S_NAMESPACE ?= gateway
+K8S_WORKLOAD = $(if $(filter daemonset,$(MODE)),daemonset,deployment)/gateway
+# Refuses an unknown MODE (unless K8S_OVERLAY was given) and a missing overlay.
+k8s-check-overlay = $(if $(and $(filter file,$(origin K8S_OVERLAY)),$(if $(filter-out $(K8S_MODES),$(MODE)),x,$(if $(MODE),,x))), \
+	echo "make $@: MODE=$(MODE) is not one of: $(K8S_MODES)" >&2; exit 1;) \
+	test -d "$(K8S_OVERLAY)" || { echo "make $@: overlay $(K8S_OVERLAY) does not exist" >&2; exit 1; }
 # `docker compose` (v2 plugin), else the standalone `docker-compose`.
 COMPOSE ?= $(shell if $(DOCKER) compose version >/dev/null 2>&1; then echo "$(DOCKER) compose"; \
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
@@ -156,11 +168,17 @@ compose-down: ## Stop and remove the docker compose stack
 	$(COMPOSE) down --remove-orphans
 
 .PHONY: deploy-all
-deploy-all: ## Apply the Kubernetes overlay (K8S_OVERLAY=k8s/overlays/deployment)
+deploy-all: ## Apply the Kubernetes layout: MODE=deployment (default; HPA + PDB) or MODE=daemonset (one per node)
 	@$(call require-tool,$(KUBECTL),Install kubectl 1.27+ and point it at the cluster.)
-	@test -d "$(K8S_OVERLAY)" || { echo "make $@: overlay $(K8S_OVERLAY) does not exist" >&2; exit 1; }
+	@$(k8s-check-overlay)
 	$(KUBECTL) apply -k $(K8S_OVERLAY)
-	@echo "watch it: make k8s-status  or  $(KUBECTL) -n $(K8S_NAMESPACE) rollout status deployment/gateway"
+	@echo "watch it: make k8s-status  or  $(KUBECTL) -n $(K8S_NAMESPACE) rollout status $(K8S_WORKLOAD)"
+
+.PHONY: k8s-render
+k8s-render: ## Print what deploy-all would apply (MODE=deployment|daemonset), without a cluster
+	@$(call require-tool,$(KUBECTL),Install kubectl 1.27+ (it embeds kustomize v5).)
+	@$(k8s-check-overlay)
+	@$(KUBECTL) kustomize $(K8S_OVERLAY)
 
 .PHONY: k8s-status
 k8s-status: ## Show the gateway's Kubernetes objects (deploy, ds, pods, svc, hpa, pdb)
@@ -168,9 +186,9 @@ k8s-status: ## Show the gateway's Kubernetes objects (deploy, ds, pods, svc, hpa
 	$(KUBECTL) -n $(K8S_NAMESPACE) get deploy,ds,pods,svc,hpa,pdb
 
 .PHONY: k8s-delete
-k8s-delete: ## Delete everything the overlay created (namespace included)
+k8s-delete: ## Delete everything the overlay created, namespace included (same MODE as deploy-all)
 	@$(call require-tool,$(KUBECTL),Install kubectl and point it at the cluster.)
-	@test -d "$(K8S_OVERLAY)" || { echo "make $@: overlay $(K8S_OVERLAY) does not exist" >&2; exit 1; }
+	@$(k8s-check-overlay)
 	$(KUBECTL) delete -k $(K8S_OVERLAY) --ignore-not-found
 
 .PHONY: e2e
