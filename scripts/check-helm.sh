@@ -688,10 +688,40 @@ def cmd_guards(args):
             ok("release edge: objects named edge-gateway*, Prometheus job still \"gateway\" (jobLabel)")
 
 
+def cmd_notes(args):
+    """notes HELM CHART VALUES...: NOTES.txt renders (helm template skips it,
+    so a copy of the chart renders it as a ConfigMap)."""
+    import shutil, tempfile
+    helm, chart, value_sets = args[0], args[1], args[2:]
+    tmp = tempfile.mkdtemp()
+    try:
+        copy = os.path.join(tmp, "chart")
+        shutil.copytree(chart, copy)
+        t = os.path.join(copy, "templates")
+        notes = open(os.path.join(t, "NOTES.txt")).read()
+        os.remove(os.path.join(t, "NOTES.txt"))
+        with open(os.path.join(t, "_notes_check.tpl"), "w") as f:
+            f.write('{{- define "notes-check" -}}\n' + notes + '{{- end }}\n')
+        with open(os.path.join(t, "notes-check.yaml"), "w") as f:
+            f.write("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: notes}\ndata:\n"
+                    "  notes: |\n    {{- include \"notes-check\" . | nindent 4 }}\n")
+        for vs in value_sets:
+            extra = [] if vs == "default" else ["-f", os.path.abspath(vs)]
+            p = subprocess.run([helm, "template", "gateway", copy, "--namespace", "gateway",
+                                "--show-only", "templates/notes-check.yaml"] + extra, capture_output=True, text=True)
+            text = p.returncode == 0 and (yaml.safe_load(p.stdout) or {}).get("data", {}).get("notes", "")
+            if text and "rollout status" in text:
+                ok("NOTES.txt renders (%s): %d lines" % (vs, len(text.splitlines())))
+            else:
+                fail("NOTES.txt does not render (%s): %s" % (vs, p.stderr.strip()[:300]))
+    finally:
+        shutil.rmtree(tmp)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"sync": cmd_sync, "copies": cmd_copies, "validate": cmd_validate,
-     "equivalence": cmd_equivalence, "guards": cmd_guards}[cmd](args)
+     "equivalence": cmd_equivalence, "guards": cmd_guards, "notes": cmd_notes}[cmd](args)
     if cmd != "sync":
         print("RESULT %d %d" % (passed, failed))
 
@@ -864,7 +894,9 @@ fi
 # ---------------------------------------------------------------- guards
 echo "guards (values the chart must refuse, and what some values must render)"
 run_py guards "$HELM" "$CHART"
-say "guards: $((step_passed + step_failed)) cases, $step_failed failures"
+g_passed=$step_passed g_failed=$step_failed
+run_py notes "$HELM" "$CHART" "${value_sets[@]}"
+say "guards: $((g_passed + g_failed)) cases, $g_failed failures; NOTES.txt renders for $step_passed of ${#value_sets[@]} value sets"
 
 say "done in $(( $(date +%s) - started ))s"
 echo "check-helm: $total_passed passed, $total_failed failed"
