@@ -718,10 +718,45 @@ def cmd_notes(args):
         shutil.rmtree(tmp)
 
 
+def cmd_docs(args):
+    """docs CHART: every value of values.yaml is in README.md (the key or a parent, in backticks)."""
+    chart = args[0]
+    values = yaml.safe_load(open(os.path.join(chart, "values.yaml")))
+    readme = open(os.path.join(chart, "README.md")).read()
+    documented = set(re.findall(r"`([A-Za-z][A-Za-z0-9_.]*)`", readme))
+    # "`a.b`, `c`" in a row of the table documents a.c too (siblings).
+    for row in readme.splitlines():
+        keys = re.findall(r"`([A-Za-z][A-Za-z0-9_.]*)`", row.split("|")[1] if row.startswith("|") else "")
+        for k in keys[1:]:
+            if "." in keys[0] and "." not in k:
+                documented.add(keys[0].rsplit(".", 1)[0] + "." + k)
+    paths = []
+    # Maps that are Kubernetes objects or user data, documented as a whole.
+    FREE_FORM = {k + "." for k in ("deployment.strategy", "autoscaling.behavior", "daemonset.updateStrategy",
+                                   "daemonset.resources", "podSecurityContext", "securityContext", "resources",
+                                   "startupProbe", "livenessProbe", "readinessProbe", "ingress.annotations",
+                                   "dashboards.labels", "dashboards.annotations")}
+
+    def walk(d, prefix):
+        for k, v in d.items():
+            path = prefix + k
+            if isinstance(v, dict) and v and path != "settings" and path + "." not in FREE_FORM:
+                walk(v, path + ".")
+            else:
+                paths.append(path)
+    walk(values, "")
+    missing = [p for p in paths
+               if not any(p == d or p.startswith(d + ".") for d in documented)]
+    if missing:
+        fail("%s/README.md does not document %s" % (chart, ", ".join(missing)))
+    else:
+        ok("%s/README.md documents every value (%d leaf keys)" % (chart, len(paths)))
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"sync": cmd_sync, "copies": cmd_copies, "validate": cmd_validate,
-     "equivalence": cmd_equivalence, "guards": cmd_guards, "notes": cmd_notes}[cmd](args)
+     "equivalence": cmd_equivalence, "guards": cmd_guards, "notes": cmd_notes, "docs": cmd_docs}[cmd](args)
     if cmd != "sync":
         print("RESULT %d %d" % (passed, failed))
 
@@ -897,6 +932,8 @@ run_py guards "$HELM" "$CHART"
 g_passed=$step_passed g_failed=$step_failed
 run_py notes "$HELM" "$CHART" "${value_sets[@]}"
 say "guards: $((g_passed + g_failed)) cases, $g_failed failures; NOTES.txt renders for $step_passed of ${#value_sets[@]} value sets"
+run_py docs "$CHART"
+say "docs: $CHART/README.md documents every value: $([ "$step_failed" = 0 ] && echo yes || echo no)"
 
 say "done in $(( $(date +%s) - started ))s"
 echo "check-helm: $total_passed passed, $total_failed failed"
