@@ -402,17 +402,32 @@ POD_FIELDS = ["securityContext", "terminationGracePeriodSeconds", "enableService
               "dnsPolicy", "initContainers"]
 
 
+def first_diff(a, b, path=""):
+    """The first place where two JSON-like values differ: (path, a part, b part)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            if a.get(k, "<absent>") != b.get(k, "<absent>"):
+                return first_diff(a.get(k, "<absent>"), b.get(k, "<absent>"), "%s.%s" % (path, k) if path else str(k))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return first_diff(x, y, "%s[%d]" % (path, i))
+    return path, a, b
+
+
 class Compare:
     def __init__(self, label):
         self.label, self.same, self.diff = label, [], []
 
-    def eq(self, what, a, b):
+    def eq(self, what, a, b, other="kustomize"):
         if a == b:
             self.same.append(what)
         else:
             self.diff.append(what)
-            fail("%s: %s differs\n          chart:     %s\n          kustomize: %s"
-                 % (self.label, what, compact(a)[:600], compact(b)[:600]))
+            where, x, y = first_diff(a, b)
+            fail("%s: %s differs%s\n          chart:%s %s\n          %s: %s"
+                 % (self.label, what, " at %s" % where if where else "",
+                    " " * max(1, len(other) - 4), compact(x)[:400], other, compact(y)[:400]))
 
     def report(self, what):
         if self.same:
@@ -524,7 +539,7 @@ def cmd_equivalence(args):
         c.eq("PriorityClass", strip(cpc), strip(kpc))
         cr, kr = one(ch, "PrometheusRule", "gateway"), one(ku, "PrometheusRule", "gateway")
         c.eq("PrometheusRule groups", spec_of(cr).get("groups"), spec_of(kr).get("groups"))
-        c.eq("PrometheusRule groups vs %s" % alerts_path, spec_of(cr).get("groups"), alert_groups)
+        c.eq("PrometheusRule groups vs %s" % alerts_path, spec_of(cr).get("groups"), alert_groups, alerts_path)
         c.eq("kinds", sorted({d["kind"] for d in ch} - {"Secret", "PodMonitor", "Namespace"} - ({"ConfigMap"} if "dashboards" not in what else set())),
              sorted({d["kind"] for d in ku} - {"Namespace"} - ({"ConfigMap"} if "dashboards" not in what else set())))
         c.report("objects")
@@ -549,7 +564,7 @@ def cmd_equivalence(args):
                 got.update(d.get("data") or {})
             c.eq("dashboard files", sorted(got), sorted(sources))
             for f in sorted(set(got) & set(sources)):
-                c.eq("%s content vs %s" % (f, dash_dir), got[f].rstrip("\n"), sources[f].rstrip("\n"))
+                c.eq("%s content vs %s" % (f, dash_dir), got[f].rstrip("\n"), sources[f].rstrip("\n"), dash_dir)
             c.report("dashboards")
 
 
@@ -869,7 +884,7 @@ else
   kust() { # overlay [component...] -> file
     local overlay=$1 name
     shift
-    name=$(basename "$overlay")${1:++$(basename "$1")}
+    name=$(basename "$overlay")$(printf '+%s' "$@")
     local dir=$work/kust-$name out=$work/kust-$name.yaml
     mkdir -p "$dir"
     local rel
@@ -918,12 +933,28 @@ else
     if c=$(chart_render daemonset --set kind=DaemonSet "${parity[@]}"); then
       items+=("chart DaemonSet mode vs k8s/overlays/daemonset=$c=$kds=workload,objects")
     else eq_failed=$((eq_failed + 1)); fi
+    # The per-node options against the optional kustomize components.
+    comps=(hostport tolerations ingress-from-nodes)
+    have_comps=1
+    for comp in "${comps[@]}"; do [ -d "k8s/components/$comp" ] || have_comps=0; done
+    if [ "$have_comps" = 1 ]; then
+      if kc=$(kust daemonset "${comps[@]}") \
+        && c=$(chart_render daemonset-hostport --set kind=DaemonSet "${parity[@]}" --set hostPort.enabled=true \
+          --set daemonset.updateStrategy.rollingUpdate.maxSurge=0% \
+          --set daemonset.updateStrategy.rollingUpdate.maxUnavailable=10% \
+          --set 'tolerations[0].operator=Exists' --set networkPolicy.hostNetworkIngress.enabled=true \
+          --set 'networkPolicy.hostNetworkIngress.nodeCIDRs[0]=192.0.2.0/24'); then
+        items+=("chart DaemonSet mode + hostPort, tolerations, hostNetworkIngress vs k8s/overlays/daemonset+components/${comps[*]}=$c=$kc=workload,objects")
+      else eq_failed=$((eq_failed + 1)); fi
+    else
+      echo "  SKIP  k8s/components/{${comps[*]}} not all present: per-node options not compared"
+    fi
   else
     eq_failed=$((eq_failed + 1))
   fi
   total_failed=$((total_failed + eq_failed))
   run_py equivalence "$CM_SOURCE" "$ALERTS" "$DASHBOARDS" "${items[@]}"
-  say "equivalence: ${#items[@]} chart renders vs $renderer (default, Deployment, DaemonSet), $(note compared) fields and objects compared, $((step_failed + eq_failed)) differences"
+  say "equivalence: ${#items[@]} chart renders vs $renderer (default, Deployment, DaemonSet, DaemonSet + per-node options), $(note compared) fields and objects compared, $((step_failed + eq_failed)) differences"
 fi
 
 # ---------------------------------------------------------------- guards
