@@ -111,8 +111,8 @@ if [ -z "$HELM" ]; then
 fi
 helm_version=$("$HELM" version --short 2>/dev/null) || { say "FAIL: $HELM does not run"; exit 1; }
 case $helm_version in
-  v3.*) ;;
-  *) say "FAIL: need Helm 3 (got $helm_version from $HELM)"; exit 1 ;;
+  v3.* | v4.*) ;;
+  *) say "FAIL: need Helm 3 or 4 (got $helm_version from $HELM)"; exit 1 ;;
 esac
 
 kv_versions() { # [extra sys.path entry] -> "pkgversion schema-versions..."
@@ -783,17 +783,14 @@ PY
 # leaves them in step_passed/step_failed and the NOTE counts in note_*.
 total_passed=0
 total_failed=0
-declare -A notes
+last_out=""
 run_py() {
   local out rc=0
   step_passed=0
   step_failed=0
-  notes=()
   out=$("$PY" "$py" "$@") || rc=$?
   printf '%s\n' "$out" | grep -v -e '^RESULT ' -e '^NOTE ' || true
-  while read -r _ k v; do
-    [ -n "${k:-}" ] && notes[$k]=$(( ${notes[$k]:-0} + v ))
-  done < <(printf '%s\n' "$out" | grep '^NOTE ' || true)
+  last_out=$out
   local result
   result=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1 || true)
   if [ "$rc" -ne 0 ] || [ -z "$result" ]; then
@@ -805,7 +802,8 @@ run_py() {
   total_passed=$((total_passed + step_passed))
   total_failed=$((total_failed + step_failed))
 }
-note() { echo "${notes[$1]:-0}"; }
+# The sum of the last python check's "NOTE KEY N" lines.
+note() { printf '%s\n' "$last_out" | awk -v k="$1" '$1 == "NOTE" && $2 == k {n += $3} END {print n + 0}'; }
 
 # ---------------------------------------------------------------- --sync
 if [ "$sync" = 1 ]; then
@@ -821,13 +819,13 @@ say "copies: $(note copies) copies of $ALERTS, $DASHBOARDS/*.json and $SETTINGS,
 # ---------------------------------------------------------------- lint
 value_sets=(default)
 for f in "$CHART"/ci/*.yaml; do [ -e "$f" ] && value_sets+=("$f"); done
-values_args() { [ "$1" = default ] || printf '%s\n' -f "$1"; }
+values_args() { if [ "$1" = default ]; then va=(); else va=(-f "$1"); fi; }
 
 echo "helm lint --strict"
 lint_failed=0
 for vs in "${value_sets[@]}"; do
-  mapfile -t va < <(values_args "$vs")
-  if "$HELM" lint --strict "$CHART" "${va[@]}" >"$work/lint" 2>&1; then
+  values_args "$vs"
+  if "$HELM" lint --strict "$CHART" ${va[@]+"${va[@]}"} >"$work/lint" 2>&1; then
     echo "  ok    helm lint --strict ($vs)"
     total_passed=$((total_passed + 1))
   else
@@ -844,9 +842,9 @@ echo "helm template + kubernetes-validate"
 rendered=()
 render_failed=0
 for vs in "${value_sets[@]}"; do
-  mapfile -t va < <(values_args "$vs")
+  values_args "$vs"
   out=$work/render-$(basename "$vs" .yaml).yaml
-  if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" "${va[@]}" >"$out" 2>"$work/err"; then
+  if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" ${va[@]+"${va[@]}"} >"$out" 2>"$work/err"; then
     rendered+=("$vs=$out")
   else
     echo "  FAIL  helm template ($vs): $(cat "$work/err")"
@@ -854,11 +852,11 @@ for vs in "${value_sets[@]}"; do
   fi
 done
 total_failed=$((total_failed + render_failed))
-run_py validate "$kv_124_path" "$OLDEST" "${rendered[@]}"
+run_py validate "$kv_124_path" "$OLDEST" ${rendered[@]+"${rendered[@]}"}
 v_failed=$step_failed
 resources=$(note resources)
 crs=$(note crs)
-run_py validate "" "$NEWEST" "${rendered[@]}"
+run_py validate "" "$NEWEST" ${rendered[@]+"${rendered[@]}"}
 v_failed=$((v_failed + step_failed + render_failed))
 say "validate: ${#value_sets[@]} value sets, $resources resources strict-valid against Kubernetes $OLDEST and $NEWEST, $crs custom resources structure-checked, $v_failed failures"
 
@@ -926,7 +924,7 @@ else
     if c=$(chart_render default); then
       items+=("chart default values vs k8s/overlays/deployment=$c=$kd=workload")
     else eq_failed=$((eq_failed + 1)); fi
-    if kdd=$(kust deployment "${dash_component[@]}") \
+    if kdd=$(kust deployment ${dash_component[@]+"${dash_component[@]}"}) \
       && c=$(chart_render deployment --set kind=Deployment --set autoscaling.enabled=true "${parity[@]}" --set dashboards.enabled=true); then
       items+=("chart Deployment mode vs k8s/overlays/deployment${dash_component:++components/$dash_component}=$c=$kdd=workload,objects,dashboards")
     else eq_failed=$((eq_failed + 1)); fi
@@ -953,7 +951,7 @@ else
     eq_failed=$((eq_failed + 1))
   fi
   total_failed=$((total_failed + eq_failed))
-  run_py equivalence "$CM_SOURCE" "$ALERTS" "$DASHBOARDS" "${items[@]}"
+  run_py equivalence "$CM_SOURCE" "$ALERTS" "$DASHBOARDS" ${items[@]+"${items[@]}"}
   say "equivalence: ${#items[@]} chart renders vs $renderer (default, Deployment, DaemonSet, DaemonSet + per-node options), $(note compared) fields and objects compared, $((step_failed + eq_failed)) differences"
 fi
 
