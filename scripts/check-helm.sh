@@ -34,11 +34,15 @@
 #     PrometheusRule's groups equal prometheus/alerts.yaml's; dashboards
 #     equal grafana/dashboards; Service, HPA, PDB, NetworkPolicy, Ingress,
 #     ServiceMonitor and PriorityClass specs equal the overlays'.
+#     With the components hostport, tolerations and ingress-from-nodes, the
+#     DaemonSet with hostPort, tolerations and hostNetworkIngress is compared
+#     with the daemonset overlay plus those components.
 #  6. guards: value combinations the chart must refuse (hostPort with a
 #     surge update, a grace period shorter than preStop + shutdown timeout, a
 #     fractional CPU limit, a non-GATEWAY_* secret key...) fail to render,
 #     and existingSecret, DaemonSet mode, settings merging and another
-#     release name render what they should.
+#     release name render what they should; NOTES.txt renders.
+#  7. docs: charts/gateway/README.md names every value of values.yaml.
 # Fast after the first run: the tools are installed once.
 set -euo pipefail
 
@@ -64,7 +68,7 @@ sync=0
 case "${1:-}" in
   "") ;;
   --sync) sync=1 ;;
-  -h | --help) sed -n '2,45p' "$0"; exit 0 ;;
+  -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
   *) echo "usage: $0 [--sync]" >&2; exit 2 ;;
 esac
 
