@@ -14,6 +14,9 @@
 #                                  heading of that name is there)
 #   - job selector                 every job matcher of the alerts is one exact job="..." (a regex such
 #                                  as job=~".*gateway.*" also matches istio-ingressgateway)
+#   - namespaces                   every aggregation of the alerts keeps the namespace label
+#                                  (sum by (job, namespace, ...)): same-named gateways in two
+#                                  namespaces are never summed together
 # That every metric these reference is really exported is tests/monitoring.rs.
 # Run from the repository root (make test does). Without promtool on PATH it
 # extracts promtool from Debian's `prometheus` package into the project-local
@@ -107,6 +110,17 @@ for name, block in zip(names, blocks):
     m = re.search(r"expr:(.*?)\n\s*(?:for|labels):", block, flags=re.S)
     if m and "job=" not in m.group(1):
         errors.append(f"{name}: expr does not select the job (job=\"...\")")
+    # Every aggregation keeps the namespace: two installations sharing
+    # job="gateway" in two namespaces are judged separately, not summed.
+    expr = m.group(1) if m else ""
+    for op in re.finditer(r"\b(sum|avg|min|max|count|group|stddev|stdvar|topk|bottomk|quantile|count_values)\s*(by|without)?\s*\(([^)]*)\)?", expr):
+        agg, mod, grouping = op.group(1), op.group(2), op.group(3) or ""
+        if mod == "without":
+            bad = "namespace" in [g.strip() for g in grouping.split(",")]
+        else:
+            bad = mod != "by" or "namespace" not in [g.strip() for g in grouping.split(",")]
+        if bad:
+            errors.append(f"{name}: aggregation '{op.group(0).strip()}' drops the namespace label (use {agg} by (job, namespace, ...))")
 groups = re.findall(r"^\s*- name:\s*(\S+)", text, flags=re.M)
 if groups != ["gateway"]:
     errors.append(f"expected exactly one group named gateway, found {groups}")
@@ -125,7 +139,7 @@ else:
 if errors:
     print("\n".join("  " + e for e in errors), file=sys.stderr)
     sys.exit(1)
-print(f"  {len(names)} alerts, runbook anchors ok, job selector {sorted({v for _, v in jobs})}")
+print(f"  {len(names)} alerts, runbook anchors ok, job selector {sorted({v for _, v in jobs})}, aggregations keep namespace")
 PY
 
 log "grafana dashboards and provisioning"
