@@ -41,7 +41,8 @@
 #     surge update, a grace period shorter than preStop + shutdown timeout, a
 #     fractional CPU limit, a non-GATEWAY_* secret key...) fail to render,
 #     and existingSecret, DaemonSet mode, settings merging and another
-#     release name render what they should; NOTES.txt renders.
+#     release name render what they should; NOTES.txt renders; the packaged
+#     chart (helm package, .helmignore applied) still has files/.
 #  7. docs: charts/gateway/README.md names every value of values.yaml.
 # Fast after the first run: the tools are installed once.
 set -euo pipefail
@@ -707,6 +708,37 @@ def cmd_guards(args):
             ok("release edge: objects named edge-gateway*, Prometheus job still \"gateway\" (jobLabel)")
 
 
+def cmd_package(args):
+    """package HELM CHART DASHBOARDS: the packaged chart (.helmignore applied) still renders the
+    dashboards and alert rules from files/."""
+    import tempfile, shutil
+    helm, chart, dash_dir = args
+    tmp = tempfile.mkdtemp()
+    try:
+        p = subprocess.run([helm, "package", chart, "-d", tmp], capture_output=True, text=True)
+        tgz = glob.glob(os.path.join(tmp, "*.tgz"))
+        if p.returncode != 0 or len(tgz) != 1:
+            fail("helm package %s: %s" % (chart, p.stderr.strip()[:300]))
+            return
+        p = subprocess.run([helm, "template", "gateway", tgz[0], "--namespace", "gateway", "--set",
+                            "dashboards.enabled=true", "--set", "prometheusRule.enabled=true"],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            fail("the packaged chart does not render: %s" % p.stderr.strip()[:300])
+            return
+        docs = load_docs_text(p.stdout)
+        dash = [d for d in find(docs, "ConfigMap") if (d["metadata"].get("labels") or {}).get("grafana_dashboard")]
+        want = len(glob.glob(os.path.join(dash_dir, "*.json")))
+        rules = find(docs, "PrometheusRule")
+        if len(dash) == want and len(rules) == 1 and spec_of(rules[0]).get("groups"):
+            ok("helm package: %s (%d KiB) renders %d dashboards and the alert rules"
+               % (os.path.basename(tgz[0]), os.path.getsize(tgz[0]) // 1024, want))
+        else:
+            fail("the packaged chart renders %d dashboards (want %d) and %d PrometheusRule" % (len(dash), want, len(rules)))
+    finally:
+        shutil.rmtree(tmp)
+
+
 def cmd_notes(args):
     """notes HELM CHART VALUES...: NOTES.txt renders (helm template skips it,
     so a copy of the chart renders it as a ConfigMap)."""
@@ -775,7 +807,8 @@ def cmd_docs(args):
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     {"sync": cmd_sync, "copies": cmd_copies, "validate": cmd_validate,
-     "equivalence": cmd_equivalence, "guards": cmd_guards, "notes": cmd_notes, "docs": cmd_docs}[cmd](args)
+     "equivalence": cmd_equivalence, "guards": cmd_guards, "notes": cmd_notes, "docs": cmd_docs,
+     "package": cmd_package}[cmd](args)
     if cmd != "sync":
         print("RESULT %d %d" % (passed, failed))
 
@@ -964,7 +997,9 @@ echo "guards (values the chart must refuse, and what some values must render)"
 run_py guards "$HELM" "$CHART"
 g_passed=$step_passed g_failed=$step_failed
 run_py notes "$HELM" "$CHART" "${value_sets[@]}"
-say "guards: $((g_passed + g_failed)) cases, $g_failed failures; NOTES.txt renders for $step_passed of ${#value_sets[@]} value sets"
+n_passed=$step_passed
+run_py package "$HELM" "$CHART" "$DASHBOARDS"
+say "guards: $((g_passed + g_failed)) cases, $g_failed failures; NOTES.txt renders for $n_passed of ${#value_sets[@]} value sets; helm package: $([ "$step_failed" = 0 ] && echo ok || echo FAILED)"
 run_py docs "$CHART"
 say "docs: $CHART/README.md documents every value: $([ "$step_failed" = 0 ] && echo yes || echo no)"
 
