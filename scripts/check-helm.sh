@@ -417,6 +417,13 @@ def first_diff(a, b, path=""):
         for i, (x, y) in enumerate(zip(a, b)):
             if x != y:
                 return first_diff(x, y, "%s[%d]" % (path, i))
+    if isinstance(a, str) and isinstance(b, str) and ("\n" in a or "\n" in b):
+        la, lb = a.split("\n"), b.split("\n")
+        for i in range(max(len(la), len(lb))):
+            x = la[i] if i < len(la) else "<end>"
+            y = lb[i] if i < len(lb) else "<end>"
+            if x != y:
+                return "%s line %d" % (path or "text", i + 1), x.strip(), y.strip()
     return path, a, b
 
 
@@ -888,14 +895,23 @@ for vs in "${value_sets[@]}"; do
     render_failed=$((render_failed + 1))
   fi
 done
+# The kubelet's preStop sleep action exists from Kubernetes 1.30 on: newest only.
+newest_only=()
+out=$work/render-sleep-action.yaml
+if "$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" --set preStop.sleepAction=true >"$out" 2>"$work/err"; then
+  newest_only+=("preStop.sleepAction: true (Kubernetes 1.30 and later)=$out")
+else
+  echo "  FAIL  helm template (preStop.sleepAction=true): $(cat "$work/err")"
+  render_failed=$((render_failed + 1))
+fi
 total_failed=$((total_failed + render_failed))
 run_py validate "$kv_124_path" "$OLDEST" ${rendered[@]+"${rendered[@]}"}
 v_failed=$step_failed
 resources=$(note resources)
 crs=$(note crs)
-run_py validate "" "$NEWEST" ${rendered[@]+"${rendered[@]}"}
+run_py validate "" "$NEWEST" ${rendered[@]+"${rendered[@]}"} ${newest_only[@]+"${newest_only[@]}"}
 v_failed=$((v_failed + step_failed + render_failed))
-say "validate: ${#value_sets[@]} value sets, $resources resources strict-valid against Kubernetes $OLDEST and $NEWEST, $crs custom resources structure-checked, $v_failed failures"
+say "validate: ${#value_sets[@]} value sets, $resources resources strict-valid against Kubernetes $OLDEST and $NEWEST (+ preStop.sleepAction against $NEWEST), $crs custom resources structure-checked, $v_failed failures"
 
 # ---------------------------------------------------------------- equivalence
 version_of() { grep -oE 'v[0-9]+\.[0-9]+\.[0-9]+' | head -n 1; }
