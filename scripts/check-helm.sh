@@ -18,7 +18,8 @@
 #     .tools/kubernetes-validate-1.33.1 for the Kubernetes 1.24 schemas).
 #     Nothing goes into the system's or the user's Python (PEP 668). Set
 #     GATEWAY_TOOLS_DIR to keep them elsewhere, HELM to use another helm.
-#  2. copies: the files above are identical to their sources.
+#  2. copies: the files above are identical to their sources; the chart's
+#     appVersion (the default image tag) is the version in Cargo.toml.
 #  3. helm lint --strict with the default values and every charts/gateway/ci/*.yaml.
 #  4. helm template with each value set; every resource validated strictly
 #     (unknown fields are errors) against Kubernetes 1.24 and the newest
@@ -262,6 +263,15 @@ def cmd_copies(args):
     if top != {"groups"}:
         fail("%s must hold only `groups` (the chart puts the file under PrometheusRule spec), got %s"
              % (alerts, sorted(top)))
+    # appVersion (the default image tag) = the gateway's version.
+    cargo = open("Cargo.toml").read()
+    m = re.search(r'^\[package\][^\[]*?^version\s*=\s*"([^"]+)"', cargo, re.M | re.S)
+    app = str((yaml.safe_load(open(os.path.join(chart, "Chart.yaml"))) or {}).get("appVersion"))
+    if m and m.group(1) == app:
+        ok("%s/Chart.yaml appVersion %s = the version in Cargo.toml" % (chart, app))
+    else:
+        fail("%s/Chart.yaml appVersion %s differs from Cargo.toml's version %s: bump appVersion (and the chart's version)"
+             % (chart, app, m.group(1) if m else "?"))
     values = os.path.join(chart, "values.yaml")
     n += 1
     start, end, block = settings_block(open(values).read())
