@@ -981,7 +981,11 @@ else
   parity=(--set serviceMonitor.enabled=true --set prometheusRule.enabled=true --set networkPolicy.enabled=true
     --set ingress.enabled=true)
   dash_component=()
-  if [ -d k8s/components/grafana-dashboards ]; then dash_component=(grafana-dashboards); fi
+  dash_label=""
+  if [ -d k8s/components/grafana-dashboards ]; then
+    dash_component=(grafana-dashboards)
+    dash_label="+components/grafana-dashboards"
+  fi
   items=()
   if kd=$(kust deployment) && kds=$(kust daemonset); then
     if c=$(chart_render default); then
@@ -989,7 +993,7 @@ else
     else eq_failed=$((eq_failed + 1)); fi
     if kdd=$(kust deployment ${dash_component[@]+"${dash_component[@]}"}) \
       && c=$(chart_render deployment --set kind=Deployment --set autoscaling.enabled=true "${parity[@]}" --set dashboards.enabled=true); then
-      items+=("chart Deployment mode vs k8s/overlays/deployment${dash_component:++components/$dash_component}=$c=$kdd=workload,objects,dashboards")
+      items+=("chart Deployment mode vs k8s/overlays/deployment$dash_label=$c=$kdd=workload,objects,dashboards")
     else eq_failed=$((eq_failed + 1)); fi
     if c=$(chart_render daemonset --set kind=DaemonSet "${parity[@]}"); then
       items+=("chart DaemonSet mode vs k8s/overlays/daemonset=$c=$kds=workload,objects")
