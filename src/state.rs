@@ -199,6 +199,24 @@ impl Gateway {
                     .with_label_values(&[&u.settings.name, &t.url])
                     .set(i64::from(t.is_available()));
             }
+            // Present at 0 from the start, so that rate() and increase()
+            // see the first retry of each reason.
+            for reason in ["status", "connect", "send"] {
+                metrics
+                    .upstream_retries
+                    .with_label_values(&[&u.settings.name, reason]);
+            }
+        }
+        for route in &settings.routes {
+            if route
+                .features
+                .as_ref()
+                .is_some_and(|f| f.ip_rules.is_some())
+            {
+                metrics
+                    .route_ip_denied
+                    .with_label_values(&[route.name.as_str()]);
+            }
         }
         let upstream_histograms = upstreams
             .iter()

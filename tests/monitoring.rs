@@ -337,3 +337,42 @@ routes:
         "the dead target is not marked down:\n{exposition}"
     );
 }
+
+/// The value of the one sample of `name` carrying every label of `labels`.
+fn sample(exposition: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")))
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[actix_rt::test]
+async fn retry_and_ip_denial_counters_exist_at_zero_before_any_request() {
+    let up = spawn_upstream("live");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  live: {{targets: ["{live}"]}}
+routes:
+  - {{name: guarded, path_prefix: /guarded, upstream: live, deny_ips: ["10.0.0.0/8"]}}
+  - {{name: open, path_prefix: /, upstream: live}}
+"#,
+        live = up.url()
+    ))
+    .await;
+    // rate() and increase() only see an increment from a series that
+    // already existed: the first retry or denial would be lost otherwise.
+    let m = gw.metrics().await;
+    for reason in ["status", "connect", "send"] {
+        let labels = [r#"upstream="live""#, &format!(r#"reason="{reason}""#)];
+        assert_eq!(
+            sample(&m, "gateway_upstream_retries_total", &labels),
+            Some(0.0),
+            "{reason}"
+        );
+    }
+    let denied = "gateway_route_ip_denied_total";
+    assert_eq!(sample(&m, denied, &[r#"route="guarded""#]), Some(0.0));
+    assert_eq!(sample(&m, denied, &[r#"route="open""#]), None);
+}

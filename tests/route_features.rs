@@ -691,4 +691,120 @@ routes:
         "{line}"
     );
     assert_eq!(line["upstream"], "app");
+
+    // A streamed (chunked) body is counted as it is sent; the line is
+    // written when it ends.
+    let mut res = client()
+        .get(gw.url("/bytes/200000?chunked=1"))
+        .insert_header(("x-request-id", "log-fields-2"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.body().limit(1 << 20).await.unwrap().len(), 200_000);
+    let line = gw.access_log_for("log-fields-2").await;
+    assert_eq!(
+        (line["bytes_in"].as_u64(), line["bytes_out"].as_u64()),
+        (Some(0), Some(200_000))
+    );
+}
+
+#[actix_rt::test]
+async fn compression_streams_what_the_upstream_has_sent_while_it_waits() {
+    use futures_util::StreamExt;
+    use std::io::Write;
+
+    let up = spawn_upstream("app");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  app: {{targets: ["{up}"]}}
+routes:
+  - {{name: zipped, path_prefix: /, upstream: app, compress: true}}
+"#,
+        up = up.url()
+    ))
+    .await;
+    // The upstream sends half of the body, then waits until told to go on:
+    // a gateway holding the body whole would send nothing before that.
+    let size = 4 << 20;
+    let original = text_body(size);
+    let mut res = client()
+        .get(gw.url(&format!("/text/{size}?hold=1")))
+        .insert_header(("accept-encoding", "gzip"))
+        .insert_header(("x-request-id", "held-1"))
+        .send()
+        .await
+        .expect("response head");
+    assert_eq!(hdr(&res, "content-encoding"), "gzip");
+    let mut decoded = flate2::write::GzDecoder::new(Vec::new());
+    let mut sent = 0;
+    let started = Instant::now();
+    while decoded.get_ref().len() < size / 2 {
+        let chunk = actix_rt::time::timeout(Duration::from_secs(20), res.next())
+            .await
+            .unwrap_or_else(|_| {
+                panic!(
+                    "only {} of the {} bytes the upstream sent arrived, {:?} after the head",
+                    decoded.get_ref().len(),
+                    size / 2,
+                    started.elapsed()
+                )
+            })
+            .expect("body open")
+            .expect("body chunk");
+        sent += chunk.len();
+        decoded.write_all(&chunk).expect("gzip so far");
+        // The decoder holds up to 32 KiB of output until flushed.
+        decoded.flush().expect("gzip so far");
+    }
+    assert!(original.starts_with(decoded.get_ref()));
+    held_text().notify_one();
+    while let Some(chunk) = res.next().await {
+        let chunk = chunk.expect("body chunk");
+        sent += chunk.len();
+        decoded.write_all(&chunk).expect("gzip");
+    }
+    assert!(
+        decoded.finish().expect("gzip end") == original,
+        "gzip round trip"
+    );
+    // What was sent, compressed, once the body has ended.
+    let line = gw.access_log_for("held-1").await;
+    assert_eq!(line["bytes_out"].as_u64(), Some(sent as u64), "{line}");
+}
+
+#[actix_rt::test]
+async fn request_header_rules_also_shape_websocket_handshakes() {
+    use actix_http::ws::{Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+
+    let up = spawn_upstream("ws");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  app: {{targets: ["{up}"]}}
+routes:
+  - name: live
+    path_prefix: /
+    upstream: app
+    request_headers: {{set: {{X-Tenant: blue}}, remove: [X-Debug]}}
+"#,
+        up = up.url()
+    ))
+    .await;
+    let (res, mut conn) = client()
+        .ws(gw.url("/ws").replace("http://", "ws://"))
+        .header("x-debug", "1")
+        .header("x-tenant", "red")
+        .connect()
+        .await
+        .expect("websocket handshake through the gateway");
+    assert_eq!(res.status(), 101);
+    conn.send(Message::Text("whoami".into())).await.unwrap();
+    let Some(Ok(Frame::Text(seen))) = conn.next().await else {
+        panic!("no answer to whoami");
+    };
+    let seen: serde_json::Value = serde_json::from_slice(&seen).unwrap();
+    assert_eq!(seen["headers"]["x-tenant"], "blue", "{seen}");
+    assert!(seen["headers"].get("x-debug").is_none(), "{seen}");
 }

@@ -1,7 +1,8 @@
 //! Second stage: measures and records every request, whatever answers it
 //! (`telemetry::access_log` does the counting and writes the line).
 //! It wraps everything after it, so gateway-made errors are counted and
-//! logged like proxied responses. It pins the request to the current
+//! logged like proxied responses; a streamed body's line is written when
+//! the body ends (`telemetry::logged_body`). It pins the request to the current
 //! settings generation (`state::Pinned`) for every later stage. During the drain delay it marks every
 //! response `Connection: close`.
 
@@ -15,6 +16,7 @@ use actix_web::{web, Error, HttpMessage};
 
 use crate::state::{Live, Pinned};
 use crate::telemetry::access_log::{Exchange, InFlight, WorkerTelemetry};
+use crate::telemetry::logged_body::{LoggedBody, PendingLine};
 
 pub async fn access_log(
     req: ServiceRequest,
@@ -25,13 +27,14 @@ pub async fn access_log(
         req.app_data::<web::Data<Live>>(),
         req.app_data::<web::Data<WorkerTelemetry>>().cloned(),
     ) else {
-        return next.call(req).await;
+        let res = next.call(req).await?;
+        return Ok(res.map_body(|_, body| LoggedBody::logged(body)));
     };
     // The request runs on this generation to the end, whatever reloads.
     let gw = live.current();
     req.extensions_mut().insert(Pinned(gw.clone()));
     let start = Instant::now();
-    let _in_flight = InFlight::enter(&gw.metrics.in_flight);
+    let in_flight = InFlight::enter(&gw.metrics.in_flight);
     let method = req.method().clone();
     // A Uri clone shares its bytes: cheaper than copying the path.
     let uri = req.uri().clone();
@@ -44,6 +47,8 @@ pub async fn access_log(
     let user_agent = headers.get(header::USER_AGENT).cloned();
 
     let mut result = next.call(req).await;
+    let elapsed = start.elapsed();
+    drop(in_flight);
     if gw.closes_connections() {
         // Clients reconnect (to another replica) instead of sending more on
         // a connection the gateway is about to close.
@@ -64,20 +69,48 @@ pub async fn access_log(
         ),
         Err(err) => (err.as_response_error().status_code(), None),
     };
-    // The extensions stay borrowed while the line is written: nothing is
-    // copied out of them.
-    let ext = result.as_ref().ok().map(|res| res.request().extensions());
-    let exchange = Exchange {
-        method: &method,
-        uri: &uri,
-        status,
-        elapsed: start.elapsed(),
-        bytes_in,
-        bytes_out,
-        user_agent: user_agent.as_ref().map(|ua| ua.as_bytes()),
-        ext: ext.as_deref(),
-    };
-    worker.record(&gw, &exchange);
-    drop(ext);
-    result
+    // A streamed body's line waits for its end, to know how much was sent.
+    let deferred = bytes_out.is_none() && result.is_ok() && gw.access_log;
+    {
+        // The extensions stay borrowed while the line is written: nothing
+        // is copied out of them.
+        let ext = result.as_ref().ok().map(|res| res.request().extensions());
+        let exchange = Exchange {
+            method: &method,
+            uri: &uri,
+            status,
+            elapsed,
+            bytes_in,
+            bytes_out,
+            user_agent: user_agent.as_ref().map(|ua| ua.as_bytes()),
+            ext: ext.as_deref(),
+        };
+        worker.count(&gw, &exchange);
+        if !deferred {
+            worker.log(&gw, &exchange);
+        }
+    }
+    if !deferred {
+        return result.map(|res| res.map_body(|_, body| LoggedBody::logged(body)));
+    }
+    result.map(|res| {
+        let request = res.request().clone();
+        res.map_body(|_, body| {
+            LoggedBody::counted(
+                body,
+                PendingLine {
+                    worker,
+                    gw,
+                    request,
+                    method,
+                    uri,
+                    status,
+                    elapsed,
+                    bytes_in,
+                    user_agent,
+                    bytes_out: 0,
+                },
+            )
+        })
+    })
 }

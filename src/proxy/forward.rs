@@ -26,7 +26,7 @@ use super::body::{build_response, InFlightOwned, LimitedBody};
 use super::clients::{UpstreamClients, WorkerClients};
 use super::failure::UpstreamFailure;
 use super::headers::{for_each_upstream_header, forwarded_for};
-use super::websocket::{self, Tunnel};
+use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
@@ -197,7 +197,10 @@ pub async fn forward(
             &clients,
             upstream_idx,
             &path_and_query,
-            extra,
+            HandshakeHeaders {
+                extra,
+                rules: features.and_then(|f| f.request_headers.as_ref()),
+            },
         ))
         .await
         .unwrap_or_else(fail);
@@ -417,7 +420,7 @@ async fn upgrade(
     clients: &UpstreamClients,
     upstream_idx: usize,
     path_and_query: &str,
-    extra: Vec<(HeaderName, HeaderValue)>,
+    added: HandshakeHeaders<'_>,
 ) -> Result<HttpResponse, GatewayError> {
     if !websocket::has_key(req) {
         return Err(GatewayError::BadRequest(
@@ -436,7 +439,7 @@ async fn upgrade(
     let tunnel = Tunnel {
         client: clients.for_tunnels(upstream_idx),
         url: format!("{}{}", target.url, path_and_query),
-        extra,
+        added,
         skip: &gw.request_skip,
         gateway_cookies: &gw.gateway_cookies,
     };

@@ -9,7 +9,7 @@
 //! The tunnel lives until either side closes.
 
 use actix_http::ws::hash_key;
-use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::failure::UpstreamFailure;
 use super::headers::{for_each_end_to_end, for_each_upstream_header};
+use crate::settings::HeaderRules;
 
 /// Headers of the handshake that belong to one hop's key exchange.
 const HANDSHAKE_HEADERS: [HeaderName; 3] = [
@@ -52,11 +53,18 @@ pub struct Tunnel<'a> {
     pub client: &'a awc::Client,
     /// `ws://` or `wss://` URL of the chosen target, with path and query.
     pub url: String,
-    /// Extra headers for the upstream (X-Forwarded-*, X-Request-Id, Host).
-    pub extra: Vec<(HeaderName, HeaderValue)>,
+    pub added: HandshakeHeaders<'a>,
     pub skip: &'a [HeaderName],
     /// The gateway's own cookies, never passed upstream.
     pub gateway_cookies: &'a [String],
+}
+
+/// What the gateway adds to the client's handshake headers.
+pub struct HandshakeHeaders<'a> {
+    /// X-Forwarded-*, X-Request-Id, Host and the identity headers.
+    pub extra: Vec<(HeaderName, HeaderValue)>,
+    /// The route's `request_headers` rules, applied last as on plain requests.
+    pub rules: Option<&'a HeaderRules>,
 }
 
 /// Opens the upstream WebSocket and returns the client's 101 response whose
@@ -78,17 +86,21 @@ pub async fn open<G: 'static>(
     let mut ws = tunnel.client.ws(tunnel.url.as_str());
     let mut skip: Vec<HeaderName> = tunnel.skip.to_vec();
     skip.extend(HANDSHAKE_HEADERS);
-    let mut forwarded: Vec<(HeaderName, HeaderValue)> = Vec::new();
+    let mut forwarded = HeaderMap::new();
     for_each_upstream_header(
         req.headers(),
         &skip,
         tunnel.gateway_cookies,
-        |name, value| {
-            forwarded.push((name.clone(), value.clone()));
-        },
+        |name, value| forwarded.append(name.clone(), value.clone()),
     );
-    for (name, value) in forwarded.into_iter().chain(tunnel.extra) {
-        ws = ws.header(name, value);
+    for (name, value) in tunnel.added.extra {
+        forwarded.append(name, value);
+    }
+    if let Some(rules) = tunnel.added.rules {
+        rules.apply(&mut forwarded);
+    }
+    for (name, value) in forwarded.iter() {
+        ws = ws.header(name.clone(), value.clone());
     }
     let (upstream_head, framed) = ws
         .connect()

@@ -140,6 +140,10 @@ routes:
     path_prefix: /c
     upstreams: [{upstream: u, weight: 0}]
     rewrite: {pattern: "^/(.*)$", replacement: "relative/$1"}
+  - name: d
+    path_prefix: /d
+    upstream: u
+    rewrite: {pattern: "^/(.*)$", replacement: "/100%/$1%2F"}
 "#,
         )?;
         let p = load_file("bad.yaml").expect_err("refused");
@@ -166,6 +170,7 @@ routes:
             "bad.yaml: routes[1].cors.allow_origins: \"https://app.example.com/\" is not an exact origin",
             "bad.yaml: routes[2].upstreams: weights must add up to more than 0",
             "bad.yaml: routes[2].rewrite.replacement: \"relative/$1\" must start with '/'",
+            "bad.yaml: routes[3].rewrite.replacement: \"/100%/$1%2F\" has a '%' not followed by two hex digits",
         ];
         for e in expect {
             assert!(

@@ -169,9 +169,35 @@ fn rewrite(c: &mut Checker, base: &str, rw: &RawRewrite) -> Option<PathRewrite> 
             );
         }
     }
+    // A `%` of the replacement's own text must start an escape: the
+    // rewritten path is normalised again and would be refused with 400 on
+    // every request otherwise.
+    let without_dollars = rw.replacement.replace("$$", "");
+    let literal = refs.replace_all(&without_dollars, "");
+    if !percent_escapes_complete(&literal) {
+        c.fail(
+            "routes",
+            &format!("{key}.replacement"),
+            format!(
+                "{:?} has a '%' not followed by two hex digits (write %25 for a literal '%')",
+                rw.replacement
+            ),
+        );
+        return None;
+    }
     Some(PathRewrite {
         pattern,
         replacement: rw.replacement.clone(),
+    })
+}
+
+fn percent_escapes_complete(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
     })
 }
 

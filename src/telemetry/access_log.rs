@@ -55,7 +55,8 @@ pub struct Exchange<'a> {
     pub elapsed: Duration,
     /// The request's Content-Length (`None` for a streamed body).
     pub bytes_in: Option<u64>,
-    /// The response body's size when known at the head (`None` when streamed).
+    /// The response body's size: known at the head, or counted as a
+    /// streamed body is sent (`None` when the request failed).
     pub bytes_out: Option<u64>,
     pub user_agent: Option<&'a [u8]>,
     /// What the later stages learned (none when the request failed as an
@@ -78,8 +79,8 @@ impl WorkerTelemetry {
         }
     }
 
-    /// Counts the exchange and writes its access-log line.
-    pub fn record(&self, gw: &Gateway, x: &Exchange<'_>) {
+    /// Counts the exchange in the metrics (at the response head).
+    pub fn count(&self, gw: &Gateway, x: &Exchange<'_>) {
         let ext = x.ext;
         let route_idx = ext.and_then(|e| e.get::<MatchedRoute>()).map(|m| m.index);
         let route_name = route_idx.map(|i| gw.routes.get(i).name.as_str());
@@ -92,11 +93,18 @@ impl WorkerTelemetry {
             method_label(x.method),
             x.status,
         );
+    }
 
+    /// Writes the exchange's access-log line (when the log is on).
+    pub fn log(&self, gw: &Gateway, x: &Exchange<'_>) {
         if !gw.access_log {
             return;
         }
+        let ext = x.ext;
         let log = &self.access_log;
+        let route_name = ext
+            .and_then(|e| e.get::<MatchedRoute>())
+            .map(|m| gw.routes.get(m.index).name.as_str());
         let (upstream, target, upstream_ms) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];

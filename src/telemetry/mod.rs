@@ -10,5 +10,6 @@
 pub mod access_log;
 pub mod health;
 mod json_line;
+pub mod logged_body;
 pub mod logging;
 pub mod metrics;

@@ -167,8 +167,9 @@ pub fn text_body(n: usize) -> Vec<u8> {
 }
 
 /// `/text/{n}`: n bytes of JSON lines in 16 KiB chunks (`?type=` sets the
-/// Content-Type, `?encoded=1` claims `Content-Encoding: gzip`); a `Range`
-/// request gets 206 with the first 10 bytes.
+/// Content-Type, `?encoded=1` claims `Content-Encoding: gzip`, `?hold=1`
+/// stops halfway until [`held_text`] is notified); a `Range` request gets
+/// 206 with the first 10 bytes.
 async fn text(path: web::Path<usize>, req: HttpRequest) -> HttpResponse {
     let body = Bytes::from(text_body(path.into_inner()));
     let query = req.query_string().to_owned();
@@ -189,12 +190,24 @@ async fn text(path: web::Path<usize>, req: HttpRequest) -> HttpResponse {
     if query.contains("encoded=1") {
         res.insert_header(("content-encoding", "gzip"));
     }
-    let chunks: Vec<Result<Bytes, actix_web::Error>> = (0..body.len())
-        .step_by(16_384)
-        .map(|at| Ok(body.slice(at..(at + 16_384).min(body.len()))))
-        .collect();
-    res.no_chunking(body.len() as u64)
-        .streaming(futures_util::stream::iter(chunks))
+    let len = body.len();
+    let hold = query.contains("hold=1");
+    let chunks = futures_util::stream::iter((0..len).step_by(16_384)).then(move |at| {
+        let chunk = body.slice(at..(at + 16_384).min(len));
+        async move {
+            if hold && (len / 2..len / 2 + 16_384).contains(&at) {
+                held_text().notified().await;
+            }
+            Ok::<_, actix_web::Error>(chunk)
+        }
+    });
+    res.no_chunking(len as u64).streaming(chunks)
+}
+
+/// What `/text/{n}?hold=1` waits on halfway through its body.
+pub fn held_text() -> &'static tokio::sync::Notify {
+    static HELD: std::sync::OnceLock<tokio::sync::Notify> = std::sync::OnceLock::new();
+    HELD.get_or_init(tokio::sync::Notify::new)
 }
 
 async fn slow(path: web::Path<u64>, name: web::Data<String>) -> HttpResponse {
