@@ -71,9 +71,15 @@ test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, 
 	bash scripts/with-managed-python.sh bash scripts/check-monitoring.sh
 
 .PHONY: lint
-lint: ## rustfmt check and clippy with warnings as errors
+lint: ## rustfmt, clippy -D warnings, cargo deny (deny.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	@# Installs the pinned cargo-deny into .tools/bin on first use; advisories
+	@# only where the advisory database is present or reachable (scripts/deny.sh).
+	CARGO_DENY_VERSION=$(CARGO_DENY_VERSION) bash scripts/deny.sh
+
+# cargo-deny version, installed into .tools/bin on first use.
+CARGO_DENY_VERSION ?= 0.20.2
 
 .PHONY: format
 format: ## Format the code
