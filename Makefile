@@ -78,8 +78,14 @@ lint: ## rustfmt, clippy -D warnings, cargo deny (deny.toml)
 	@# only where the advisory database is present or reachable (scripts/deny.sh).
 	CARGO_DENY_VERSION=$(CARGO_DENY_VERSION) bash scripts/deny.sh
 
-# cargo-deny version, installed into .tools/bin on first use.
+# cargo-deny and cargo-cyclonedx versions, installed into .tools/bin on first use.
 CARGO_DENY_VERSION ?= 0.20.2
+CARGO_CYCLONEDX_VERSION ?= 0.5.7
+SBOM_DIR ?= target/sbom
+
+.PHONY: sbom
+sbom: ## CycloneDX SBOM of the gateway binary's dependencies -> target/sbom/gateway.cdx.json (cargo-cyclonedx)
+	CARGO_CYCLONEDX_VERSION=$(CARGO_CYCLONEDX_VERSION) SBOM_DIR=$(SBOM_DIR) bash scripts/sbom.sh
 
 .PHONY: format
 format: ## Format the code
