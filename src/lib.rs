@@ -16,7 +16,7 @@
 //!         -> state.rs (Live: the current Gateway generation; Pinned per request)
 //!         -> features: routing.rs, route_features/*, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
 //!         -> leaves: settings/*, context.rs, skip_unless.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
-//!                    telemetry/{metrics,logging}.rs
+//!                    telemetry/{metrics,logging,probe}.rs
 //! ```
 //!
 //! Startup (`main.rs`): CLI -> `settings::load` -> `logging::build` ->
@@ -47,6 +47,9 @@ pub(crate) mod tls;
 pub use server::{run, Logging};
 /// The JSON logger, started by the binary before the server.
 pub use telemetry::logging;
+/// The client of `gateway health` (the admin listener's readiness, asked
+/// from outside the server).
+pub use telemetry::probe;
 
 /// Internals that `examples/` (benchmarks and their helpers), the fuzz
 /// targets (`fuzz/`) and the property tests drive directly. Not a stable

@@ -31,12 +31,28 @@ struct Cli {
     command: Option<Command>,
 }
 
-#[derive(Subcommand, Clone, Copy)]
+#[derive(Subcommand, Clone)]
 enum Command {
     /// Start the gateway (the default).
     Run,
     /// Validate the configuration and exit (non-zero on any problem).
     Check,
+    /// Ask a running gateway's admin listener whether it is ready: exit 0
+    /// when /health/ready answers 200, else 1 with the reason on stderr (for
+    /// container health checks; the image has no curl).
+    Health {
+        /// Ask /health/live instead of /health/ready.
+        #[arg(long)]
+        live: bool,
+        /// The admin listener's base URL (http://host:port); without it, the
+        /// settings' admin.listen (same files, GATEWAY_* variables and --set
+        /// as `run`; 0.0.0.0 and :: mean this host's loopback).
+        #[arg(long, value_name = "URL")]
+        url: Option<String>,
+        /// Give up after this long in all (connecting and the answer).
+        #[arg(long, value_name = "MS", default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 const EXIT_CONFIG: u8 = 2;
@@ -48,6 +64,14 @@ fn main() -> ExitCode {
         overrides: cli.set,
         use_env: true,
     };
+    if let Some(Command::Health {
+        live,
+        url,
+        timeout_ms,
+    }) = cli.command
+    {
+        return health(&sources, live, url.as_deref(), timeout_ms);
+    }
     let settings = match settings::load(&sources) {
         Ok(s) => s,
         Err(problems) => {
@@ -126,4 +150,48 @@ fn main() -> ExitCode {
     drop(log);
     drop(guard);
     code
+}
+
+/// `gateway health`: 0 when the admin endpoint answers 200, else 1 (never 2:
+/// Docker's HEALTHCHECK reserves it) with one line on stderr.
+fn health(sources: &Sources, live: bool, url: Option<&str>, timeout_ms: u64) -> ExitCode {
+    use gateway::probe::{self, Endpoint};
+    let endpoint = if live {
+        Endpoint::Live
+    } else {
+        Endpoint::Ready
+    };
+    let url = match url {
+        Some(base) => probe::url_for_base(base, endpoint),
+        // Only admin.listen is read: a settings file that has become invalid
+        // elsewhere since the gateway started does not hide a running one.
+        None => settings::admin_listen(sources)
+            .map(|addr| probe::url_for_addr(addr, endpoint))
+            .map_err(|problems| match problems.0.first() {
+                Some(p) if problems.0.len() == 1 => format!("cannot tell admin.listen: {p}"),
+                Some(p) => format!(
+                    "cannot tell admin.listen: {p} (and {} more problem(s); gateway check shows them)",
+                    problems.0.len() - 1
+                ),
+                None => "cannot tell admin.listen".to_owned(),
+            }),
+    };
+    let url = match url {
+        Ok(url) => url,
+        Err(reason) => {
+            eprintln!("gateway health: {reason}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let timeout = std::time::Duration::from_millis(timeout_ms.max(1));
+    match actix_rt::System::new().block_on(probe::probe(&url, timeout)) {
+        Ok(described) => {
+            println!("gateway health: {url}: {described}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            eprintln!("gateway health: {url}: {reason}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! `validate`. Every problem names the file (or variable) and key its value
 //! came from, and all of them are reported together.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use figment::providers::{Env, Format, Json, Serialized, Toml, Yaml};
@@ -14,6 +15,7 @@ use super::duplicates::{first_duplicate_json, first_duplicate_yaml};
 use super::extract::extract;
 use super::origin::{source_of, ENV_PREFIX};
 use super::problem::{Problem, Problems};
+use super::raw::DEFAULT_ADMIN_LISTEN;
 use super::types::Settings;
 use super::validate::validate;
 
@@ -67,6 +69,40 @@ pub fn load(sources: &Sources) -> Result<Settings, Problems> {
             Err(Problems(problems))
         }
     }
+}
+
+/// Only `admin.listen`, through the same layers as [`load`], without
+/// validating the rest: `gateway health` must find a running gateway even
+/// when the settings on disk have since become invalid elsewhere (a reload
+/// refused them and the old settings serve on). Files that cannot be read
+/// or parsed, and a value that is not a socket address, are problems.
+pub fn admin_listen(sources: &Sources) -> Result<SocketAddr, Problems> {
+    let mut problems = Vec::new();
+    let figment = layered_figment(sources, &mut problems);
+    if !problems.is_empty() {
+        return Err(Problems(problems));
+    }
+    const KEY: &str = "admin.listen";
+    let value = match figment.extract_inner::<String>(KEY) {
+        Ok(value) => value,
+        Err(e) if matches!(e.kind, figment::error::Kind::MissingField(_)) => {
+            DEFAULT_ADMIN_LISTEN.to_owned()
+        }
+        Err(e) => {
+            return Err(Problems(vec![Problem {
+                source: source_of(&figment, KEY),
+                key: KEY.into(),
+                message: e.kind.to_string(),
+            }]))
+        }
+    };
+    value.parse().map_err(|_| {
+        Problems(vec![Problem {
+            source: source_of(&figment, KEY),
+            key: KEY.into(),
+            message: format!("{value:?} is not a socket address like 0.0.0.0:9090"),
+        }])
+    })
 }
 
 /// What is wrong with a settings file that parses: a key written twice in

@@ -32,7 +32,7 @@ mod validate_features;
 mod validate_routes;
 
 pub use features::*;
-pub use load::{load, Sources, DEFAULT_CONFIG_FILE};
+pub use load::{admin_listen, load, Sources, DEFAULT_CONFIG_FILE};
 pub use origin::ENV_PREFIX;
 pub use problem::{Problem, Problems};
 pub use types::*;

@@ -5,7 +5,8 @@
 //! are logged); metrics are fed by the access-log stage (`access_log.rs`),
 //! the proxy and the features; the admin listener serves both, separate
 //! from the proxy port. `metrics` and `logging` sit below everything;
-//! `access_log` and `health` read the shared state.
+//! `access_log` and `health` read the shared state. `probe` is the client
+//! side of health: `gateway health` asking a running gateway.
 
 pub mod access_log;
 pub mod health;
@@ -13,3 +14,4 @@ mod json_line;
 pub mod logged_body;
 pub mod logging;
 pub mod metrics;
+pub mod probe;
