@@ -12,7 +12,8 @@
 #   build       the real src/ on top: `cargo build --release --locked --bin gateway`
 #   demo-build  src/ + examples/: the demo upstream
 #   busybox     only a source of a static `sleep` (see the runtime stages)
-#   demo        runtime image of the demo upstream
+#   demo        runtime image of the demo upstream (with the gateway binary as its
+#               health-check client)
 #   gateway     runtime image of the gateway
 #
 # Pin the toolchain for reproducible builds with --build-arg RUST_VERSION=1.95
@@ -25,9 +26,28 @@ ARG RUST_VERSION=1
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 # The musl busybox is one statically linked file: it runs in distroless.
 ARG BUSYBOX_IMAGE=busybox:stable-musl
+#
+# Base image digests. A tag moves (rust:1-bookworm is rebuilt for every Rust
+# release and Debian point release); a digest names one image. Each *_DIGEST
+# below is empty (the tag alone: NOT reproducible) or "@sha256:<64 hex>",
+# appended to its image; with both, Docker uses the digest and the tag is
+# only a label. To pin, on a machine that reaches the registries:
+#
+#   docker buildx imagetools inspect rust:1.95-bookworm --format '{{.Manifest.Digest}}'
+#   docker buildx imagetools inspect gcr.io/distroless/cc-debian12:nonroot --format '{{.Manifest.Digest}}'
+#   docker buildx imagetools inspect busybox:stable-musl --format '{{.Manifest.Digest}}'
+#
+# (the digest of the multi-platform index, valid for every architecture),
+# then set the defaults below (and RUST_VERSION to the tag you inspected), or
+# pass --build-arg RUST_DIGEST=@sha256:... . scripts/check-dockerfile.sh
+# (run by `make lint`) warns about every FROM that is not pinned and fails
+# on a malformed digest. Renovate or Dependabot can keep pinned digests fresh.
+ARG RUST_DIGEST=
+ARG RUNTIME_DIGEST=
+ARG BUSYBOX_DIGEST=
 
 # --- dependencies, cached -----------------------------------------------------
-FROM rust:${RUST_VERSION}-bookworm AS deps
+FROM rust:${RUST_VERSION}-bookworm${RUST_DIGEST} AS deps
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 # The patched dependencies ([patch.crates-io] in Cargo.toml; patches/README.md).
@@ -62,18 +82,22 @@ COPY examples ./examples
 # which the gateway image does not need them for).
 RUN cargo build --release --locked --example demo_upstream
 
-FROM ${BUSYBOX_IMAGE} AS busybox
+FROM ${BUSYBOX_IMAGE}${BUSYBOX_DIGEST} AS busybox
 
 # --- runtime: demo upstream ----------------------------------------------------
-FROM ${RUNTIME_IMAGE} AS demo
+FROM ${RUNTIME_IMAGE}${RUNTIME_DIGEST} AS demo
 COPY --from=demo-build /src/target/release/examples/demo_upstream /demo_upstream
+# The gateway binary as the demo's health-check client (`gateway health
+# --url http://127.0.0.1:8081/hello` in docker-compose.yml): distroless has
+# no curl.
+COPY --from=build /out/gateway /usr/local/bin/gateway
 USER 65532:65532
 EXPOSE 8081
 ENTRYPOINT ["/demo_upstream"]
 CMD ["--listen", "0.0.0.0:8081"]
 
 # --- runtime: gateway (default target) -----------------------------------------
-FROM ${RUNTIME_IMAGE} AS gateway
+FROM ${RUNTIME_IMAGE}${RUNTIME_DIGEST} AS gateway
 LABEL org.opencontainers.image.title="gateway" \
       org.opencontainers.image.description="API gateway on actix-web: reverse proxy, JSON access logs, OAuth2 sessions, rate limiting, Prometheus metrics" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -105,9 +129,14 @@ EXPOSE 8080 9090
 # The gateway handles SIGTERM itself: readiness turns 503 and in-flight
 # requests drain for up to server.shutdown_timeout_secs, then it exits 0.
 STOPSIGNAL SIGTERM
-# No HEALTHCHECK: it would need a client (curl, wget) in the image, and
-# there is none. Kubernetes probes /health/live and /health/ready on the
-# admin port from outside the container; with plain Docker, curl
-# http://HOST:9090/health/ready from the host.
+# Docker's health check: the gateway binary is its own client (`gateway
+# health`: GET /health/ready on admin.listen, read from the same settings and
+# GATEWAY_* variables as the default command, 0.0.0.0 meaning 127.0.0.1;
+# exit 0 on 200, else 1 with the reason, shown by `docker inspect`). Run with
+# another --config that moves admin.listen, override it (`docker run
+# --health-cmd`, or `healthcheck:` in Compose). Kubernetes ignores it: the pod
+# probes /health/live and /health/ready itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["/gateway", "health", "--config", "/etc/gateway/production.yaml", "--timeout-ms", "2000"]
 ENTRYPOINT ["/gateway"]
 CMD ["--config", "/etc/gateway/production.yaml"]

@@ -71,9 +71,10 @@ test: tests/oidc/node_modules ## Run every test (unit, integration, end-to-end, 
 	bash scripts/with-managed-python.sh bash scripts/check-monitoring.sh
 
 .PHONY: lint
-lint: ## rustfmt, clippy -D warnings, cargo deny (deny.toml)
+lint: ## rustfmt, clippy -D warnings, Dockerfile/Compose pins (warnings), cargo deny (deny.toml)
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 scripts/check-dockerfile.py Dockerfile tests/oidc/Dockerfile --compose docker-compose.yml
 	@# Installs the pinned cargo-deny into .tools/bin on first use; advisories
 	@# only where the advisory database is present or reachable (scripts/deny.sh).
 	CARGO_DENY_VERSION=$(CARGO_DENY_VERSION) bash scripts/deny.sh
