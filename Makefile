@@ -31,6 +31,14 @@ check-config: ## Validate the shipped settings files
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/production.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/examples/route-features.yaml
+	@# The Compose stack's layers (docker-compose.yml), with stand-ins for the
+	@# secrets it passes as GATEWAY_* variables. settings/compose/tracing.yaml
+	@# needs the gateway's `tracing` settings and is checked once they exist.
+	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml \
+		--config settings/compose/stack.yaml
+	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml \
+		--config settings/compose/stack.yaml --config settings/compose/auth.yaml \
+		--set auth.provider.client_secret=check --set auth.session.secret=check-only-0123456789abcdef0123456789
 
 # The OpenID provider of the auth tests (npm package oidc-provider).
 tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
@@ -143,9 +151,22 @@ K8S_WORKLOAD = $(if $(filter daemonset,$(MODE)),daemonset,deployment)/gateway
 k8s-check-overlay = $(if $(and $(filter file,$(origin K8S_OVERLAY)),$(if $(filter-out $(K8S_MODES),$(MODE)),x,$(if $(MODE),,x))), \
 	echo "make $@: MODE=$(MODE) is not one of: $(K8S_MODES)" >&2; exit 1;) \
 	test -d "$(K8S_OVERLAY)" || { echo "make $@: overlay $(K8S_OVERLAY) does not exist" >&2; exit 1; }
-# `docker compose` (v2 plugin), else the standalone `docker-compose`.
+# `docker compose` (v2 plugin), else a standalone `docker-compose`; either
+# must be Compose v2.20 or later (docker-compose.yml uses depends_on
+# `required: false`); the 1.x Python docker-compose refuses the file.
 COMPOSE ?= $(shell if $(DOCKER) compose version >/dev/null 2>&1; then echo "$(DOCKER) compose"; \
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
+# Optional parts of the Compose stack: auth (test OpenID provider, auth
+# traffic), tracing (OpenTelemetry Collector, Jaeger). Space- or
+# comma-separated: make compose-up PROFILES="auth tracing".
+PROFILES ?=
+COMPOSE_ALL_PROFILES := auth tracing
+comma := ,
+compose_profiles = $(strip $(subst $(comma), ,$(PROFILES)))
+# Each profile's gateway settings (settings/compose/<profile>.yaml, mounted
+# at /etc/gateway/compose/) layered after stack.yaml.
+compose_env = COMPOSE_PROFILES="$(subst $(eval) ,$(comma),$(compose_profiles))" \
+	GATEWAY_COMPOSE_SETTINGS="$(foreach p,$(compose_profiles),--config /etc/gateway/compose/$(p).yaml)"
 # The end-to-end suites: every tests/*.rs, against the real binaries (they
 # start redis-server and the OpenID provider of tests/oidc themselves).
 E2E_TESTS ?= $(sort $(basename $(notdir $(wildcard tests/*.rs))))
@@ -168,17 +189,36 @@ docker-run: ## Run gateway:local on :8080/:9090 with ./settings mounted (DOCKER_
 		-v "$(CURDIR)/settings:/etc/gateway:ro" \
 		$(IMAGE) --config /etc/gateway/$(DOCKER_SETTINGS)
 
-.PHONY: compose-up
-compose-up: ## Start gateway + demo upstream + Redis + Prometheus + Grafana (docker-compose.yml)
+define require-compose
 	@test -n "$(COMPOSE)" || { echo "make $@: neither 'docker compose' (v2 plugin) nor 'docker-compose' is installed." >&2; exit 1; }
-	$(COMPOSE) up -d --build
-	@echo "gateway http://localhost:8080/demo/hello  admin http://localhost:9090/health"
-	@echo "prometheus http://localhost:9095  grafana http://localhost:3000 (admin/admin)"
+	@for p in $(compose_profiles); do case " $(COMPOSE_ALL_PROFILES) " in *" $$p "*) ;; \
+		*) echo "make $@: unknown profile '$$p' (PROFILES takes: $(COMPOSE_ALL_PROFILES))" >&2; exit 1;; esac; done
+endef
+
+.PHONY: compose-up
+compose-up: ## Start gateway + demo + Redis + Prometheus + Grafana on 127.0.0.1 (PROFILES="auth tracing" adds those)
+	$(require-compose)
+	$(compose_env) $(COMPOSE) up -d --build --wait
+	@echo "gateway http://127.0.0.1:8080/demo/hello  admin http://127.0.0.1:9090/health"
+	@echo "prometheus http://127.0.0.1:9095  grafana http://127.0.0.1:3000 (anonymous view; admin / \$$GRAFANA_ADMIN_PASSWORD, default gateway-local)"
+	@case " $(compose_profiles) " in *" auth "*) echo "auth: http://localhost:8080/app/hello (any login), provider http://oidc.localhost:4444";; esac
+	@case " $(compose_profiles) " in *" tracing "*) echo "tracing: Jaeger http://127.0.0.1:16686";; esac
 
 .PHONY: compose-down
-compose-down: ## Stop and remove the docker compose stack
-	@test -n "$(COMPOSE)" || { echo "make $@: neither 'docker compose' (v2 plugin) nor 'docker-compose' is installed." >&2; exit 1; }
-	$(COMPOSE) down --remove-orphans
+compose-down: ## Stop and remove the docker compose stack (every profile)
+	$(require-compose)
+	COMPOSE_PROFILES="$(subst $(eval) ,$(comma),$(COMPOSE_ALL_PROFILES))" $(COMPOSE) down --remove-orphans
+
+.PHONY: compose-config
+compose-config: ## Validate docker-compose.yml with and without every profile (docker compose config; pulls nothing)
+	$(require-compose)
+	$(COMPOSE) config --quiet
+	$(MAKE) --no-print-directory compose-config-one PROFILES="$(COMPOSE_ALL_PROFILES)"
+	@echo "docker-compose.yml: valid without profiles and with: $(COMPOSE_ALL_PROFILES)"
+
+.PHONY: compose-config-one
+compose-config-one:
+	$(compose_env) $(COMPOSE) config --quiet
 
 .PHONY: deploy-all
 deploy-all: ## Apply the Kubernetes layout: MODE=deployment (default; HPA + PDB) or MODE=daemonset (one per node)

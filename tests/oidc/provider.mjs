@@ -42,7 +42,11 @@ if (port === undefined || port > 65535) {
 const tls = env.OIDC_TLS_CERT_FILE && env.OIDC_TLS_KEY_FILE
   ? { cert: readFileSync(env.OIDC_TLS_CERT_FILE), key: readFileSync(env.OIDC_TLS_KEY_FILE) }
   : null;
-const issuer = tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`;
+// The issuer is the URL both the gateway and browsers use; outside the tests
+// (docker-compose.yml) the provider listens on every interface under a name.
+const issuer = env.OIDC_ISSUER
+  || (tls ? `https://localhost:${port}` : `http://127.0.0.1:${port}`);
+const listenHost = env.OIDC_LISTEN_HOST || '127.0.0.1';
 const clientId = env.OIDC_CLIENT_ID || 'gateway';
 const clientSecret = env.OIDC_CLIENT_SECRET || 'gateway-secret';
 const clientAuthMethod = env.OIDC_CLIENT_AUTH_METHOD || 'client_secret_basic';
@@ -234,12 +238,12 @@ for (const event of [
   });
 }
 
-const server = (tls ? createServer(tls, provider.callback()) : provider).listen(port, '127.0.0.1', () => {
+const server = (tls ? createServer(tls, provider.callback()) : provider).listen(port, listenHost, () => {
   process.stdout.write(`READY ${issuer}\n`);
 });
 
 server.on('error', (err) => {
-  console.error(`oidc-provider could not listen on 127.0.0.1:${port}: ${err.message}`);
+  console.error(`oidc-provider could not listen on ${listenHost}:${port}: ${err.message}`);
   process.exit(1);
 });
 
