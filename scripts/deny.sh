@@ -5,8 +5,8 @@
 #
 # cargo-deny is used from PATH when it is the pinned version, else from
 # .tools/bin, installed there on first use (`cargo install --locked --root
-# .tools`, from crates.io; about 5 to 10 minutes of compiling on two cores, once
-# per machine; never into the system).
+# .tools`, from crates.io; about 310 s of CPU, once per machine; never into
+# the system).
 #
 # Advisories need the RustSec advisory database, a git repository that
 # cargo-deny fetches into $CARGO_HOME/advisory-dbs. Machines that cannot

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make sbom`: a CycloneDX software bill of materials of the gateway, from
-# Cargo.lock and the crate metadata (cargo-cyclonedx): every crate compiled
-# into the binary for Linux, with version, licence, package URL and hash.
+# Cargo.lock and the crate metadata (cargo-cyclonedx): every crate the build
+# of the gateway compiles for Linux (build dependencies such as proc macros
+# included, dev-dependencies not; the patched copies in patches/ appear as
+# path packages), with version, licence and package URL.
 #
 #   scripts/sbom.sh      -> target/sbom/gateway.cdx.json (SBOM_DIR to change)
 #
