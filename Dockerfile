@@ -39,7 +39,7 @@ ARG BUSYBOX_IMAGE=busybox:stable-musl
 #
 # (the digest of the multi-platform index, valid for every architecture),
 # then set the defaults below (and RUST_VERSION to the tag you inspected), or
-# pass --build-arg RUST_DIGEST=@sha256:... . scripts/check-dockerfile.sh
+# pass --build-arg RUST_DIGEST=@sha256:... . scripts/check-dockerfile.py
 # (run by `make lint`) warns about every FROM that is not pinned and fails
 # on a malformed digest. Renovate or Dependabot can keep pinned digests fresh.
 ARG RUST_DIGEST=
