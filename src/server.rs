@@ -113,6 +113,7 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
 
     // 5. The proxy listener.
     let state = live.clone();
+    let connection_metrics = metrics.clone();
     let proxy = HttpServer::new(move || {
         // Per worker, on the worker's thread: its awc clients, access-log
         // drain and (with Redis) RateLimiter actor.
@@ -133,6 +134,9 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
             .wrap(from_fn(access_log))
             .wrap(from_fn(request_id))
             .default_service(web::to(forward))
+    })
+    .on_connect(move |_, data| {
+        data.insert(connection_metrics.connection_opened());
     })
     .workers(server_settings.workers)
     .backlog(server_settings.backlog)

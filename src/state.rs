@@ -33,7 +33,7 @@ use crate::proxy::headers::request_skip_list;
 use crate::ratelimit::RateLimiting;
 use crate::routing::RouteTable;
 use crate::settings::Settings;
-use crate::telemetry::metrics::{Metrics, NO_ROUTE};
+use crate::telemetry::metrics::{Metrics, RouteMeters, NO_ROUTE};
 
 /// What `key: route` counts for the /oauth2/* endpoints: one budget for
 /// the four of them, apart from every route's (route keys are indices).
@@ -112,9 +112,10 @@ pub struct Gateway {
     pub generation: u64,
     pub settings: Settings,
     pub routes: RouteTable,
-    /// Per-route latency histograms, indexed like the routes.
-    pub route_histograms: Vec<Histogram>,
-    pub no_route_histogram: Histogram,
+    /// Per-route latency histograms and byte counters, indexed like the
+    /// routes.
+    pub route_meters: Vec<RouteMeters>,
+    pub no_route_meters: RouteMeters,
     /// Shared with the previous generation when their settings are equal,
     /// so passive health and balancing state survive a reload.
     pub upstreams: Vec<Arc<Upstream>>,
@@ -174,12 +175,12 @@ impl Gateway {
             lifecycle,
         } = parts;
         let routes = RouteTable::new(settings.routes.clone());
-        let route_histograms = routes
+        let route_meters = routes
             .routes()
             .iter()
-            .map(|r| metrics.route_histogram(&r.name))
+            .map(|r| metrics.route_meters(&r.name))
             .collect();
-        let no_route_histogram = metrics.route_histogram(NO_ROUTE);
+        let no_route_meters = metrics.route_meters(NO_ROUTE);
         let reuse = |s: &crate::settings::UpstreamSettings| {
             previous.and_then(|p| p.upstreams.iter().find(|u| u.settings == *s).cloned())
         };
@@ -244,8 +245,8 @@ impl Gateway {
             generation,
             settings,
             routes,
-            route_histograms,
-            no_route_histogram,
+            route_meters,
+            no_route_meters,
             upstreams,
             clients_generation,
             metrics,

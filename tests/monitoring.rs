@@ -19,6 +19,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::*;
 
 const SECRET: &str = "monitoring-test-session-secret-0123456789";
@@ -375,4 +376,74 @@ routes:
     let denied = "gateway_route_ip_denied_total";
     assert_eq!(sample(&m, denied, &[r#"route="guarded""#]), Some(0.0));
     assert_eq!(sample(&m, denied, &[r#"route="open""#]), None);
+}
+
+#[actix_rt::test]
+async fn open_connections_and_body_bytes_are_counted() {
+    use std::io::{Read, Write};
+
+    let up = spawn_upstream("live");
+    let gw = Gateway::start(&format!(
+        r#"
+upstreams:
+  live: {{targets: ["{live}"]}}
+routes:
+  - {{name: app, path_prefix: /, upstream: live}}
+"#,
+        live = up.url()
+    ))
+    .await;
+    let open = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("gateway_open_connections "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    // Three kept-alive connections, each after one answered request.
+    let mut conns: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(("127.0.0.1", gw.port)).expect("connect");
+            c.write_all(b"GET /bytes/10 HTTP/1.1\r\nHost: gw\r\n\r\n")
+                .expect("send");
+            let mut buf = [0u8; 1024];
+            let n = c.read(&mut buf).expect("answer");
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            c
+        })
+        .collect();
+    assert_eq!(open(&gw.metrics().await), Some(3.0));
+    conns.clear();
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            open(&gw.metrics().await) == Some(0.0)
+        })
+        .await,
+        "closed connections still counted"
+    );
+    let m = gw.metrics().await;
+    assert!(m.contains("gateway_connections_total 3"), "{m}");
+
+    let c = client();
+    let res = c
+        .post(gw.url("/echo"))
+        .send_body(Bytes::from(vec![b'a'; 1234]))
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 200);
+    let mut res = c
+        .get(gw.url("/bytes/200000?chunked=1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.body().limit(1 << 20).await.unwrap().len(), 200_000);
+    let m = gw.metrics().await;
+    let bytes = |direction: &str| {
+        sample(
+            &m,
+            "gateway_body_bytes_total",
+            &[r#"route="app""#, &format!(r#"direction="{direction}""#)],
+        )
+    };
+    assert_eq!(bytes("in"), Some(1234.0));
+    // 3 x 10 bytes, the echo's JSON answer and the streamed 200,000.
+    assert!(bytes("out").is_some_and(|n| n > 200_030.0), "{m}");
 }

@@ -70,7 +70,7 @@ pub async fn access_log(
         Err(err) => (err.as_response_error().status_code(), None),
     };
     // A streamed body's line waits for its end, to know how much was sent.
-    let deferred = bytes_out.is_none() && result.is_ok() && gw.access_log;
+    let deferred = bytes_out.is_none() && result.is_ok();
     {
         // The extensions stay borrowed while the line is written: nothing
         // is copied out of them.

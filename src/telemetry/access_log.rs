@@ -84,8 +84,14 @@ impl WorkerTelemetry {
         let ext = x.ext;
         let route_idx = ext.and_then(|e| e.get::<MatchedRoute>()).map(|m| m.index);
         let route_name = route_idx.map(|i| gw.routes.get(i).name.as_str());
-        let histogram = route_idx.map_or(&gw.no_route_histogram, |i| &gw.route_histograms[i]);
-        histogram.observe(x.elapsed.as_secs_f64());
+        let meters = route_idx.map_or(&gw.no_route_meters, |i| &gw.route_meters[i]);
+        meters.latency.observe(x.elapsed.as_secs_f64());
+        if let Some(n) = x.bytes_in {
+            meters.bytes_in.inc_by(n);
+        }
+        if let Some(n) = x.bytes_out {
+            meters.bytes_out.inc_by(n);
+        }
         self.requests.inc(
             gw.generation,
             &gw.metrics.requests,
@@ -93,6 +99,15 @@ impl WorkerTelemetry {
             method_label(x.method),
             x.status,
         );
+    }
+
+    /// The end of a streamed body ([`Exchange::bytes_out`] now counted):
+    /// its bytes join the route's counter and its line is written.
+    pub fn streamed(&self, gw: &Gateway, x: &Exchange<'_>) {
+        let route_idx = x.ext.and_then(|e| e.get::<MatchedRoute>()).map(|m| m.index);
+        let meters = route_idx.map_or(&gw.no_route_meters, |i| &gw.route_meters[i]);
+        meters.bytes_out.inc_by(x.bytes_out.unwrap_or(0));
+        self.log(gw, x);
     }
 
     /// Writes the exchange's access-log line (when the log is on).

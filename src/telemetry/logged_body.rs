@@ -1,10 +1,10 @@
-//! The access-log line of a streamed response, whose size is unknown at the
-//! head, is written when its body ends. The access-log stage
-//! (`middleware/access_log.rs`) wraps every response body in a
+//! The access-log line and byte count of a streamed response, whose size is
+//! unknown at the head, are recorded when its body ends. The access-log
+//! stage (`middleware/access_log.rs`) wraps every response body in a
 //! [`LoggedBody`]; for a streamed one it carries a [`PendingLine`] that
-//! counts the bytes handed to the connection and writes the line when it is
+//! counts the bytes handed to the connection and records them when it is
 //! dropped: after the last chunk, or when the client goes away. Bodies of
-//! known size are logged at the head and only pass through.
+//! known size are recorded at the head and only pass through.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use pin_project_lite::pin_project;
 use super::access_log::{Exchange, WorkerTelemetry};
 use crate::state::Gateway;
 
-/// Everything of a streamed exchange's line but the bytes still to be sent.
+/// Everything of a streamed exchange's record but the bytes still to be sent.
 pub struct PendingLine {
     pub worker: web::Data<WorkerTelemetry>,
     pub gw: Arc<Gateway>,
@@ -49,7 +49,7 @@ impl Drop for PendingLine {
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             ext: Some(&ext),
         };
-        self.worker.log(&self.gw, &exchange);
+        self.worker.streamed(&self.gw, &exchange);
     }
 }
 

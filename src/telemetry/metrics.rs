@@ -48,6 +48,9 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub route_ip_denied: IntCounterVec,
     pub upstream_retries: IntCounterVec,
+    pub body_bytes: IntCounterVec,
+    pub open_connections: IntGauge,
+    pub connections: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -199,6 +202,23 @@ impl Metrics {
                 ),
                 &["upstream", "reason"],
             )?,
+            body_bytes: IntCounterVec::new(
+                opts(
+                    "body_bytes_total",
+                    "Body bytes by route and direction: in (request bodies, by \
+                     Content-Length) and out (response bodies as sent, compressed \
+                     where compressed).",
+                ),
+                &["route", "direction"],
+            )?,
+            open_connections: IntGauge::with_opts(opts(
+                "open_connections",
+                "Client connections open on the proxy listener.",
+            ))?,
+            connections: IntCounter::with_opts(opts(
+                "connections_total",
+                "Client connections accepted on the proxy listener.",
+            ))?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -230,6 +250,9 @@ impl Metrics {
             .register(Box::new(m.config_last_reload_success.clone()))?;
         m.registry.register(Box::new(m.config_generation.clone()))?;
         m.registry.register(Box::new(m.route_ip_denied.clone()))?;
+        m.registry.register(Box::new(m.body_bytes.clone()))?;
+        m.registry.register(Box::new(m.open_connections.clone()))?;
+        m.registry.register(Box::new(m.connections.clone()))?;
         m.registry.register(Box::new(m.upstream_retries.clone()))?;
         m.registry
             .register(Box::new(m.config_last_reload_successful.clone()))?;
@@ -253,10 +276,38 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Latency histogram of one route, resolved once so the hot path skips
-    /// the label lookup.
-    pub fn route_histogram(&self, route: &str) -> Histogram {
-        self.request_duration.with_label_values(&[route])
+    /// The per-route series of one route, resolved once so the hot path
+    /// skips the label lookups.
+    pub fn route_meters(&self, route: &str) -> RouteMeters {
+        RouteMeters {
+            latency: self.request_duration.with_label_values(&[route]),
+            bytes_in: self.body_bytes.with_label_values(&[route, "in"]),
+            bytes_out: self.body_bytes.with_label_values(&[route, "out"]),
+        }
+    }
+
+    /// Counts a client connection open until the returned guard drops.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.connections.inc();
+        self.open_connections.inc();
+        OpenConnection(self.open_connections.clone())
+    }
+}
+
+/// A route's latency histogram and body byte counters.
+pub struct RouteMeters {
+    pub latency: Histogram,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+}
+
+/// Held in a connection's data (`HttpServer::on_connect`), which is
+/// dropped when the connection closes.
+pub struct OpenConnection(IntGauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
