@@ -22,6 +22,7 @@ pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for
 pub const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 pub const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The request id, already validated as a header value.
 #[derive(Clone)]
@@ -74,6 +75,11 @@ impl MatchedRoute {
         self.normalized.as_deref().unwrap_or(request_path)
     }
 }
+
+/// The `traceparent` the proxy sends upstream: the request's span as the
+/// parent (set only with tracing on).
+#[derive(Clone)]
+pub struct TraceParent(pub HeaderValue);
 
 /// The upstream target the proxy used (last attempt).
 #[derive(Clone, Copy)]

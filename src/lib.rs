@@ -12,11 +12,11 @@
 //!
 //! ```text
 //! main.rs -> server.rs -> reload/* (SIGHUP, file watch: a new generation)
-//!         -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log}.rs
+//!         -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log,otlp}.rs
 //!         -> state.rs (Live: the current Gateway generation; Pinned per request)
 //!         -> features: routing.rs, route_features/*, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
 //!         -> leaves: settings/*, context.rs, skip_unless.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
-//!                    telemetry/{metrics,logging,probe}.rs
+//!                    telemetry/{metrics,logging,probe,trace_context}.rs (tracing.rs: request spans)
 //! ```
 //!
 //! Startup (`main.rs`): CLI -> `settings::load` -> `logging::build` ->

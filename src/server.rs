@@ -31,6 +31,7 @@ use crate::skip_unless::SkipUnless;
 use crate::state::{Gateway, Live, Parts};
 use crate::telemetry::access_log::WorkerTelemetry;
 use crate::telemetry::logging::{AccessLogSink, LevelHandle};
+use crate::telemetry::otlp::SpanPipeline;
 use crate::telemetry::{health, metrics::Metrics};
 use crate::tls::ServerCertificate;
 
@@ -79,6 +80,15 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
         .build()
         .map_err(other)?;
 
+    // 1b. Request spans (tracing.enabled): the exporter thread and provider.
+    let (spans, tracer) = match &settings.tracing {
+        Some(tracing) => {
+            let (pipeline, tracer) = SpanPipeline::start(tracing, &metrics, &log).map_err(other)?;
+            (Some(pipeline), Some(tracer))
+        }
+        None => (None, None),
+    };
+
     // 2. Rate limiting: local limiters, the upkeep actor (own thread) and,
     //    with Redis, what each worker's RateLimiter actor starts from.
     let rate_limits = RateLimiting::start(&settings, &metrics, &log).map_err(other)?;
@@ -117,7 +127,7 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
     let proxy = HttpServer::new(move || {
         // Per worker, on the worker's thread: its awc clients, access-log
         // drain and (with Redis) RateLimiter actor.
-        let telemetry = WorkerTelemetry::new(access.worker_logger());
+        let telemetry = WorkerTelemetry::new(access.worker_logger(), tracer.clone());
         let limits = state.current().rate_limits.for_this_worker();
         App::new()
             .app_data(state.clone())
@@ -247,6 +257,9 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
 
     let (proxy_result, admin_result) = futures_util::future::join(proxy, admin).await;
     drop(watcher);
+    if let Some(spans) = spans {
+        spans.shut_down(&log);
+    }
     if let Err(e) = &proxy_result {
         error!(log, "proxy listener failed"; "error" => %e);
     }

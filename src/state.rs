@@ -239,6 +239,7 @@ impl Gateway {
             }
             None => Vec::new(),
         };
+        let tracing = settings.tracing.is_some();
         let access_log =
             settings.logging.access_log && slog::Level::Info.is_at_least(settings.logging.level);
         Self {
@@ -254,7 +255,7 @@ impl Gateway {
             auth,
             log,
             lifecycle,
-            request_skip: request_skip_list(),
+            request_skip: request_skip_list(tracing),
             gateway_cookies,
             upstream_histograms,
             access_log,

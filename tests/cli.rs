@@ -86,7 +86,7 @@ fn check_reports_unknown_keys_and_validation_problems_together() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     for line in [
         "typo.yaml: server.workerz: unknown key 'workerz' (expected one of: listen, workers, ",
-        "typo.yaml: extra: unknown key 'extra' (expected one of: server, admin, logging, redis, upstreams, rate_limits, auth, routes)",
+        "typo.yaml: extra: unknown key 'extra' (expected one of: server, admin, logging, redis, upstreams, rate_limits, auth, routes, tracing)",
         "typo.yaml: upstreams.u.balanse: unknown key 'balanse' (expected one of: targets, balance, ",
         "typo.yaml: routes[0].upstream: upstream \"nowhere\" is not defined in upstreams",
         "gateway: configuration invalid: 4 problem(s); not starting",

@@ -1,10 +1,10 @@
 //! Second stage: measures and records every request, whatever answers it
-//! (`telemetry::access_log` does the counting and writes the line).
-//! It wraps everything after it, so gateway-made errors are counted and
-//! logged like proxied responses; a streamed body's line is written when
-//! the body ends (`telemetry::logged_body`). It pins the request to the current
-//! settings generation (`state::Pinned`) for every later stage. During the drain delay it marks every
-//! response `Connection: close`.
+//! (`telemetry::access_log` counts, writes the line, ends the span). It
+//! wraps everything after it, so gateway-made errors are recorded like
+//! proxied responses, and opens the request's span (tracing on) before
+//! them. A streamed body's line and span end with it (`telemetry::logged_body`).
+//! It pins the request to the current settings generation
+//! (`state::Pinned`); during the drain delay, responses get `Connection: close`.
 
 use std::time::Instant;
 
@@ -45,6 +45,7 @@ pub async fn access_log(
         None => Some(0),
     };
     let user_agent = headers.get(header::USER_AGENT).cloned();
+    let trace = worker.start_trace(&req);
 
     let mut result = next.call(req).await;
     let elapsed = start.elapsed();
@@ -70,10 +71,8 @@ pub async fn access_log(
         Err(err) => (err.as_response_error().status_code(), None),
     };
     // A streamed body's line waits for its end, to know how much was sent.
-    let deferred = bytes_out.is_none() && result.is_ok();
-    {
-        // The extensions stay borrowed while the line is written: nothing
-        // is copied out of them.
+    let pending_trace = {
+        // Borrowed while the line is written: nothing is copied out.
         let ext = result.as_ref().ok().map(|res| res.request().extensions());
         let exchange = Exchange {
             method: &method,
@@ -86,13 +85,16 @@ pub async fn access_log(
             ext: ext.as_deref(),
         };
         worker.count(&gw, &exchange);
-        if !deferred {
-            worker.log(&gw, &exchange);
+        if bytes_out.is_none() && ext.is_some() {
+            Some(trace)
+        } else {
+            worker.finish(&gw, &exchange, trace);
+            None
         }
-    }
-    if !deferred {
+    };
+    let Some(trace) = pending_trace else {
         return result.map(|res| res.map_body(|_, body| LoggedBody::logged(body)));
-    }
+    };
     result.map(|res| {
         let request = res.request().clone();
         res.map_body(|_, body| {
@@ -108,6 +110,7 @@ pub async fn access_log(
                     elapsed,
                     bytes_in,
                     user_agent,
+                    trace: Some(trace),
                     bytes_out: 0,
                 },
             )

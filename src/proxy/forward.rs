@@ -30,8 +30,8 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    ClientInfo, MatchedRoute, RequestId, UpstreamUsed, X_FORWARDED_FOR, X_FORWARDED_HOST,
-    X_FORWARDED_PROTO, X_REQUEST_ID,
+    ClientInfo, MatchedRoute, RequestId, TraceParent, UpstreamUsed, TRACEPARENT, X_FORWARDED_FOR,
+    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
 use crate::path::{normalize_path, strip_segment_prefix};
@@ -177,6 +177,11 @@ pub async fn forward(
         extra.push((X_FORWARDED_HOST, fh));
     }
     extra.push((X_REQUEST_ID, request_id.0.clone()));
+    // With tracing on, the gateway's span is the upstream's parent (the
+    // client's traceparent is in the skip list then).
+    if let Some(parent) = req.extensions().get::<TraceParent>() {
+        extra.push((TRACEPARENT, parent.0.clone()));
+    }
     if route.preserve_host {
         if let Some(host) = host {
             extra.push((header::HOST, host));

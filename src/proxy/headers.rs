@@ -12,7 +12,8 @@ use std::net::IpAddr;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::context::{
-    forwarded_hops, IpText, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    forwarded_hops, IpText, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    X_REQUEST_ID,
 };
 
 /// Headers the auth stage sets for upstreams; clients may never supply them.
@@ -91,8 +92,9 @@ pub fn for_each_upstream_header(
     });
 }
 
-/// Request headers the gateway sets or refuses to pass on.
-pub fn request_skip_list() -> Vec<HeaderName> {
+/// Request headers the gateway sets or refuses to pass on; with `tracing`
+/// on, `traceparent` too (the gateway sends its own span as the parent).
+pub fn request_skip_list(tracing: bool) -> Vec<HeaderName> {
     let mut skip = vec![
         header::HOST,
         header::EXPECT,
@@ -103,6 +105,9 @@ pub fn request_skip_list() -> Vec<HeaderName> {
         HeaderName::from_static("forwarded"),
     ];
     skip.extend(IDENTITY_HEADERS.iter().map(|h| HeaderName::from_static(h)));
+    if tracing {
+        skip.push(TRACEPARENT);
+    }
     skip
 }
 
@@ -223,7 +228,9 @@ mod tests {
         );
         h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         let mut kept = Vec::new();
-        for_each_end_to_end(&h, &request_skip_list(), |n, _| kept.push(n.to_string()));
+        for_each_end_to_end(&h, &request_skip_list(false), |n, _| {
+            kept.push(n.to_string())
+        });
         assert_eq!(kept, vec!["accept".to_string()]);
     }
 }

@@ -22,12 +22,13 @@ pub fn changed_sections(running: &Settings, next: &Settings) -> Vec<&'static str
     check("rate_limits", running.rate_limits != next.rate_limits);
     check("auth", running.auth != next.auth);
     check("routes", running.routes != next.routes);
+    check("tracing", running.tracing != next.tracing);
     changed
 }
 
 /// Puts the running value back into `next` for every key that only takes
 /// effect at startup (listeners, worker and connection setup, the log
-/// format, Redis), and names those that differed.
+/// format, Redis, tracing), and names those that differed.
 pub fn keep_restart_only_keys(running: &Settings, next: &mut Settings) -> Vec<&'static str> {
     fn keep<T: PartialEq + Clone>(
         changed: &mut Vec<&'static str>,
@@ -106,5 +107,7 @@ pub fn keep_restart_only_keys(running: &Settings, next: &mut Settings) -> Vec<&'
         }
         (r, n) => keep(&mut changed, "redis.url", r, n),
     }
+    // The exporter and its thread are built once, at startup.
+    keep(&mut changed, "tracing", &running.tracing, &mut next.tracing);
     changed
 }

@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! load.rs      figment layers -> extract.rs (every refused key) -> raw.rs (serde, deny_unknown_fields)
-//! validate.rs  raw -> types.rs (server, logging, redis, upstreams, rate limits)
+//! validate.rs  raw -> types.rs (server, logging, redis, upstreams, rate limits, tracing)
 //!   validate_routes.rs  (routes, auth)      checker.rs  (problems, shared checks)
 //!   validate_features.rs (optional route features -> features.rs)
 //! problem.rs, origin.rs: a problem, and where its key's value came from

@@ -35,6 +35,8 @@ pub const DEFAULT_MAX_EJECTED_PERCENT: u32 = 50;
 pub const DEFAULT_UPSTREAM_KEEP_ALIVE_SECS: u64 = 4;
 pub const DEFAULT_SESSION_TTL_SECS: u64 = 28_800;
 pub const DEFAULT_SESSION_CACHE_TTL_SECS: u64 = 10;
+pub const DEFAULT_OTLP_ENDPOINT: &str = "http://127.0.0.1:4318/v1/traces";
+pub const DEFAULT_TRACE_EXPORT_TIMEOUT_MS: u64 = 5_000;
 
 /// The whole settings document.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -48,6 +50,7 @@ pub struct RawSettings {
     pub rate_limits: BTreeMap<String, RawRateLimit>,
     pub auth: RawAuth,
     pub routes: Vec<RawRoute>,
+    pub tracing: RawTracing,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -147,6 +150,35 @@ impl Default for RawLogging {
             level: "info".to_owned(),
             format: "json".to_owned(),
             access_log: true,
+        }
+    }
+}
+
+/// Request spans over OTLP (added section; restart-only).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawTracing {
+    /// A span per request, exported over OTLP/HTTP. Default false.
+    pub enabled: bool,
+    /// OTLP/HTTP (protobuf) traces URL. Default http://127.0.0.1:4318/v1/traces.
+    pub otlp_endpoint: String,
+    /// The `service.name` resource attribute. Default gateway.
+    pub service_name: String,
+    /// Share of new traces recorded, 0..1; a caller's sampled flag in
+    /// `traceparent` is followed. Default 1.0.
+    pub sample_ratio: f64,
+    /// Longest wait for one export request. Default 5000.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for RawTracing {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            otlp_endpoint: DEFAULT_OTLP_ENDPOINT.to_owned(),
+            service_name: "gateway".to_owned(),
+            sample_ratio: 1.0,
+            export_timeout_ms: DEFAULT_TRACE_EXPORT_TIMEOUT_MS,
         }
     }
 }

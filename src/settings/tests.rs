@@ -132,7 +132,7 @@ fn unknown_keys_name_file_and_key() {
         assert_reported(
             &p,
             "bad.yaml: extra: unknown key 'extra' (expected one of: server, admin, logging, \
-             redis, upstreams, rate_limits, auth, routes)",
+             redis, upstreams, rate_limits, auth, routes, tracing)",
         );
         assert!(!p.iter().any(|m| m.contains('`')), "{p:#?}");
         Ok(())
@@ -435,6 +435,37 @@ routes:
         ] {
             assert_reported(&p, e);
         }
+        Ok(())
+    });
+}
+
+#[test]
+fn tracing_is_off_by_default_and_checked_even_while_off() {
+    Jail::expect_with(|jail| {
+        let s = load(&sources(&[], &[])).expect("defaults are valid");
+        assert_eq!(s.tracing, None);
+        jail.create_file(
+            "tracing.yaml",
+            "tracing: {otlp_endpoint: \"collector:4318\", sample_ratio: 1.5, \
+             service_name: \" \", export_timeout_ms: 0}\n",
+        )?;
+        let p = problems(load(&sources(&["tracing.yaml"], &[])));
+        for expect in [
+            "tracing.yaml: tracing.otlp_endpoint: \"collector:4318\" must be an absolute URL",
+            "tracing.yaml: tracing.sample_ratio: 1.5 is not between 0 and 1",
+            "tracing.yaml: tracing.service_name: must not be empty",
+            "tracing.yaml: tracing.export_timeout_ms: must be greater than 0",
+        ] {
+            assert_reported(&p, expect);
+        }
+        jail.set_env("GATEWAY_TRACING__ENABLED", "true");
+        jail.set_env("GATEWAY_TRACING__SAMPLE_RATIO", "0.25");
+        let s = load(&sources(&[], &[])).expect("valid");
+        let t = s.tracing.expect("enabled from the environment");
+        assert_eq!(t.otlp_endpoint.as_str(), "http://127.0.0.1:4318/v1/traces");
+        assert_eq!(t.service_name, "gateway");
+        assert_eq!(t.sample_ratio, 0.25);
+        assert_eq!(t.export_timeout, Duration::from_millis(5000));
         Ok(())
     });
 }

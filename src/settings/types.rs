@@ -24,6 +24,8 @@ pub struct Settings {
     pub rate_limits: Vec<RateLimitPolicy>,
     pub auth: AuthSettings,
     pub routes: Vec<RouteSettings>,
+    /// `None` while `tracing.enabled` is false.
+    pub tracing: Option<TracingSettings>,
 }
 
 impl Settings {
@@ -80,6 +82,15 @@ pub struct LoggingSettings {
     pub level: slog::Level,
     pub format: LogFormat,
     pub access_log: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingSettings {
+    pub otlp_endpoint: url::Url,
+    pub service_name: String,
+    /// 0.0..=1.0.
+    pub sample_ratio: f64,
+    pub export_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]

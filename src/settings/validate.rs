@@ -14,11 +14,13 @@ use super::checker::Checker;
 use super::features::{CircuitBreaker, HashKey, RetryBudget};
 use super::problem::Problem;
 use super::raw::{
-    RawCircuitBreaker, RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawUpstream,
+    RawCircuitBreaker, RawLogging, RawRateLimit, RawRedis, RawServer, RawSettings, RawTracing,
+    RawUpstream,
 };
 use super::types::{
     Balance, HealthCheck, LogFormat, LoggingSettings, OnStoreError, RateLimitKey, RateLimitPolicy,
-    RateLimitScope, RedisSettings, ServerSettings, Settings, TlsSettings, UpstreamSettings,
+    RateLimitScope, RedisSettings, ServerSettings, Settings, TlsSettings, TracingSettings,
+    UpstreamSettings,
 };
 use super::validate_features::parse_net;
 use super::validate_routes::{validate_auth, validate_routes};
@@ -45,6 +47,7 @@ pub fn validate(
     let rate_limits = validate_rate_limits(&mut c, &raw.rate_limits, redis.is_some());
     let routes = validate_routes(&mut c, raw, &upstreams, &rate_limits);
     let auth = validate_auth(&mut c, &raw.auth, &routes, &rate_limits);
+    let tracing = validate_tracing(&mut c, &raw.tracing);
 
     match (server, admin_listen, logging) {
         (Some(server), Some(admin_listen), Some(logging)) if c.problems.is_empty() => {
@@ -57,6 +60,7 @@ pub fn validate(
                 rate_limits,
                 auth,
                 routes,
+                tracing,
             })
         }
         _ => Err(c.problems),
@@ -166,6 +170,34 @@ fn validate_logging(c: &mut Checker, l: &RawLogging) -> Option<LoggingSettings> 
         level: level?,
         format: format?,
         access_log: l.access_log,
+    })
+}
+
+/// Checked even while disabled, so a mistake shows before it is switched on.
+fn validate_tracing(c: &mut Checker, t: &RawTracing) -> Option<TracingSettings> {
+    let endpoint = c.url(
+        "tracing.otlp_endpoint",
+        &t.otlp_endpoint,
+        &["http", "https"],
+    );
+    if t.service_name.trim().is_empty() {
+        c.key("tracing.service_name", "must not be empty");
+    }
+    if !(0.0..=1.0).contains(&t.sample_ratio) {
+        c.key(
+            "tracing.sample_ratio",
+            format!("{} is not between 0 and 1", t.sample_ratio),
+        );
+    }
+    c.positive("tracing.export_timeout_ms", t.export_timeout_ms);
+    if !t.enabled {
+        return None;
+    }
+    Some(TracingSettings {
+        otlp_endpoint: endpoint?,
+        service_name: t.service_name.trim().to_owned(),
+        sample_ratio: t.sample_ratio,
+        export_timeout: Duration::from_millis(t.export_timeout_ms),
     })
 }
 

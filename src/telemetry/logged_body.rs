@@ -19,6 +19,7 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 
 use super::access_log::{Exchange, WorkerTelemetry};
+use super::tracing::RequestTrace;
 use crate::state::Gateway;
 
 /// Everything of a streamed exchange's record but the bytes still to be sent.
@@ -33,6 +34,8 @@ pub struct PendingLine {
     pub elapsed: Duration,
     pub bytes_in: Option<u64>,
     pub user_agent: Option<HeaderValue>,
+    /// Ended with the line (taken in `drop`).
+    pub trace: Option<RequestTrace>,
     pub bytes_out: u64,
 }
 
@@ -49,7 +52,8 @@ impl Drop for PendingLine {
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             ext: Some(&ext),
         };
-        self.worker.streamed(&self.gw, &exchange);
+        let trace = self.trace.take().unwrap_or(RequestTrace::OFF);
+        self.worker.streamed(&self.gw, &exchange, trace);
     }
 }
 

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub body_bytes: IntCounterVec,
     pub open_connections: IntGauge,
     pub connections: IntCounter,
+    pub trace_spans: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -219,6 +220,15 @@ impl Metrics {
                 "connections_total",
                 "Client connections accepted on the proxy listener.",
             ))?,
+            trace_spans: IntCounterVec::new(
+                opts(
+                    "trace_spans_total",
+                    "Request spans (tracing.enabled) by result: ended (sampled and \
+                     queued for export), exported, failed (the collector refused or \
+                     could not be reached). ended - exported - failed = queued or dropped.",
+                ),
+                &["result"],
+            )?,
             registry,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
@@ -254,6 +264,7 @@ impl Metrics {
         m.registry.register(Box::new(m.open_connections.clone()))?;
         m.registry.register(Box::new(m.connections.clone()))?;
         m.registry.register(Box::new(m.upstream_retries.clone()))?;
+        m.registry.register(Box::new(m.trace_spans.clone()))?;
         m.registry
             .register(Box::new(m.config_last_reload_successful.clone()))?;
         for result in ["success", "failure"] {
@@ -262,6 +273,9 @@ impl Metrics {
         // Exported from startup at 0, so dashboards and `rate()` see the
         // series before the first introspection call (labels: results of
         // `auth::bearer::IntrospectionCache::count`).
+        for result in ["ended", "exported", "failed"] {
+            m.trace_spans.with_label_values(&[result]);
+        }
         for result in INTROSPECTION_RESULTS {
             m.auth_introspections.with_label_values(&[result]);
         }

@@ -1,0 +1,83 @@
+//! One finished exchange as the access-log stage saw it ([`Exchange`]),
+//! and what the later stages learned about it ([`Facts`]: route, upstream,
+//! client, user), read once from the request extensions for both the
+//! access-log line (`access_log.rs`) and the request span (`tracing.rs`).
+//! A leaf under both.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_http::Extensions;
+use actix_web::http::{Method, StatusCode, Uri};
+
+use crate::auth::identity::Identity;
+use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
+use crate::state::Gateway;
+
+/// Milliseconds with microsecond precision.
+pub fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0
+}
+
+/// One finished exchange, as the access-log stage saw it.
+pub struct Exchange<'a> {
+    pub method: &'a Method,
+    pub uri: &'a Uri,
+    pub status: StatusCode,
+    pub elapsed: Duration,
+    /// The request's Content-Length (`None` for a streamed body).
+    pub bytes_in: Option<u64>,
+    /// The response body's size: known at the head, or counted as a
+    /// streamed body is sent (`None` when the request failed).
+    pub bytes_out: Option<u64>,
+    pub user_agent: Option<&'a [u8]>,
+    /// What the later stages learned (none when the request failed as an
+    /// actix error).
+    pub ext: Option<&'a Extensions>,
+}
+
+/// What the later stages learned about an exchange, as the log line and
+/// the request span record it.
+pub struct Facts<'a> {
+    pub request_id: &'a str,
+    pub route: Option<&'a str>,
+    pub upstream: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub upstream_ms: Option<f64>,
+    pub client_ip: Option<IpText>,
+    pub user: Option<&'a str>,
+}
+
+impl<'a> Exchange<'a> {
+    pub fn facts(&self, gw: &'a Gateway) -> Facts<'a> {
+        let ext = self.ext;
+        let (upstream, target, upstream_ms) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
+            Some(u) => {
+                let up = &gw.upstreams[u.upstream];
+                (
+                    Some(up.settings.name.as_str()),
+                    Some(up.targets[u.target].url.as_str()),
+                    Some(millis(u.head_after)),
+                )
+            }
+            None => (None, None, None),
+        };
+        Facts {
+            request_id: ext
+                .and_then(|e| e.get::<RequestId>())
+                .map_or("-", |id| id.as_str()),
+            route: ext
+                .and_then(|e| e.get::<MatchedRoute>())
+                .map(|m| gw.routes.get(m.index).name.as_str()),
+            upstream,
+            target,
+            upstream_ms,
+            client_ip: ext
+                .and_then(|e| e.get::<ClientInfo>())
+                .map(|c| IpText::new(c.ip)),
+            user: ext
+                .and_then(|e| e.get::<Arc<Identity>>())
+                .map(|u| u.subject.as_str()),
+        }
+    }
+}
