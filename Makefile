@@ -32,13 +32,14 @@ check-config: ## Validate the shipped settings files
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/production.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/examples/route-features.yaml
 	@# The Compose stack's layers (docker-compose.yml), with stand-ins for the
-	@# secrets it passes as GATEWAY_* variables. settings/compose/tracing.yaml
-	@# needs the gateway's `tracing` settings and is checked once they exist.
+	@# secrets it passes as GATEWAY_* variables.
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml \
 		--config settings/compose/stack.yaml
 	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml \
 		--config settings/compose/stack.yaml --config settings/compose/auth.yaml \
 		--set auth.provider.client_secret=check --set auth.session.secret=check-only-0123456789abcdef0123456789
+	$(CARGO) run --quiet --locked --bin gateway -- check --config settings/local.yaml \
+		--config settings/compose/stack.yaml --config settings/compose/tracing.yaml
 
 # The OpenID provider of the auth tests (npm package oidc-provider).
 tests/oidc/node_modules: tests/oidc/package.json tests/oidc/package-lock.json
