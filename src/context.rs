@@ -81,6 +81,11 @@ impl MatchedRoute {
 #[derive(Clone)]
 pub struct TraceParent(pub HeaderValue);
 
+/// Bytes of a chunked request body the proxy has read so far (its size is
+/// not known at the head); the access log reads it when it writes the line.
+#[derive(Clone, Default)]
+pub struct StreamedBytesIn(pub std::rc::Rc<std::cell::Cell<u64>>);
+
 /// The upstream target the proxy used (last attempt).
 #[derive(Clone, Copy)]
 pub struct UpstreamUsed {

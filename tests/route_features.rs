@@ -706,6 +706,18 @@ routes:
         (line["bytes_in"].as_u64(), line["bytes_out"].as_u64()),
         (Some(0), Some(200_000))
     );
+
+    // A chunked upload's size is what the proxy read of it.
+    let chunks = (0..7).map(|_| Ok::<_, std::io::Error>(Bytes::from(vec![b'c'; 10_000])));
+    let mut res = client()
+        .post(gw.url("/echo"))
+        .insert_header(("x-request-id", "log-fields-3"))
+        .send_stream(futures_util::stream::iter(chunks))
+        .await
+        .unwrap();
+    assert_eq!(json_body(&mut res).await["body_len"], 70_000);
+    let line = gw.access_log_for("log-fields-3").await;
+    assert_eq!(line["bytes_in"], 70_000, "{line}");
 }
 
 #[actix_rt::test]

@@ -15,7 +15,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
 use crate::state::{Live, Pinned};
-use crate::telemetry::access_log::{Exchange, InFlight, WorkerTelemetry};
+use crate::telemetry::access_log::{body_bytes_in, Exchange, InFlight, WorkerTelemetry};
 use crate::telemetry::logged_body::{LoggedBody, PendingLine};
 
 pub async fn access_log(
@@ -79,7 +79,7 @@ pub async fn access_log(
             uri: &uri,
             status,
             elapsed,
-            bytes_in,
+            bytes_in: body_bytes_in(bytes_in, ext.as_deref()),
             bytes_out,
             user_agent: user_agent.as_ref().map(|ua| ua.as_bytes()),
             ext: ext.as_deref(),

@@ -25,7 +25,8 @@ pin_project_lite::pin_project! {
     pub struct LimitedBody {
         #[pin]
         pub inner: web::Payload,
-        pub seen: u64,
+        // Shared with the access log (`context::StreamedBytesIn`).
+        pub seen: Rc<Cell<u64>>,
         pub limit: u64,
         pub exceeded: Rc<Cell<bool>>,
     }
@@ -38,8 +39,9 @@ impl Stream for LimitedBody {
         let this = self.project();
         match this.inner.poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
-                *this.seen += chunk.len() as u64;
-                if *this.seen > *this.limit {
+                let seen = this.seen.get() + chunk.len() as u64;
+                this.seen.set(seen);
+                if seen > *this.limit {
                     this.exceeded.set(true);
                     return Poll::Ready(Some(Err(PayloadError::Overflow)));
                 }

@@ -30,8 +30,8 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    ClientInfo, MatchedRoute, RequestId, TraceParent, UpstreamUsed, TRACEPARENT, X_FORWARDED_FOR,
-    X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    ClientInfo, MatchedRoute, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
+    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
 use crate::path::{normalize_path, strip_segment_prefix};
@@ -287,9 +287,11 @@ pub async fn forward(
             },
             RequestBody::Chunked => match payload.take() {
                 Some(p) => {
+                    let seen = StreamedBytesIn::default();
+                    req.extensions_mut().insert(seen.clone());
                     let body = LimitedBody {
                         inner: p,
-                        seen: 0,
+                        seen: seen.0,
                         limit,
                         exceeded: exceeded.clone(),
                     };

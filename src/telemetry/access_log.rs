@@ -13,7 +13,7 @@ use actix_web::dev::ServiceRequest;
 use prometheus::IntGauge;
 use slog::{info, Logger};
 
-pub use super::exchange::Exchange;
+pub use super::exchange::{body_bytes_in, Exchange};
 use super::exchange::{millis, Facts};
 use super::metrics::{method_label, RequestCounterCache};
 use super::tracing::{RequestTrace, RequestTracer};

@@ -11,7 +11,7 @@ use actix_http::Extensions;
 use actix_web::http::{Method, StatusCode, Uri};
 
 use crate::auth::identity::Identity;
-use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, UpstreamUsed};
+use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, StreamedBytesIn, UpstreamUsed};
 use crate::state::Gateway;
 
 /// Milliseconds with microsecond precision.
@@ -80,4 +80,11 @@ impl<'a> Exchange<'a> {
                 .map(|u| u.subject.as_str()),
         }
     }
+}
+
+/// A request body's size: its Content-Length (`declared`), or for a chunked
+/// body what the proxy has read of it by now (`None` if it read nothing:
+/// the request was answered before the proxy).
+pub fn body_bytes_in(declared: Option<u64>, ext: Option<&Extensions>) -> Option<u64> {
+    declared.or_else(|| ext?.get::<StreamedBytesIn>().map(|n| n.0.get()))
 }

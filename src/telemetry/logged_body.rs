@@ -19,6 +19,7 @@ use bytes::Bytes;
 use pin_project_lite::pin_project;
 
 use super::access_log::{Exchange, WorkerTelemetry};
+use super::exchange::body_bytes_in;
 use super::tracing::RequestTrace;
 use crate::state::Gateway;
 
@@ -47,7 +48,7 @@ impl Drop for PendingLine {
             uri: &self.uri,
             status: self.status,
             elapsed: self.elapsed,
-            bytes_in: self.bytes_in,
+            bytes_in: body_bytes_in(self.bytes_in, Some(&ext)),
             bytes_out: Some(self.bytes_out),
             user_agent: self.user_agent.as_ref().map(HeaderValue::as_bytes),
             ext: Some(&ext),
