@@ -132,7 +132,20 @@ impl WorkerTelemetry {
             "target" => facts.target,
             "client_ip" => facts.client_ip.as_ref().map(IpText::as_str),
             "user" => facts.user,
-            "trace_id" => trace_id,
+            TraceIdField(trace_id),
         );
+    }
+}
+
+/// `trace_id`, written only with tracing on: a request without a span
+/// pays nothing for it in its line.
+struct TraceIdField<'a>(Option<&'a str>);
+
+impl slog::KV for TraceIdField<'_> {
+    fn serialize(&self, _: &slog::Record<'_>, out: &mut dyn slog::Serializer) -> slog::Result {
+        match self.0 {
+            Some(id) => out.emit_str("trace_id", id),
+            None => Ok(()),
+        }
     }
 }
