@@ -358,7 +358,10 @@ async fn with_tracing_off_the_callers_traceparent_passes_unchanged() {
     let (parts, request_id) = upstream_traceparent(&gw, "/api/x", Some(&sent)).await;
     assert_eq!(parts.join("-"), sent);
     let line = gw.access_log_for(&request_id).await;
-    assert!(line.get("trace_id").is_none(), "no trace_id with tracing off: {line}");
+    assert!(
+        line.get("trace_id").is_none(),
+        "no trace_id with tracing off: {line}"
+    );
     let metrics = gw.metrics().await;
     assert_eq!(
         metric(&metrics, "gateway_trace_spans_total{result=\"ended\"}"),
