@@ -258,9 +258,11 @@ impl MessageType for Request {
     }
 
     fn decode(src: &mut BytesMut) -> Result<Option<(Self, PayloadType)>, ParseError> {
-        let mut headers: [HeaderIndex; MAX_HEADERS] = EMPTY_HEADER_INDEX_ARRAY;
+        // PATCH(gateway, patches/README.md #4): left uninitialised; `record`
+        // writes the entries of the headers parsed.
+        let mut headers = HeaderIndex::uninit_array();
 
-        let (len, method, uri, ver, h_len) = {
+        let (len, method, uri, ver, raw_headers) = {
             // SAFETY:
             // Create an uninitialized array of `MaybeUninit`. The `assume_init` is safe because the
             // type we are claiming to have initialized here is a bunch of `MaybeUninit`s, which
@@ -289,9 +291,9 @@ impl MessageType for Request {
                     } else {
                         Version::HTTP_10
                     };
-                    HeaderIndex::record(src, req.headers, &mut headers);
+                    let raw_headers = HeaderIndex::record(src, req.headers, &mut headers);
 
-                    (len, method, uri, version, req.headers.len())
+                    (len, method, uri, version, raw_headers)
                 }
 
                 httparse::Status::Partial => {
@@ -309,7 +311,7 @@ impl MessageType for Request {
         let mut msg = Request::new();
 
         // convert headers
-        let mut length = msg.set_headers(&src.split_to(len).freeze(), &headers[..h_len], ver)?;
+        let mut length = msg.set_headers(&src.split_to(len).freeze(), raw_headers, ver)?;
 
         // disallow HTTP/1.1 requests that do not contain a Host header
         // see https://datatracker.ietf.org/doc/html/rfc9112#section-3.2
@@ -388,9 +390,10 @@ impl MessageType for ResponseHead {
     }
 
     fn decode(src: &mut BytesMut) -> Result<Option<(Self, PayloadType)>, ParseError> {
-        let mut headers: [HeaderIndex; MAX_HEADERS] = EMPTY_HEADER_INDEX_ARRAY;
+        // PATCH(gateway, patches/README.md #4): as for requests.
+        let mut headers = HeaderIndex::uninit_array();
 
-        let (len, ver, status, h_len) = {
+        let (len, ver, status, raw_headers) = {
             // SAFETY:
             // Create an uninitialized array of `MaybeUninit`. The `assume_init` is safe because the
             // type we are claiming to have initialized here is a bunch of `MaybeUninit`s, which
@@ -415,9 +418,9 @@ impl MessageType for ResponseHead {
 
                     let status =
                         StatusCode::from_u16(res.code.unwrap()).map_err(|_| ParseError::Status)?;
-                    HeaderIndex::record(src, res.headers, &mut headers);
+                    let raw_headers = HeaderIndex::record(src, res.headers, &mut headers);
 
-                    (len, version, status, res.headers.len())
+                    (len, version, status, raw_headers)
                 }
 
                 httparse::Status::Partial => {
@@ -435,7 +438,7 @@ impl MessageType for ResponseHead {
         msg.version = ver;
 
         // convert headers
-        let mut length = msg.set_headers(&src.split_to(len).freeze(), &headers[..h_len], ver)?;
+        let mut length = msg.set_headers(&src.split_to(len).freeze(), raw_headers, ver)?;
 
         // Remove CL value if 0 now that all headers and HTTP/1.0 special cases are processed.
         // Protects against some request smuggling attacks.
@@ -470,35 +473,44 @@ pub(crate) struct HeaderIndex {
     pub(crate) value: (usize, usize),
 }
 
-pub(crate) const EMPTY_HEADER_INDEX: HeaderIndex = HeaderIndex {
-    name: (0, 0),
-    value: (0, 0),
-};
-
 /// PATCH(gateway, patches/README.md #3): a line feed in `head` that does not
 /// follow a carriage return.
 fn has_bare_lf(head: &[u8]) -> bool {
     memchr::memchr_iter(b'\n', head).any(|at| at == 0 || head[at - 1] != b'\r')
 }
 
-pub(crate) const EMPTY_HEADER_INDEX_ARRAY: [HeaderIndex; MAX_HEADERS] =
-    [EMPTY_HEADER_INDEX; MAX_HEADERS];
-
 impl HeaderIndex {
-    pub(crate) fn record(
+    /// PATCH(gateway, patches/README.md #4): room for `MAX_HEADERS` indices,
+    /// not initialised. Upstream zeroed a `[HeaderIndex; MAX_HEADERS]` (3 KiB)
+    /// on every decode call, including the calls that find no complete head
+    /// yet (most of them): a memset per call.
+    pub(crate) fn uninit_array() -> [MaybeUninit<HeaderIndex>; MAX_HEADERS] {
+        // SAFETY: an array of `MaybeUninit`s needs no initialisation.
+        unsafe { MaybeUninit::<[MaybeUninit<HeaderIndex>; MAX_HEADERS]>::uninit().assume_init() }
+    }
+
+    /// Writes the byte ranges of `headers` (parsed from `bytes`) into the
+    /// first entries of `indices` and returns those entries.
+    pub(crate) fn record<'i>(
         bytes: &[u8],
         headers: &[httparse::Header<'_>],
-        indices: &mut [HeaderIndex],
-    ) {
+        indices: &'i mut [MaybeUninit<HeaderIndex>],
+    ) -> &'i [HeaderIndex] {
         let bytes_ptr = bytes.as_ptr() as usize;
-        for (header, indices) in headers.iter().zip(indices.iter_mut()) {
+        let mut written = 0;
+        for (header, slot) in headers.iter().zip(indices.iter_mut()) {
             let name_start = header.name.as_ptr() as usize - bytes_ptr;
             let name_end = name_start + header.name.len();
-            indices.name = (name_start, name_end);
             let value_start = header.value.as_ptr() as usize - bytes_ptr;
             let value_end = value_start + header.value.len();
-            indices.value = (value_start, value_end);
+            slot.write(HeaderIndex {
+                name: (name_start, name_end),
+                value: (value_start, value_end),
+            });
+            written += 1;
         }
+        // SAFETY: the first `written` entries were initialised just above.
+        unsafe { std::slice::from_raw_parts(indices.as_ptr().cast::<HeaderIndex>(), written) }
     }
 }
 
