@@ -2,7 +2,7 @@
 
 use std::{
     cell::{Cell, RefCell},
-    collections::{HashMap, VecDeque},
+    collections::VecDeque,
     future::Future,
     io,
     ops::Deref,
@@ -17,6 +17,7 @@ use actix_codec::{AsyncRead, AsyncWrite, ReadBuf};
 use actix_http::Protocol;
 use actix_rt::time::{sleep, Sleep};
 use actix_service::Service;
+use foldhash::{HashMap as FoldHashMap, HashMapExt as _};
 use futures_core::future::LocalBoxFuture;
 use futures_util::FutureExt as _;
 use http::uri::Authority;
@@ -63,7 +64,8 @@ where
 {
     fn new(config: ConnectorConfig) -> Self {
         let permits = Arc::new(Semaphore::new(config.limit));
-        let available = RefCell::new(HashMap::new());
+        // PATCH(gateway, patches/README.md #5): foldhash, not SipHash.
+        let available = RefCell::new(FoldHashMap::new());
 
         Self(Rc::new(ConnectionPoolInnerPriv {
             config,
@@ -117,7 +119,7 @@ where
     Io: AsyncWrite + Unpin + 'static,
 {
     config: ConnectorConfig,
-    available: RefCell<HashMap<Key, VecDeque<PooledConnection<Io>>>>,
+    available: RefCell<FoldHashMap<Key, VecDeque<PooledConnection<Io>>>>,
     permits: Arc<Semaphore>,
     /// PATCH(gateway, patches/README.md #2): the idle-connection reaper runs.
     reaper_started: Cell<bool>,
