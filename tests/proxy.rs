@@ -799,3 +799,55 @@ routes:
     let res = client().get(gw.url("/u/hello")).send().await.unwrap();
     assert_eq!(res.status(), 502);
 }
+
+/// awc writes a `Date` on every upstream request; since actix-http patch #6
+/// it comes from one clock per worker thread instead of a new one per
+/// request, so it must stay current from request to request.
+#[actix_rt::test]
+async fn upstream_requests_carry_a_current_date() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let c = client();
+    for round in 0..3 {
+        if round > 0 {
+            actix_rt::time::sleep(Duration::from_millis(1200)).await;
+        }
+        let mut res = c.get(gw.url("/api/date")).send().await.unwrap();
+        let echo = json_body(&mut res).await;
+        let dates = header_values(&echo, "date");
+        assert_eq!(dates.len(), 1, "one Date per upstream request: {dates:?}");
+        let sent = httpdate::parse_http_date(&dates[0]).expect("an HTTP date");
+        let now = std::time::SystemTime::now();
+        let age = now.duration_since(sent).unwrap_or_default();
+        let ahead = sent.duration_since(now).unwrap_or_default();
+        assert!(
+            age < Duration::from_secs(2) && ahead < Duration::from_secs(1),
+            "round {round}: Date {} is not current",
+            dates[0]
+        );
+    }
+}
+
+/// The per-thread client configuration of patch #6 outlives the runtime it
+/// was made on: a later runtime on the same thread (a restarted `System`,
+/// one test after another) must not send the first runtime's frozen date.
+#[test]
+fn a_later_runtime_on_the_same_thread_sends_a_current_date() {
+    let up = spawn_upstream("main");
+    let sent_date = || {
+        actix_rt::System::new().block_on(async {
+            let mut res = client().get(up.url() + "/date").send().await.unwrap();
+            let echo = json_body(&mut res).await;
+            let dates = header_values(&echo, "date");
+            httpdate::parse_http_date(&dates[0]).expect("an HTTP date")
+        })
+    };
+    let first = sent_date();
+    std::thread::sleep(Duration::from_millis(2100));
+    let second = sent_date();
+    let moved = second.duration_since(first).unwrap_or_default();
+    assert!(
+        moved >= Duration::from_secs(2),
+        "the second runtime sent a date {moved:?} after the first, 2.1 s later"
+    );
+}

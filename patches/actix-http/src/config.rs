@@ -327,6 +327,12 @@ impl ServiceConfig {
         self.0.date_service.now()
     }
 
+    /// Whether the task that keeps the cached date current still runs
+    /// (PATCH(gateway, patches/README.md #6)).
+    pub(crate) fn date_service_running(&self) -> bool {
+        self.0.date_service.is_running()
+    }
+
     /// Writes date header to `dst` buffer.
     ///
     /// Low-level method that utilizes the built-in efficient date service, requiring fewer syscalls

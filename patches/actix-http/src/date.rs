@@ -72,6 +72,12 @@ impl DateService {
         DateService { current, handle }
     }
 
+    /// PATCH(gateway, patches/README.md #6): false once the runtime that ran
+    /// the update task has shut down.
+    pub(crate) fn is_running(&self) -> bool {
+        !self.handle.is_finished()
+    }
+
     pub(crate) fn now(&self) -> Instant {
         self.current.get().1
     }

@@ -48,8 +48,34 @@ struct ClientCodecInner {
 
 impl Default for ClientCodec {
     fn default() -> Self {
-        ClientCodec::new(ServiceConfig::default())
+        ClientCodec::new(thread_client_config())
     }
+}
+
+// PATCH(gateway, patches/README.md #6): awc builds a `ClientCodec::default()`
+// for every request it sends. A fresh `ServiceConfig` spawned a date-update
+// task (and formatted a date) per request, only for the task to be aborted
+// when the response was read. One configuration per thread is shared
+// instead; it is rebuilt when its date task is gone (the runtime it was
+// spawned on has ended), so a later runtime on the same thread never writes
+// a frozen `Date`.
+thread_local! {
+    static CLIENT_CONFIG: std::cell::RefCell<Option<ServiceConfig>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn thread_client_config() -> ServiceConfig {
+    CLIENT_CONFIG.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        match cached.as_ref() {
+            Some(config) if config.date_service_running() => config.clone(),
+            _ => {
+                let config = ServiceConfig::default();
+                *cached = Some(config.clone());
+                config
+            }
+        }
+    })
 }
 
 impl fmt::Debug for ClientCodec {
