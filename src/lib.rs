@@ -69,6 +69,6 @@ pub mod tools {
     pub use crate::auth::browser::{cookie_value, safe_redirect};
     pub use crate::context::{forwarded_hops, ClientInfo, X_FORWARDED_FOR};
     pub use crate::error::GatewayError;
-    pub use crate::path::normalize_path;
+    pub use crate::path::{is_normal, normalize_path};
     pub use crate::proxy::headers::without_cookies;
 }

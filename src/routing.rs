@@ -10,8 +10,6 @@
 //! The deepest node holding a route whose host and methods fit wins: that is
 //! "longest prefix on path-segment boundaries".
 
-use std::collections::HashMap;
-
 use actix_web::http::Method;
 
 use crate::context::MatchedRoute;
@@ -21,7 +19,10 @@ use crate::settings::RouteSettings;
 
 #[derive(Default)]
 struct Node {
-    children: HashMap<Box<str>, Node>,
+    /// Keyed by configured segments. Lookups hash client input, but only
+    /// inserts (from the settings) could crowd a bucket, so the faster
+    /// non-DoS-resistant hasher is safe here.
+    children: foldhash::HashMap<Box<str>, Node>,
     /// Routes whose prefix ends here; host-specific ones first.
     routes: Vec<usize>,
 }

@@ -333,7 +333,8 @@ pub struct RequestCounterCache {
     /// Route indices mean something only within one settings generation:
     /// the cache holds the newest generation's counters.
     generation: std::cell::Cell<u64>,
-    children: std::cell::RefCell<std::collections::HashMap<(usize, &'static str, u16), IntCounter>>,
+    /// foldhash: a handful of keys made of route indices and statuses.
+    children: std::cell::RefCell<foldhash::HashMap<(usize, &'static str, u16), IntCounter>>,
 }
 
 impl RequestCounterCache {
