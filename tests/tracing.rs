@@ -34,6 +34,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 #[derive(Clone, Debug)]
 struct Received {
     service: String,
+    resource: Vec<KeyValue>,
     trace_id: String,
     span_id: String,
     parent_span_id: String,
@@ -126,15 +127,16 @@ fn receive(store: &Mutex<Vec<Received>>, body: &[u8]) -> HttpResponse {
     };
     let mut spans = store.lock().unwrap();
     for resource_spans in request.resource_spans {
-        let service = resource_spans
+        let resource = resource_spans
             .resource
-            .as_ref()
-            .and_then(|r| attr_of(&r.attributes, "service.name"))
+            .map(|r| r.attributes)
             .unwrap_or_default();
+        let service = attr_of(&resource, "service.name").unwrap_or_default();
         for scope in resource_spans.scope_spans {
             for span in scope.spans {
                 spans.push(Received {
                     service: service.clone(),
+                    resource: resource.clone(),
                     trace_id: hex(&span.trace_id),
                     span_id: hex(&span.span_id),
                     parent_span_id: hex(&span.parent_span_id),
@@ -178,7 +180,15 @@ fn tracing_to(endpoint: &str, ratio: f64) -> String {
 }
 
 /// The batch processor's delay, shortened so tests do not wait 5 s.
-const FAST_BATCHES: &[(&str, &str)] = &[("OTEL_BSP_SCHEDULE_DELAY", "100")];
+/// Fast batches, and the resource attributes the Kubernetes manifests set
+/// from the downward API.
+const FAST_BATCHES: &[(&str, &str)] = &[
+    ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+    (
+        "OTEL_RESOURCE_ATTRIBUTES",
+        "k8s.namespace.name=edge,k8s.pod.name=gateway-7d9f-x2k4q,k8s.node.name=node-a",
+    ),
+];
 
 async fn start(yaml: &str) -> Gateway {
     let gw = Gateway::spawn_env(yaml, &[], FAST_BATCHES);
@@ -236,6 +246,17 @@ async fn a_callers_trace_is_continued_and_the_upstream_gets_the_gateways_span() 
     assert_eq!(span.name, "GET api");
     assert_eq!(span.kind, SpanKind::Server as i32);
     assert_eq!(span.service, "edge-gw");
+    for (key, value) in [
+        ("k8s.namespace.name", "edge"),
+        ("k8s.pod.name", "gateway-7d9f-x2k4q"),
+        ("k8s.node.name", "node-a"),
+    ] {
+        assert_eq!(
+            attr_of(&span.resource, key).as_deref(),
+            Some(value),
+            "{key}"
+        );
+    }
     assert_eq!(span.attr("http.route").as_deref(), Some("api"));
     assert_eq!(
         span.attr("http.response.status_code").as_deref(),
