@@ -1,5 +1,6 @@
 //! Per-request facts: what one pipeline stage learns and later stages (and
-//! the access log) read, carried in the request's extensions; the client's
+//! the access log) read, carried in the request's extensions as one
+//! [`RequestFacts`]; the client's
 //! address as the gateway determines it; the one way a stage answers a
 //! request itself ([`reject`]).
 //!
@@ -11,6 +12,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use actix_web::body::EitherBody;
+use actix_web::dev::Extensions;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpResponse};
@@ -95,10 +97,52 @@ pub struct UpstreamUsed {
     pub head_after: std::time::Duration,
 }
 
+/// What the stages learn about one request, held in one extension: the
+/// request-id stage records the id, the route stage the client and the
+/// route, the proxy the upstream it used; later stages and the access log
+/// read them. One entry rather than one per fact, because a request's
+/// extensions start empty every time and each entry is boxed (five
+/// entries also regrew the map once per request).
+#[derive(Default)]
+pub struct RequestFacts {
+    pub request_id: Option<RequestId>,
+    pub client: Option<ClientInfo>,
+    pub matched: Option<MatchedRoute>,
+    pub upstream: Option<UpstreamUsed>,
+}
+
+static NO_FACTS: RequestFacts = RequestFacts {
+    request_id: None,
+    client: None,
+    matched: None,
+    upstream: None,
+};
+
+impl RequestFacts {
+    /// The request's facts (all unknown when no stage recorded any).
+    pub fn of(ext: &Extensions) -> &RequestFacts {
+        ext.get::<RequestFacts>().unwrap_or(&NO_FACTS)
+    }
+
+    /// Records what a stage learned (`update` fills its fields).
+    pub fn record(req: &impl HttpMessage, update: impl FnOnce(&mut RequestFacts)) {
+        let mut ext = req.extensions_mut();
+        match ext.get_mut::<RequestFacts>() {
+            Some(facts) => update(facts),
+            None => {
+                let mut facts = RequestFacts::default();
+                update(&mut facts);
+                ext.insert(facts);
+            }
+        }
+    }
+}
+
 /// Reads the request id set by the first stage ("-" if somehow absent).
 pub fn request_id_of(req: &impl HttpMessage) -> String {
-    req.extensions()
-        .get::<RequestId>()
+    RequestFacts::of(&req.extensions())
+        .request_id
+        .as_ref()
         .map_or_else(|| "-".to_owned(), |id| id.as_str().to_owned())
 }
 

@@ -14,7 +14,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
-use crate::context::{reject, request_id_of, respond, MatchedRoute};
+use crate::context::{reject, request_id_of, respond, RequestFacts};
 use crate::error::GatewayError;
 use crate::settings::AuthMode;
 use crate::state::Pinned;
@@ -27,7 +27,9 @@ pub fn needed(req: &ServiceRequest) -> bool {
     let Some(gw) = ext.get::<Pinned>() else {
         return true;
     };
-    ext.get::<MatchedRoute>()
+    RequestFacts::of(&ext)
+        .matched
+        .as_ref()
         .is_some_and(|m| gw.routes.get(m.index).auth != AuthMode::None)
 }
 
@@ -39,7 +41,11 @@ pub async fn authenticate(
         return Ok(reject(req, GatewayError::Internal));
     };
     // No route: the gateway's own /oauth2 endpoints, which need no identity.
-    let Some(route_index) = req.extensions().get::<MatchedRoute>().map(|m| m.index) else {
+    let matched = RequestFacts::of(&req.extensions())
+        .matched
+        .as_ref()
+        .map(|m| m.index);
+    let Some(route_index) = matched else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let route = gw.routes.get(route_index);

@@ -17,7 +17,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
 use crate::auth::identity::Identity;
-use crate::context::{reject, ClientInfo, MatchedRoute};
+use crate::context::{reject, RequestFacts};
 use crate::error::GatewayError;
 use crate::ratelimit::{Requester, Verdict, WorkerLimits};
 use crate::state::Pinned;
@@ -29,7 +29,7 @@ pub fn needed(req: &ServiceRequest) -> bool {
     let Some(gw) = ext.get::<Pinned>() else {
         return true;
     };
-    let route = ext.get::<MatchedRoute>().map(|m| m.index);
+    let route = RequestFacts::of(&ext).matched.as_ref().map(|m| m.index);
     gw.rate_limit_policies(route, req.path())
         .is_some_and(|(policies, _)| !policies.is_empty())
 }
@@ -46,10 +46,10 @@ pub async fn rate_limit(
     };
     let (route, client, user) = {
         let ext = req.extensions();
-        let route = ext.get::<MatchedRoute>().map(|m| m.index);
+        let facts = RequestFacts::of(&ext);
         (
-            route,
-            ext.get::<ClientInfo>().copied(),
+            facts.matched.as_ref().map(|m| m.index),
+            facts.client,
             ext.get::<Arc<Identity>>().cloned(),
         )
     };

@@ -7,9 +7,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::HeaderValue;
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::Error;
 
-use crate::context::{RequestId, X_REQUEST_ID};
+use crate::context::{RequestFacts, RequestId, X_REQUEST_ID};
 
 const MAX_LEN: usize = 128;
 
@@ -37,7 +37,7 @@ pub async fn request_id(
         Some(v) if is_sane(v.as_bytes()) => v.clone(),
         _ => mint(),
     };
-    req.extensions_mut().insert(RequestId(id.clone()));
+    RequestFacts::record(&req, |facts| facts.request_id = Some(RequestId(id.clone())));
     let mut res = next.call(req).await?;
     res.headers_mut().insert(X_REQUEST_ID, id);
     Ok(res)

@@ -12,7 +12,7 @@ use actix_web::http::header::ORIGIN;
 use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
-use crate::context::{reject, request_id_of, respond, ClientInfo, MatchedRoute};
+use crate::context::{reject, request_id_of, respond, RequestFacts};
 use crate::error::GatewayError;
 use crate::route_features::{admit, finish, refusal_response, Refusal};
 use crate::state::Pinned;
@@ -27,11 +27,8 @@ pub async fn shape_exchange<B: MessageBody + 'static>(
 ) -> Result<ServiceResponse<ShapedBody<B>>, Error> {
     let found = {
         let ext = req.extensions();
-        match (
-            ext.get::<Pinned>(),
-            ext.get::<MatchedRoute>(),
-            ext.get::<ClientInfo>(),
-        ) {
+        let facts = RequestFacts::of(&ext);
+        match (ext.get::<Pinned>(), &facts.matched, facts.client) {
             (Some(gw), Some(m), Some(client)) => Some((gw.clone(), m.index, client.ip)),
             _ => None,
         }

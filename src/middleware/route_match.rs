@@ -19,9 +19,9 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage};
+use actix_web::Error;
 
-use crate::context::{reject, ClientInfo};
+use crate::context::{reject, ClientInfo, RequestFacts};
 use crate::error::GatewayError;
 use crate::middleware::route_features::{shape_exchange, ShapedBody};
 use crate::route_features::preflight_method;
@@ -65,7 +65,7 @@ pub async fn route_match<B: MessageBody + 'static>(
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let client = ClientInfo::resolve(peer, req.headers(), &gw.settings.server.trusted_proxies);
-    req.extensions_mut().insert(client);
+    RequestFacts::record(&req, |facts| facts.client = Some(client));
 
     // The gateway's own login endpoints are served by the App, not proxied.
     if gw.serves_oauth2(req.path()) {
@@ -89,7 +89,7 @@ pub async fn route_match<B: MessageBody + 'static>(
         Ok(matched) => {
             let shaped = gw.routes.get(matched.index).features.as_ref();
             let shaped = shaped.is_some_and(|f| f.shapes_exchange());
-            req.extensions_mut().insert(matched);
+            RequestFacts::record(&req, |facts| facts.matched = Some(matched));
             if shaped {
                 // Boxed: only routes with these features pay for the stage.
                 let res = Box::pin(shape_exchange(req, next)).await?;

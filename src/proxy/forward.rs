@@ -30,7 +30,7 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    ClientInfo, MatchedRoute, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
+    RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
@@ -87,10 +87,11 @@ pub async fn forward(
 ) -> HttpResponse {
     let (request_id, matched, client) = {
         let ext = req.extensions();
-        let request_id = ext.get::<RequestId>().cloned();
+        let facts = RequestFacts::of(&ext);
+        let request_id = facts.request_id.clone();
         // The upstream path is built while the extensions are borrowed, so
         // the matched path is never copied.
-        let matched = ext.get::<MatchedRoute>().map(|m| {
+        let matched = facts.matched.as_ref().map(|m| {
             let route = gw.routes.get(m.index);
             let matched_path = m.path(req.path());
             let path = match &route.strip_prefix {
@@ -112,7 +113,7 @@ pub async fn forward(
             }
             Ok((m.index, path_and_query))
         });
-        (request_id, matched, ext.get::<ClientInfo>().copied())
+        (request_id, matched, facts.client)
     };
     let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
@@ -300,11 +301,12 @@ pub async fn forward(
                 None => return fail(GatewayError::Internal),
             },
         };
-        req.extensions_mut().insert(UpstreamUsed {
+        let used = UpstreamUsed {
             upstream: upstream_idx,
             target: target_idx,
             head_after: sent_at.elapsed(),
-        });
+        };
+        RequestFacts::record(&req, |facts| facts.upstream = Some(used));
         let labels = [upstream.settings.name.as_str(), target.url.as_str()];
 
         if let Ok(resp) = &result {
@@ -437,11 +439,12 @@ async fn upgrade(
     let upstream = &gw.upstreams[upstream_idx];
     let target_idx = upstream.pick(&[]).ok_or(GatewayError::NoHealthyUpstream)?;
     let target = &upstream.targets[target_idx];
-    req.extensions_mut().insert(UpstreamUsed {
+    let used = UpstreamUsed {
         upstream: upstream_idx,
         target: target_idx,
         head_after: std::time::Duration::ZERO,
-    });
+    };
+    RequestFacts::record(req, |facts| facts.upstream = Some(used));
     let in_flight = InFlightOwned::begin(gw, upstream_idx, target_idx);
     let tunnel = Tunnel {
         client: clients.for_tunnels(upstream_idx),

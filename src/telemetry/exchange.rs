@@ -11,7 +11,7 @@ use actix_http::Extensions;
 use actix_web::http::{Method, StatusCode, Uri};
 
 use crate::auth::identity::Identity;
-use crate::context::{ClientInfo, IpText, MatchedRoute, RequestId, StreamedBytesIn, UpstreamUsed};
+use crate::context::{IpText, RequestFacts, StreamedBytesIn};
 use crate::state::Gateway;
 
 /// Milliseconds with microsecond precision.
@@ -51,7 +51,8 @@ pub struct Facts<'a> {
 impl<'a> Exchange<'a> {
     pub fn facts(&self, gw: &'a Gateway) -> Facts<'a> {
         let ext = self.ext;
-        let (upstream, target, upstream_ms) = match ext.and_then(|e| e.get::<UpstreamUsed>()) {
+        let facts = ext.map(RequestFacts::of);
+        let (upstream, target, upstream_ms) = match facts.and_then(|f| f.upstream) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];
                 (
@@ -63,18 +64,16 @@ impl<'a> Exchange<'a> {
             None => (None, None, None),
         };
         Facts {
-            request_id: ext
-                .and_then(|e| e.get::<RequestId>())
+            request_id: facts
+                .and_then(|f| f.request_id.as_ref())
                 .map_or("-", |id| id.as_str()),
-            route: ext
-                .and_then(|e| e.get::<MatchedRoute>())
+            route: facts
+                .and_then(|f| f.matched.as_ref())
                 .map(|m| gw.routes.get(m.index).name.as_str()),
             upstream,
             target,
             upstream_ms,
-            client_ip: ext
-                .and_then(|e| e.get::<ClientInfo>())
-                .map(|c| IpText::new(c.ip)),
+            client_ip: facts.and_then(|f| f.client).map(|c| IpText::new(c.ip)),
             user: ext
                 .and_then(|e| e.get::<Arc<Identity>>())
                 .map(|u| u.subject.as_str()),
