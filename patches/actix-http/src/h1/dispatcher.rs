@@ -38,6 +38,8 @@ use crate::{
 
 const LW_BUFFER_SIZE: usize = 1024;
 const HW_BUFFER_SIZE: usize = 1024 * 8;
+/// Largest read buffer kept once drained (PATCH(gateway, patches/README.md #7)).
+const READ_BUF_KEEP_CAPACITY: usize = 4 * HW_BUFFER_SIZE;
 const MAX_PIPELINED_MESSAGES: usize = 16;
 
 /// Write buffer capacity at which we reallocate it after flushing.
@@ -1057,6 +1059,14 @@ where
                     break;
                 }
             }
+        }
+
+        // PATCH(gateway, patches/README.md #7): a read buffer that grew while a
+        // request body arrived faster than it was consumed is released once it
+        // has been drained, instead of being kept at its peak size for the rest
+        // of the connection's life (actix/actix-web#2075).
+        if this.read_buf.is_empty() && this.read_buf.capacity() > READ_BUF_KEEP_CAPACITY {
+            *this.read_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
         }
 
         Ok(updated)
