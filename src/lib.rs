@@ -71,4 +71,9 @@ pub mod tools {
     pub use crate::error::GatewayError;
     pub use crate::path::{is_normal, normalize_path};
     pub use crate::proxy::headers::without_cookies;
+
+    // For the micro-benchmarks (`benches/hot_paths.rs`): the forward path's
+    // header work and the access log's line encoder.
+    pub use crate::proxy::headers::{for_each_upstream_header, forwarded_for, request_skip_list};
+    pub use crate::telemetry::json_line::{JsonLineDrain, LineSink};
 }

@@ -177,7 +177,7 @@ impl Drop for LogGuard {
 }
 
 /// Appends the current time (RFC 3339) to an access-log line.
-fn push_timestamp(line: &mut Vec<u8>) {
+pub fn push_timestamp(line: &mut Vec<u8>) {
     line.extend_from_slice(now_rfc3339().as_str().as_bytes());
 }
 

@@ -13,7 +13,7 @@
 pub mod access_log;
 mod exchange;
 pub mod health;
-mod json_line;
+pub(crate) mod json_line;
 pub mod logged_body;
 pub mod logging;
 pub mod metrics;
