@@ -114,6 +114,17 @@ bench: ## Gateway vs NGINX (wrk, A/B rounds), rate-limit and session-auth cost, 
 	bash bench/auth.sh
 	$(CARGO) run --release --locked --example route_bench
 
+.PHONY: bench-matrix
+bench-matrix: ## Gateway vs NGINX matrix: 100 B/16 KiB/1 MiB responses, 1 MiB uploads, 1,024 connections, 2 vs 1 workers; target/bench/matrix.{md,json,png}
+	bash scripts/with-managed-python.sh bash bench/matrix.sh
+
+# Extra arguments for Criterion, e.g. BENCH_MICRO_ARGS="--warm-up-time 1 --measurement-time 2 gcra".
+BENCH_MICRO_ARGS ?=
+
+.PHONY: bench-micro
+bench-micro: ## Criterion micro-benchmarks of the request path's steps (benches/hot_paths.rs; BENCH_MICRO_ARGS for Criterion)
+	$(CARGO) bench --locked --bench hot_paths -- $(BENCH_MICRO_ARGS)
+
 .PHONY: bench-faults
 bench-faults: ## Requests lost per SIGTERM, 502s per upstream kill, slow-client hold time (wrk and scripted clients)
 	bash bench/faults.sh

@@ -1,5 +1,6 @@
-# Shared by the bench scripts (run.sh, ratelimit.sh): process bookkeeping and
-# cleanup, readiness checks, wrk output parsing, free ports, apt installs.
+# Shared by the bench scripts (run.sh, ratelimit.sh, auth.sh, matrix.sh, ...):
+# process bookkeeping and cleanup, readiness checks, wrk output parsing, free
+# ports, apt installs.
 # Source it right after `set -Eeuo pipefail`; it installs the EXIT/INT/TERM/ERR
 # traps at once so that an early `die` still cleans up.
 # shellcheck shell=bash
@@ -263,6 +264,10 @@ build_release() { # EXAMPLE... -- BIN...
 # proxy benches compare with, doing the gateway route's work (uses NGINX,
 # TMP, WORKERS, P_UP, P_NGINX). bench/instructions.sh runs it without a
 # master process, so that callgrind follows the process that serves.
+# Optional, empty by default (bench/matrix.sh sets them):
+# NGINX_WORKER_CONNECTIONS (4096), NGINX_LISTEN_OPTS (after the listen
+# address, e.g. "backlog=2048"), NGINX_EXTRA_HTTP (directives added to the
+# http block).
 write_nginx_conf() {
     local master=$1 NGINX_BUILD NGINX_TEMP_PATHS m
     # Every temp path nginx was built with must point inside $TMP, or nginx
@@ -277,8 +282,12 @@ write_nginx_conf() {
     done
 
     # The access log mirrors the gateway's JSON line (src/middleware/access_log.rs):
-    # the same fields, one unbuffered write per request. nginx cannot compute
-    # milliseconds, so the duration is in seconds.
+    # the same fields, written the way the gateway writes them: batched, at
+    # most 64 KiB or 50 ms at a time (src/telemetry/logging.rs). NGINX_LOG_BUFFER
+    # (default "buffer=64k flush=50ms"; empty: one write per request, nginx's
+    # own default and what benches before 2026-12-06 used). nginx cannot
+    # compute milliseconds, so the duration is in seconds.
+    local log_buffer=${NGINX_LOG_BUFFER-buffer=64k flush=50ms}
     cat >"$TMP/nginx.conf" <<EOF
 daemon off;
 master_process $master;
@@ -287,7 +296,7 @@ pid $TMP/nginx/nginx.pid;
 error_log $TMP/nginx/nginx-error.log warn;
 
 events {
-    worker_connections 4096;
+    worker_connections ${NGINX_WORKER_CONNECTIONS:-4096};
 }
 
 http {
@@ -306,7 +315,8 @@ http {
         '"status":\$status,"duration_s":\$request_time,"route":"demo",'
         '"upstream":"demo","target":"http://\$upstream_addr",'
         '"client_ip":"\$remote_addr","user":"\$remote_user"}';
-    access_log $TMP/nginx-access.log gwjson;
+    access_log $TMP/nginx-access.log gwjson${log_buffer:+ $log_buffer};
+${NGINX_EXTRA_HTTP:-}
 
     upstream demo {
         server 127.0.0.1:$P_UP;
@@ -315,7 +325,7 @@ http {
     }
 
     server {
-        listen 127.0.0.1:$P_NGINX;
+        listen 127.0.0.1:$P_NGINX${NGINX_LISTEN_OPTS:+ $NGINX_LISTEN_OPTS};
 
         # Same as the gateway route: prefix /demo stripped, so /demo/hello
         # reaches the upstream as /hello.
@@ -337,4 +347,142 @@ http {
     }
 }
 EOF
+}
+
+# ---------------------------------------------------------------- more helpers
+# Used by bench/matrix.sh; the older scripts keep their own copies of some.
+
+find_nginx() { # -> path of nginx (PATH, else /usr/sbin/nginx); fails if none
+    command -v nginx 2>/dev/null && return 0
+    [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx
+}
+
+# nginx_args DIR: sets NGINX_ARGS for the config write_nginx_conf wrote with
+# TMP=DIR, and checks it with `nginx -t` (uses NGINX).
+nginx_args() {
+    local dir=$1
+    NGINX_ARGS=(-p "$dir/nginx/" -c "$dir/nginx.conf")
+    # -e (1.19.5+) keeps nginx from touching its compiled-in error log before
+    # it has read the config.
+    if "$NGINX" -h 2>&1 | grep -q -- '-e filename'; then
+        NGINX_ARGS+=(-e "$dir/nginx/nginx-error.log")
+    fi
+    "$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$dir/nginx-check.err" ||
+        die "nginx rejected the generated config $dir/nginx.conf: $(cat "$dir/nginx-check.err")"
+}
+
+# write_gateway_conf FILE PORT ADMIN_PORT WORKERS [SERVER_YAML]: the gateway
+# config of bench/run.sh (route demo: /demo/* -> upstream $P_UP, prefix
+# stripped, JSON access log); SERVER_YAML lines (indented by two spaces) are
+# added to its server section.
+write_gateway_conf() {
+    local file=$1 port=$2 admin=$3 nworkers=$4 extra=${5:-}
+    cat >"$file" <<EOC
+server:
+  listen: "127.0.0.1:$port"
+  workers: $nworkers
+${extra}
+admin:
+  listen: "127.0.0.1:$admin"
+logging:
+  level: "info"
+  format: "json"
+upstreams:
+  demo:
+    targets: ["http://127.0.0.1:$P_UP"]
+routes:
+  - name: "demo"
+    path_prefix: "/demo"
+    strip_prefix: "/demo"
+    upstream: "demo"
+EOC
+}
+
+# stop_started NAME: stops a process started with `start` and forgets it, so
+# that a later `start NAME` can reuse the name.
+stop_started() {
+    local name=$1 pid i
+    pid=${PID[$name]:-}
+    [[ -n $pid ]] || return 0
+    stop_pid "$pid"
+    for i in "${!PIDS[@]}"; do
+        [[ ${PIDS[i]} != "$pid" ]] || unset 'PIDS[i]'
+    done
+    PIDS=("${PIDS[@]}")
+    unset "PID[$name]"
+}
+
+# peak_rss_kb PID -> the peak resident memory (VmHWM, kB) of PID plus that of
+# each of its direct children (nginx workers): since each process started.
+peak_rss_kb() {
+    local p total=0 kb
+    for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
+        kb=$(awk '/^VmHWM:/ { print $2 }' "/proc/$p/status" 2>/dev/null) || continue
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+# raise_nofile N: raises this shell's open-file limit (inherited by what it
+# starts) to at least N, or dies saying why.
+raise_nofile() {
+    local want=$1 soft hard
+    soft=$(ulimit -Sn)
+    if [[ $soft == unlimited ]] || ((soft >= want)); then return 0; fi
+    hard=$(ulimit -Hn)
+    if [[ $hard != unlimited ]] && ((hard < want)); then
+        die "open-file limit: need $want, hard limit is $hard (raise it, e.g. in /etc/security/limits.conf, or lower the connection count)"
+    fi
+    ulimit -Sn "$want" || die "could not raise the open-file limit to $want (ulimit -n)"
+}
+
+# wrk_measure PID ACCESS_LOG OUT TIMEOUT_S WRK_ARG...: runs wrk on the load
+# CPUs (LOAD_PIN) against the proxy whose pid is PID, its output in OUT, and
+# sets MEASURED to "rps p50_ms p99_ms requests socket_errors non2xx cpu_pct
+# req_per_cpu_s log_lines" (cpu of PID and its children, from /proc; the
+# access log, if given, is emptied first and its lines counted after).
+# shellcheck disable=SC2034 # MEASURED is the function's output
+wrk_measure() {
+    local pid=$1 log=$2 out=$3 limit=$4 t0 t1 parsed lines=0
+    local rps p50 p99 reqs wsecs sock non2xx
+    shift 4
+    [[ -z $log ]] || : >"$log"
+    t0=$(cpu_ticks "$pid")
+    # In the background and waited for: a trapped Ctrl-C interrupts `wait` at
+    # once, whereas a foreground wrk would swallow it and exit 0.
+    "${LOAD_PIN[@]}" timeout --kill-after=5 "$limit" wrk "$@" >"$out" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || die "wrk $* failed: $(tail -n 5 "$out")"
+    WRK_PID=""
+    t1=$(cpu_ticks "$pid")
+    kill -0 "$pid" 2>/dev/null || die "the proxy (pid $pid) died during wrk $*"
+    parsed=$(parse_wrk <"$out") || die "could not parse wrk's output: $(cat "$out")"
+    read -r rps p50 p99 reqs wsecs sock non2xx <<<"$parsed"
+    if [[ -n $log ]]; then
+        # The gateway batches log writes (flushed every 50 ms): let the last
+        # batch land before counting lines.
+        sleep 0.3
+        lines=$(wc -l <"$log")
+        : >"$log"
+    fi
+    MEASURED="$rps $p50 $p99 $reqs $sock $non2xx $(awk -v t=$((t1 - t0)) \
+        -v hz="$(getconf CLK_TCK)" -v s="$wsecs" -v r="$reqs" \
+        'BEGIN { c = t / hz; printf "%.0f %.0f", (s > 0 ? 100 * c / s : 0), (c > 0 ? r / c : 0) }') $lines"
+}
+
+# ensure_plot_python: PLOT_PY, a python with matplotlib, from the project's
+# own virtual environment ($GATEWAY_TOOLS_DIR or .tools, then soak-venv, the
+# one bench/soak.sh uses), made on first use; never the system's or the
+# user's Python. Needs ROOT.
+ensure_plot_python() {
+    local tools=${GATEWAY_TOOLS_DIR:-$ROOT/.tools}
+    local venv=$tools/soak-venv
+    PLOT_PY=$venv/bin/python
+    "$PLOT_PY" -c 'import matplotlib' 2>/dev/null && return 0
+    say "installing matplotlib into ${venv#"$ROOT"/} (a project-local virtual environment)"
+    mkdir -p "$tools"
+    [[ -x $PLOT_PY ]] || python3 -m venv "$venv" ||
+        die "python3 cannot create a virtual environment: install python3-venv (Debian/Ubuntu)"
+    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
+        "$PLOT_PY" -m pip install --quiet 'matplotlib>=3.6,<4' || die "pip could not install matplotlib"
 }
