@@ -352,6 +352,27 @@ EOF
 # ---------------------------------------------------------------- more helpers
 # Used by bench/matrix.sh; the older scripts keep their own copies of some.
 
+# ensure_proxy_bench_tools [COMMAND...]: installs (apt) what an NGINX
+# comparison needs and is missing: nginx, wrk, python3 and the COMMANDs
+# (package named as the command); then sets NGINX, NGINX_VERSION and
+# WRK_VERSION.
+ensure_proxy_bench_tools() {
+    local pkgs=() cmd
+    # nginx-light is the smallest build with the proxy module; newer Debian
+    # releases dropped it, so fall back to plain nginx.
+    find_nginx >/dev/null || pkgs+=("nginx-light|nginx")
+    for cmd in wrk python3 "$@"; do
+        command -v "$cmd" >/dev/null || pkgs+=("$cmd")
+    done
+    ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
+    NGINX=$(find_nginx) || die "nginx not found after install"
+    for cmd in wrk "$@"; do
+        command -v "$cmd" >/dev/null || die "$cmd not found after install"
+    done
+    NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
+    WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
+}
+
 find_nginx() { # -> path of nginx (PATH, else /usr/sbin/nginx); fails if none
     command -v nginx 2>/dev/null && return 0
     [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx

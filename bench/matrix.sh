@@ -84,24 +84,9 @@ done < <(compgen -e | grep -E '^(BENCH_|GATEWAY_TOOLS_DIR$)' | sort || true)
 CMD+="bash bench/matrix.sh"
 [[ -z ${MAKELEVEL:-} ]] || CMD+="  (through make bench-matrix)"
 
-# ---------------------------------------------------------------- tools
-ensure_tools() {
-    local pkgs=()
-    find_nginx >/dev/null || pkgs+=("nginx-light|nginx")
-    command -v wrk >/dev/null || pkgs+=(wrk)
-    command -v curl >/dev/null || pkgs+=(curl)
-    command -v python3 >/dev/null || pkgs+=(python3)
-    ((${#pkgs[@]})) || return 0
-    apt_install "${pkgs[@]}"
-}
-
+# ---------------------------------------------------------------- build and tools
 build_release demo_upstream -- "$UPSTREAM_BIN"
-ensure_tools
-NGINX=$(find_nginx) || die "nginx not found after install"
-command -v wrk >/dev/null || die "wrk not found after install"
-command -v curl >/dev/null || die "curl not found after install"
-NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
-WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
+ensure_proxy_bench_tools curl
 # Before any measurement, so that a missing matplotlib does not waste a run.
 ensure_plot_python
 

@@ -35,30 +35,10 @@ if [[ -n $EXTRA_YAML ]]; then
     EXTRA_YAML=$(cd "$(dirname "$EXTRA_YAML")" && pwd)/$(basename "$EXTRA_YAML")
 fi
 
-# ---------------------------------------------------------------- tools
-find_nginx() {
-    command -v nginx 2>/dev/null && return 0
-    [[ -x /usr/sbin/nginx ]] && echo /usr/sbin/nginx
-}
-
-ensure_tools() {
-    local pkgs=()
-    # nginx-light is the smallest build with the proxy module; newer Debian
-    # releases dropped it, so fall back to plain nginx.
-    find_nginx >/dev/null || pkgs+=("nginx-light|nginx")
-    command -v wrk >/dev/null || pkgs+=(wrk)
-    command -v python3 >/dev/null || pkgs+=(python3)
-    ((${#pkgs[@]})) || return 0
-    apt_install "${pkgs[@]}"
-}
-
-# ---------------------------------------------------------------- build
+# ---------------------------------------------------------------- build and tools
 build_release demo_upstream -- "$UPSTREAM_BIN"
 
-ensure_tools
-NGINX=$(find_nginx) || die "nginx not found after install"
-NGINX_VERSION=$("$NGINX" -v 2>&1 | sed 's/^nginx version: //')
-WRK_VERSION=$(wrk -v 2>&1 | head -n1 | awk '{print $2}' || true)
+ensure_proxy_bench_tools
 
 if pgrep -x nginx >/dev/null; then
     say "WARNING: an nginx not started by this script is running; it adds noise"
@@ -82,24 +62,7 @@ rm -f "$OUT_JSON"
 
 read -r P_UP P_GW P_ADMIN P_NGINX < <(free_ports 4)
 
-cat >"$TMP/gateway.yaml" <<EOF
-server:
-  listen: "127.0.0.1:$P_GW"
-  workers: $WORKERS
-admin:
-  listen: "127.0.0.1:$P_ADMIN"
-logging:
-  level: "info"
-  format: "json"
-upstreams:
-  demo:
-    targets: ["http://127.0.0.1:$P_UP"]
-routes:
-  - name: "demo"
-    path_prefix: "/demo"
-    strip_prefix: "/demo"
-    upstream: "demo"
-EOF
+write_gateway_conf "$TMP/gateway.yaml" "$P_GW" "$P_ADMIN" "$WORKERS"
 if [[ -n $EXTRA_YAML ]]; then
     printf '\n# appended from %s\n' "$EXTRA_YAML" >>"$TMP/gateway.yaml"
     cat "$EXTRA_YAML" >>"$TMP/gateway.yaml"
@@ -107,14 +70,7 @@ fi
 
 write_nginx_conf on
 
-NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf")
-# -e (1.19.5+) keeps nginx from touching its compiled-in error log before it
-# has read the config.
-if "$NGINX" -h 2>&1 | grep -q -- '-e filename'; then
-    NGINX_ARGS+=(-e "$TMP/nginx/nginx-error.log")
-fi
-"$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$TMP/nginx-check.err" ||
-    die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
+nginx_args "$TMP"
 
 # ---------------------------------------------------------------- start
 say "work dir $TMP; ports upstream=$P_UP gateway=$P_GW admin=$P_ADMIN nginx=$P_NGINX"

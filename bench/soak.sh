@@ -34,8 +34,6 @@ OUT_DIR=${SOAK_OUT_DIR:-$ROOT/docs}
 GATEWAY_BIN=${BENCH_GATEWAY_BIN:-$ROOT/target/release/gateway}
 UPSTREAM_BIN=${BENCH_UPSTREAM_BIN:-$ROOT/target/release/examples/demo_upstream}
 UP_WORKERS=${BENCH_UPSTREAM_WORKERS:-1}
-TOOLS=${GATEWAY_TOOLS_DIR:-$ROOT/.tools}
-VENV=$TOOLS/soak-venv
 SOAK_USER=soak-user
 READY_TIMEOUT=30
 FAIL_LOGS=(redis.out oidc.out gateway-events.log wrk-*.txt)
@@ -72,16 +70,8 @@ command -v node >/dev/null || die "node is needed for the OpenID provider of tes
     die "tests/oidc/node_modules is missing: run npm ci --prefix tests/oidc (make soak does)"
 
 # matplotlib for the PNG, in a virtual environment of the project's own,
-# never in the system's or the user's Python.
-PLOT_PY=$VENV/bin/python
-if ! "$PLOT_PY" -c 'import matplotlib' 2>/dev/null; then
-    say "installing matplotlib into ${VENV#"$ROOT"/} (a project-local virtual environment)"
-    mkdir -p "$TOOLS"
-    [[ -x $PLOT_PY ]] || python3 -m venv "$VENV" ||
-        die "python3 cannot create a virtual environment: install python3-venv (Debian/Ubuntu)"
-    PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore \
-        "$PLOT_PY" -m pip install --quiet 'matplotlib>=3.6,<4' || die "pip could not install matplotlib"
-fi
+# never in the system's or the user's Python (PLOT_PY).
+ensure_plot_python
 
 build_release demo_upstream -- "$UPSTREAM_BIN"
 
