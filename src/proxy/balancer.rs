@@ -14,7 +14,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::http::header::HeaderValue;
+use actix_web::http::uri::{Authority, Parts, PathAndQuery, Scheme};
 use actix_web::http::Uri;
+use bytes::Bytes;
 
 pub use super::circuit::Outcome;
 use super::circuit::{Circuit, Transition};
@@ -32,6 +34,8 @@ pub struct Target {
     /// The `Host` header for this target (`host`, or `host:port` off the
     /// default ports), built once instead of by the client per request.
     pub host_header: Option<HeaderValue>,
+    /// `url` parsed once: every upstream request's URI starts with it.
+    origin: Option<(Scheme, Authority)>,
     /// The target's identity for rendezvous hashing (from its URL, so it
     /// survives reloads and reorderings of `targets`).
     hash_seed: u64,
@@ -55,10 +59,29 @@ fn host_header_of(url: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&value).ok()
 }
 
+fn origin_of(url: &str) -> Option<(Scheme, Authority)> {
+    let parts = url.parse::<Uri>().ok()?.into_parts();
+    Some((parts.scheme?, parts.authority?))
+}
+
 impl Target {
+    /// The URI of an upstream request for `path_and_query` (path and query
+    /// as sent upstream): the target's scheme and authority, parsed once,
+    /// instead of parsing `url` + path per request. `None` when
+    /// `path_and_query` is not a valid request target.
+    pub fn uri_for(&self, path_and_query: &Bytes) -> Option<Uri> {
+        let (scheme, authority) = self.origin.as_ref()?;
+        let mut parts = Parts::default();
+        parts.scheme = Some(scheme.clone());
+        parts.authority = Some(authority.clone());
+        parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path_and_query.clone()).ok()?);
+        Uri::from_parts(parts).ok()
+    }
+
     fn new(url: String) -> Self {
         Self {
             host_header: host_header_of(&url),
+            origin: origin_of(&url),
             hash_seed: xxhash_rust::xxh3::xxh3_64(url.as_bytes()),
             url,
             in_flight: AtomicUsize::new(0),

@@ -19,6 +19,7 @@ use actix_http::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use slog::{debug, warn};
 
 use super::balancer::{HealthChange, Outcome};
@@ -212,6 +213,8 @@ pub async fn forward(
         .unwrap_or_else(fail);
     }
 
+    // Shared, not copied, by every attempt's URI.
+    let path_and_query = Bytes::from(path_and_query);
     let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
     let max_attempts = if retryable {
         1 + upstream.settings.retries as usize
@@ -245,12 +248,13 @@ pub async fn forward(
             });
         };
         let target = &upstream.targets[target_idx];
-        let mut url = String::with_capacity(target.url.len() + path_and_query.len());
-        url.push_str(&target.url);
-        url.push_str(&path_and_query);
+        // Target URLs are validated settings: only the path can be at fault.
+        let Some(uri) = target.uri_for(&path_and_query) else {
+            return fail(GatewayError::BadPath);
+        };
         let mut up = clients
             .for_requests(upstream_idx)
-            .request(req.method().clone(), url)
+            .request(req.method().clone(), uri)
             .no_decompress();
         if features.is_some_and(|f| f.timeout.is_some()) {
             up = up.timeout(timeout);
