@@ -124,6 +124,11 @@ impl RequestFacts {
         ext.get::<RequestFacts>().unwrap_or(&NO_FACTS)
     }
 
+    /// The matched route's index (`None`: no route, e.g. `/oauth2/*`).
+    pub fn route_index(&self) -> Option<usize> {
+        self.matched.as_ref().map(|m| m.index)
+    }
+
     /// Records what a stage learned (`update` fills its fields).
     pub fn record(req: &impl HttpMessage, update: impl FnOnce(&mut RequestFacts)) {
         let mut ext = req.extensions_mut();

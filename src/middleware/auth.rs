@@ -28,9 +28,8 @@ pub fn needed(req: &ServiceRequest) -> bool {
         return true;
     };
     RequestFacts::of(&ext)
-        .matched
-        .as_ref()
-        .is_some_and(|m| gw.routes.get(m.index).auth != AuthMode::None)
+        .route_index()
+        .is_some_and(|index| gw.routes.get(index).auth != AuthMode::None)
 }
 
 pub async fn authenticate(
@@ -41,11 +40,8 @@ pub async fn authenticate(
         return Ok(reject(req, GatewayError::Internal));
     };
     // No route: the gateway's own /oauth2 endpoints, which need no identity.
-    let matched = RequestFacts::of(&req.extensions())
-        .matched
-        .as_ref()
-        .map(|m| m.index);
-    let Some(route_index) = matched else {
+    let route_index = RequestFacts::of(&req.extensions()).route_index();
+    let Some(route_index) = route_index else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let route = gw.routes.get(route_index);

@@ -29,7 +29,7 @@ pub fn needed(req: &ServiceRequest) -> bool {
     let Some(gw) = ext.get::<Pinned>() else {
         return true;
     };
-    let route = RequestFacts::of(&ext).matched.as_ref().map(|m| m.index);
+    let route = RequestFacts::of(&ext).route_index();
     gw.rate_limit_policies(route, req.path())
         .is_some_and(|(policies, _)| !policies.is_empty())
 }
@@ -48,7 +48,7 @@ pub async fn rate_limit(
         let ext = req.extensions();
         let facts = RequestFacts::of(&ext);
         (
-            facts.matched.as_ref().map(|m| m.index),
+            facts.route_index(),
             facts.client,
             ext.get::<Arc<Identity>>().cloned(),
         )

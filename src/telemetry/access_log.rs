@@ -70,7 +70,7 @@ impl WorkerTelemetry {
     /// Counts the exchange in the metrics (at the response head).
     pub fn count(&self, gw: &Gateway, x: &Exchange<'_>) {
         let ext = x.ext;
-        let route_idx = ext.and_then(|e| RequestFacts::of(e).matched.as_ref().map(|m| m.index));
+        let route_idx = ext.and_then(|e| RequestFacts::of(e).route_index());
         let route_name = route_idx.map(|i| gw.routes.get(i).name.as_str());
         let meters = route_idx.map_or(&gw.no_route_meters, |i| &gw.route_meters[i]);
         meters.latency.observe(x.elapsed.as_secs_f64());
@@ -92,9 +92,7 @@ impl WorkerTelemetry {
     /// The end of a streamed body ([`Exchange::bytes_out`] now counted):
     /// its bytes join the route's counter, then [`Self::finish`].
     pub fn streamed(&self, gw: &Gateway, x: &Exchange<'_>, trace: RequestTrace) {
-        let route_idx = x
-            .ext
-            .and_then(|e| RequestFacts::of(e).matched.as_ref().map(|m| m.index));
+        let route_idx = x.ext.and_then(|e| RequestFacts::of(e).route_index());
         let meters = route_idx.map_or(&gw.no_route_meters, |i| &gw.route_meters[i]);
         meters.bytes_out.inc_by(x.bytes_out.unwrap_or(0));
         self.finish(gw, x, trace);
