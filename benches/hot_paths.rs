@@ -13,7 +13,6 @@
 use std::hash::{BuildHasher, RandomState};
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -26,10 +25,9 @@ use gateway::settings::{
 };
 use gateway::tools::{
     cookie_value, for_each_upstream_header, forwarded_for, random_token, request_skip_list,
-    unix_now, Identity, JsonLineDrain, KeyMaterial, LineSink, Policy, RouteTable, Session,
-    SessionStore, X_FORWARDED_FOR,
+    unix_now, AccessLine, Identity, KeyMaterial, Policy, RouteTable, Session, SessionStore,
+    X_FORWARDED_FOR,
 };
-use slog::Drain;
 
 const SESSION_COOKIE: &str = "gateway_session";
 
@@ -232,66 +230,42 @@ fn session_lookup(c: &mut Criterion) {
 
 // Access-log line: the access-log stage encoding one JSON line into the worker's reused buffer.
 
-/// Takes the finished line as the log's batched stdout would, minus the copy.
-struct Discard;
-
-impl LineSink for Discard {
-    fn push_line(&self, line: &[u8]) {
-        black_box(line);
-    }
-}
-
-/// Keeps the last line, to check that the encoder writes valid JSON.
-#[derive(Clone, Default)]
-struct LastLine(Arc<Mutex<Vec<u8>>>);
-
-impl LineSink for LastLine {
-    fn push_line(&self, line: &[u8]) {
-        *self.0.lock().unwrap() = line.to_vec();
-    }
-}
-
-/// A worker's access logger, built as `AccessLogSink::worker_logger` builds it.
-fn access_logger(sink: impl LineSink + 'static) -> slog::Logger {
-    let drain = JsonLineDrain::new(sink, push_timestamp);
-    slog::Logger::root(
-        Mutex::new(drain).ignore_res(),
-        slog::o!("version" => env!("CARGO_PKG_VERSION")),
-    )
-}
-
 /// One proxied request's line, with the fields `WorkerTelemetry` logs.
-fn log_request(log: &slog::Logger, user_agent: &str) {
-    slog::info!(log, "request";
-        "request_id" => "6f1c8e9a-2b4d-4c1e-9f3a-7d5b2e8c0a41",
-        "method" => "GET",
-        "path" => "/svc7/v1/items/42",
-        "status" => 200u16,
-        "duration_ms" => 1.284f64,
-        "upstream_ms" => Some(0.913f64),
-        "bytes_in" => Some(0u64),
-        "bytes_out" => Some(1_843u64),
-        "user_agent" => Some(user_agent),
-        "route" => Some("svc7"),
-        "upstream" => Some("backend"),
-        "target" => Some("http://10.0.3.21:8080"),
-        "client_ip" => Some("198.51.100.7"),
-        "user" => Some("bench-user"),
-    );
+fn request_line(user_agent: &str) -> AccessLine<'_> {
+    AccessLine {
+        request_id: "6f1c8e9a-2b4d-4c1e-9f3a-7d5b2e8c0a41",
+        method: "GET",
+        path: "/svc7/v1/items/42",
+        status: 200,
+        duration: Duration::from_micros(1_284),
+        upstream_duration: Some(Duration::from_micros(913)),
+        bytes_in: Some(0),
+        bytes_out: Some(1_843),
+        user_agent: Some(user_agent),
+        route: Some("svc7"),
+        upstream: Some("backend"),
+        target: Some("http://10.0.3.21:8080"),
+        client_ip: Some("198.51.100.7"),
+        user: Some("bench-user"),
+        trace_id: None,
+    }
 }
 
 fn access_log_line(c: &mut Criterion) {
     let user_agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
-    let last = LastLine::default();
-    log_request(&access_logger(last.clone()), user_agent);
-    let line: serde_json::Value =
-        serde_json::from_slice(&last.0.lock().unwrap()).expect("one JSON line");
+    let mut buf = Vec::with_capacity(512);
+    request_line(user_agent).write_json(&mut buf, push_timestamp);
+    let line: serde_json::Value = serde_json::from_slice(&buf).expect("one JSON line");
     assert_eq!(line["status"], 200);
+    assert_eq!(line["duration_ms"], 1.284);
 
-    let log = access_logger(Discard);
     let mut group = c.benchmark_group("access_log");
     group.bench_function("encode_line", |b| {
-        b.iter(|| log_request(&log, black_box(user_agent)))
+        b.iter(|| {
+            buf.clear();
+            black_box(request_line(black_box(user_agent))).write_json(&mut buf, push_timestamp);
+            black_box(&buf);
+        })
     });
     group.finish();
 }

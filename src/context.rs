@@ -30,10 +30,43 @@ pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 #[derive(Clone)]
 pub struct RequestId(pub HeaderValue);
 
+/// Longest client-sent `X-Request-Id` kept, in bytes.
+const REQUEST_ID_MAX: usize = 128;
+
 impl RequestId {
     pub fn as_str(&self) -> &str {
-        // Only visible ASCII is ever stored (see middleware/request_id.rs).
+        // Only visible ASCII is ever stored (`is_sane`).
         self.0.to_str().unwrap_or("-")
+    }
+
+    /// The request's id, the first thing the access-log stage does: the
+    /// client's `X-Request-Id` when sane, else a new UUID v4. Recorded in
+    /// the request's facts (upstream, access log, error bodies) and
+    /// returned to be echoed on the response.
+    pub fn assign(req: &impl HttpMessage) -> HeaderValue {
+        let id = match req.headers().get(X_REQUEST_ID) {
+            Some(v) if Self::is_sane(v.as_bytes()) => v.clone(),
+            _ => Self::mint(),
+        };
+        RequestFacts::record(req, |facts| facts.request_id = Some(RequestId(id.clone())));
+        id
+    }
+
+    /// Sane: 1..=128 characters from a conservative set, so an id can go
+    /// into logs and headers unescaped and cannot smuggle anything.
+    pub fn is_sane(value: &[u8]) -> bool {
+        !value.is_empty()
+            && value.len() <= REQUEST_ID_MAX
+            && value.iter().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=')
+            })
+    }
+
+    fn mint() -> HeaderValue {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let s = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
     }
 }
 
@@ -98,7 +131,7 @@ pub struct UpstreamUsed {
 }
 
 /// What the stages learn about one request, held in one extension: the
-/// request-id stage records the id, the route stage the client and the
+/// access-log stage records the id, the route stage the client and the
 /// route, the proxy the upstream it used; later stages and the access log
 /// read them. One entry rather than one per fact, because a request's
 /// extensions start empty every time and each entry is boxed (five
@@ -143,7 +176,7 @@ impl RequestFacts {
     }
 }
 
-/// Reads the request id set by the first stage ("-" if somehow absent).
+/// Reads the request id set by the access-log stage ("-" if somehow absent).
 pub fn request_id_of(req: &impl HttpMessage) -> String {
     RequestFacts::of(&req.extensions())
         .request_id
@@ -255,6 +288,16 @@ impl IpText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_id_sanity_rules() {
+        assert!(RequestId::is_sane(b"abc-123_DEF.4:5"));
+        assert!(!RequestId::is_sane(b""));
+        assert!(!RequestId::is_sane(b"has space"));
+        assert!(!RequestId::is_sane(b"quote\""));
+        assert!(!RequestId::is_sane(&[b'a'; 129]));
+        assert!(RequestId::is_sane(RequestId::mint().as_bytes()));
+    }
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|s| s.parse().unwrap()).collect()

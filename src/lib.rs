@@ -4,7 +4,7 @@
 //! Request pipeline (see `middleware` for the exact order):
 //!
 //! ```text
-//! client -> listener -> request_id -> access_log + metrics -> route_match
+//! client -> listener -> access_log (request id, metrics, log line) -> route_match
 //!        -> [route_features] -> [auth] -> [rate limit] -> proxy::forward (awc, streamed) -> upstream
 //! ```
 //!
@@ -75,5 +75,5 @@ pub mod tools {
     // For the micro-benchmarks (`benches/hot_paths.rs`): the forward path's
     // header work and the access log's line encoder.
     pub use crate::proxy::headers::{for_each_upstream_header, forwarded_for, request_skip_list};
-    pub use crate::telemetry::json_line::{JsonLineDrain, LineSink};
+    pub use crate::telemetry::json_line::AccessLine;
 }

@@ -18,9 +18,7 @@ use prometheus::Registry;
 use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
-use crate::middleware::{
-    access_log::access_log, auth, rate_limit, request_id::request_id, route_match::route_match,
-};
+use crate::middleware::{access_log::access_log, auth, rate_limit, route_match::route_match};
 use crate::proxy::clients::WorkerClients;
 use crate::proxy::forward::forward;
 use crate::ratelimit::RateLimiting;
@@ -127,7 +125,7 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
     let proxy = HttpServer::new(move || {
         // Per worker, on the worker's thread: its awc clients, access-log
         // drain and (with Redis) RateLimiter actor.
-        let telemetry = WorkerTelemetry::new(access.worker_logger(), tracer.clone());
+        let telemetry = WorkerTelemetry::new(access.worker_writer(), tracer.clone());
         let limits = state.current().rate_limits.for_this_worker();
         App::new()
             .app_data(state.clone())
@@ -142,7 +140,6 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
             .wrap(SkipUnless::new(auth::needed, from_fn(auth::authenticate)))
             .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
-            .wrap(from_fn(request_id))
             .default_service(web::to(forward))
     })
     .on_connect(move |_, data| {

@@ -4,8 +4,8 @@
 //! last-registered `wrap` first, so `server.rs` registers them in reverse):
 //!
 //! ```text
-//!  request_id  -> keeps a sane X-Request-Id or mints one; echoes it back
-//!  access_log  -> in-flight gauge, latency + request metrics, one JSON line
+//!  access_log  -> X-Request-Id (kept when sane, else minted; echoed back),
+//!                 in-flight gauge, latency + request metrics, one JSON line
 //!  route_match -> normalises the path, finds the route, resolves client IP
 //!    + route_features -> IP rules (403), CORS preflights (204); shapes responses [2]
 //!  auth        -> session / bearer identity, route requirements      [1]
@@ -28,7 +28,6 @@
 pub mod access_log;
 pub mod auth;
 pub mod rate_limit;
-pub mod request_id;
 pub mod route_features;
 pub mod route_match;
 

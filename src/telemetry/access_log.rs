@@ -11,10 +11,11 @@
 
 use actix_web::dev::ServiceRequest;
 use prometheus::IntGauge;
-use slog::{info, Logger};
 
-pub use super::exchange::{body_bytes_in, Exchange};
-use super::exchange::{millis, Facts};
+pub use super::exchange::Exchange;
+use super::exchange::Facts;
+use super::json_line::AccessLine;
+use super::logging::AccessLogWriter;
 use super::metrics::{method_label, RequestCounterCache};
 use super::tracing::{RequestTrace, RequestTracer};
 use crate::context::{IpText, RequestFacts};
@@ -45,13 +46,13 @@ impl Drop for InFlight<'_> {
 /// its own access-log drain, request-counter cache and (with tracing on)
 /// span starter.
 pub struct WorkerTelemetry {
-    access_log: Logger,
+    access_log: AccessLogWriter,
     requests: RequestCounterCache,
     tracer: Option<RequestTracer>,
 }
 
 impl WorkerTelemetry {
-    pub fn new(access_log: Logger, tracer: Option<RequestTracer>) -> Self {
+    pub fn new(access_log: AccessLogWriter, tracer: Option<RequestTracer>) -> Self {
         Self {
             access_log,
             requests: RequestCounterCache::default(),
@@ -117,35 +118,22 @@ impl WorkerTelemetry {
         let user_agent = x
             .user_agent
             .map(|ua| String::from_utf8_lossy(&ua[..ua.len().min(USER_AGENT_MAX)]));
-        info!(self.access_log, "request";
-            "request_id" => facts.request_id,
-            "method" => x.method.as_str(),
-            "path" => x.uri.path(),
-            "status" => x.status.as_u16(),
-            "duration_ms" => millis(x.elapsed),
-            "upstream_ms" => facts.upstream_ms,
-            "bytes_in" => x.bytes_in,
-            "bytes_out" => x.bytes_out,
-            "user_agent" => user_agent.as_deref(),
-            "route" => facts.route,
-            "upstream" => facts.upstream,
-            "target" => facts.target,
-            "client_ip" => facts.client_ip.as_ref().map(IpText::as_str),
-            "user" => facts.user,
-            TraceIdField(trace_id),
-        );
-    }
-}
-
-/// `trace_id`, written only with tracing on: a request without a span
-/// pays nothing for it in its line.
-struct TraceIdField<'a>(Option<&'a str>);
-
-impl slog::KV for TraceIdField<'_> {
-    fn serialize(&self, _: &slog::Record<'_>, out: &mut dyn slog::Serializer) -> slog::Result {
-        match self.0 {
-            Some(id) => out.emit_str("trace_id", id),
-            None => Ok(()),
-        }
+        self.access_log.write(&AccessLine {
+            request_id: facts.request_id,
+            method: x.method.as_str(),
+            path: x.uri.path(),
+            status: x.status.as_u16(),
+            duration: x.elapsed,
+            upstream_duration: facts.upstream_duration,
+            bytes_in: x.bytes_in,
+            bytes_out: x.bytes_out,
+            user_agent: user_agent.as_deref(),
+            route: facts.route,
+            upstream: facts.upstream,
+            target: facts.target,
+            client_ip: facts.client_ip.as_ref().map(IpText::as_str),
+            user: facts.user,
+            trace_id,
+        });
     }
 }

@@ -43,7 +43,8 @@ pub struct Facts<'a> {
     pub route: Option<&'a str>,
     pub upstream: Option<&'a str>,
     pub target: Option<&'a str>,
-    pub upstream_ms: Option<f64>,
+    /// From sending the request upstream to its response head.
+    pub upstream_duration: Option<Duration>,
     pub client_ip: Option<IpText>,
     pub user: Option<&'a str>,
 }
@@ -52,13 +53,13 @@ impl<'a> Exchange<'a> {
     pub fn facts(&self, gw: &'a Gateway) -> Facts<'a> {
         let ext = self.ext;
         let facts = ext.map(RequestFacts::of);
-        let (upstream, target, upstream_ms) = match facts.and_then(|f| f.upstream) {
+        let (upstream, target, upstream_duration) = match facts.and_then(|f| f.upstream) {
             Some(u) => {
                 let up = &gw.upstreams[u.upstream];
                 (
                     Some(up.settings.name.as_str()),
                     Some(up.targets[u.target].url.as_str()),
-                    Some(millis(u.head_after)),
+                    Some(u.head_after),
                 )
             }
             None => (None, None, None),
@@ -72,7 +73,7 @@ impl<'a> Exchange<'a> {
                 .map(|m| gw.routes.get(m.index).name.as_str()),
             upstream,
             target,
-            upstream_ms,
+            upstream_duration,
             client_ip: facts.and_then(|f| f.client).map(|c| IpText::new(c.ip)),
             user: ext
                 .and_then(|e| e.get::<Arc<Identity>>())
