@@ -18,7 +18,7 @@ use prometheus::Registry;
 use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
-use crate::middleware::{access_log::access_log, auth, rate_limit, route_match::route_match};
+use crate::middleware::{access_log::access_log, auth, rate_limit};
 use crate::proxy::clients::WorkerClients;
 use crate::proxy::forward::forward;
 use crate::ratelimit::RateLimiting;
@@ -138,7 +138,6 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
                 from_fn(rate_limit::rate_limit),
             ))
             .wrap(SkipUnless::new(auth::needed, from_fn(auth::authenticate)))
-            .wrap(from_fn(route_match))
             .wrap(from_fn(access_log))
             .default_service(web::to(forward))
     })

@@ -11,8 +11,9 @@
 //! request is pinned to the current settings generation (`state::Pinned`);
 //! during the drain delay, responses get `Connection: close`.
 //!
-//! One stage, not two: each `from_fn` layer costs two boxed futures and
-//! their moves per request.
+//! It calls the route stage (`route_match`) directly rather than through
+//! a layer of its own, and assigns the id itself: each `from_fn` layer
+//! costs two boxed futures and their moves per request.
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -20,13 +21,14 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
 use crate::context::{RequestId, X_REQUEST_ID};
+use crate::middleware::route_match::route_match;
 use crate::state::{Live, Pinned};
 use crate::telemetry::access_log::{InFlight, WorkerTelemetry};
 use crate::telemetry::logged_body::{LoggedBody, Recording};
 
 pub async fn access_log(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let id = RequestId::assign(&req);
     // Without them nothing can be recorded; nothing is refused either.
@@ -34,7 +36,7 @@ pub async fn access_log(
         req.app_data::<web::Data<Live>>(),
         req.app_data::<web::Data<WorkerTelemetry>>().cloned(),
     ) else {
-        let mut res = next.call(req).await?;
+        let mut res = route_match(req, next).await?;
         res.headers_mut().insert(X_REQUEST_ID, id);
         return Ok(res.map_body(|_, body| LoggedBody::logged(body)));
     };
@@ -43,7 +45,7 @@ pub async fn access_log(
     req.extensions_mut().insert(Pinned(gw.clone()));
     let recording = Recording::start(&req, worker, gw);
     let in_flight = InFlight::enter(&recording.gateway().metrics.in_flight);
-    let result = next.call(req).await;
+    let result = route_match(req, next).await;
     drop(in_flight);
     let mut res = recording.finish(result)?;
     res.headers_mut().insert(X_REQUEST_ID, id);

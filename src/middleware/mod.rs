@@ -7,6 +7,7 @@
 //!  access_log  -> X-Request-Id (kept when sane, else minted; echoed back),
 //!                 in-flight gauge, latency + request metrics, one JSON line
 //!  route_match -> normalises the path, finds the route, resolves client IP
+//!                 (called by access_log directly: one `from_fn` layer less)
 //!    + route_features -> IP rules (403), CORS preflights (204); shapes responses [2]
 //!  auth        -> session / bearer identity, route requirements      [1]
 //!  rate_limit  -> local (governor) and cluster (Redis via actor) policies  [1]

@@ -1,4 +1,5 @@
-//! Second stage: decides which route (if any) a request belongs to.
+//! Second stage (called by the access-log stage, not a layer of its own):
+//! decides which route (if any) a request belongs to.
 //! First it holds the request head to `server.max_uri_bytes` (414) and
 //! `server.max_header_bytes` (431).
 //!
