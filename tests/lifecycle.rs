@@ -347,6 +347,16 @@ async fn sigterm_under_load_loses_no_accepted_request() {
     actix_rt::time::sleep(Duration::from_millis(700)).await;
     let signalled = std::time::Instant::now();
     gw.signal("TERM");
+    // Draining from when the gateway says so (readiness 503), not from when
+    // the signal was sent: a request sent before it handled the signal
+    // rightly gets an answer that keeps the connection (this raced on a
+    // loaded machine).
+    let noticed = eventually(Duration::from_secs(5), || async move {
+        !raw_request(admin, "GET /health/ready HTTP/1.1\r\nHost: a\r\n\r\n")
+            .starts_with("HTTP/1.1 200")
+    })
+    .await;
+    assert!(noticed, "readiness turns 503 after SIGTERM");
     draining.store(true, Ordering::SeqCst);
     // The listener still accepts for drain_delay_secs after the signal.
     let refused_after = actix_rt::task::spawn_blocking(move || {
