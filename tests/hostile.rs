@@ -91,6 +91,53 @@ async fn a_slow_request_head_on_a_kept_alive_connection_is_cut() {
     );
 }
 
+/// The head and keep-alive timers are reused from request to request on a
+/// connection (patches/README.md #8). A request whose head comes in parts
+/// after the previous head's deadline has passed is still served (its
+/// timer starts anew), and after several requests the keep-alive timeout
+/// still closes an idle connection, on time.
+#[actix_rt::test]
+async fn kept_alive_connections_keep_their_timers_from_request_to_request() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&config(
+        &up,
+        "client_request_timeout_ms: 1000\n  keep_alive_secs: 3",
+    ))
+    .await;
+    let port = gw.port;
+    let (answers, closed) = actix_rt::task::spawn_blocking(move || {
+        let mut conn = RawConnection::open(port);
+        let mut answers = Vec::new();
+        for _ in 0..3 {
+            // In two parts, 100 ms apart: the head's timer must start anew
+            // at its first byte, not keep the last head's deadline.
+            conn.send(b"GET /api/again HTTP/1.1\r\n");
+            std::thread::sleep(Duration::from_millis(100));
+            conn.send(b"Host: gw\r\n\r\n");
+            answers.push(conn.read_response());
+            // Past the last head's deadline, within the keep-alive.
+            std::thread::sleep(Duration::from_millis(1300));
+        }
+        let idle_from = Instant::now();
+        let closed = conn.read_until_closed(Duration::from_secs(6));
+        (answers, closed.map(|rest| (rest, idle_from.elapsed())))
+    })
+    .await
+    .unwrap();
+    for answer in &answers {
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let (rest, idle) = closed.expect("an idle kept-alive connection is closed");
+    assert!(rest.is_empty(), "nothing sent before closing: {rest}");
+    // Keep-alive 3 s from the last response (actix's clock may run up to
+    // 500 ms behind), 1.3 s of which already passed: neither an earlier
+    // request's deadline nor one moved away.
+    assert!(
+        idle > Duration::from_millis(900) && idle < Duration::from_secs(4),
+        "closed after {idle:?} idle"
+    );
+}
+
 /// Slow heads on many kept-alive connections cannot lock other clients out
 /// once they are cut: with `max_connections` taken by them, a new client is
 /// served as soon as the request timeout has passed.
