@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 // mimalloc: the request path allocates many small, short-lived buffers;
 // measured faster than the system allocator under proxy load (see bench/).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use gateway::settings::{self, Sources};

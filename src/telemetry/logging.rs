@@ -32,7 +32,9 @@ use super::exchange::millis;
 use super::json_line::AccessLine;
 use crate::settings::{LogFormat, LoggingSettings};
 
-const CHANNEL_SIZE: usize = 65_536;
+/// Slots of the other events' queue (access lines do not use it). Its slots
+/// are allocated up front: 65,536 of them held 6.5 MiB at idle.
+const CHANNEL_SIZE: usize = 4_096;
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
 pub const FLUSH_BYTES: usize = 64 * 1024;
 /// Past this much unwritten output (stdout stalled), lines are dropped.
