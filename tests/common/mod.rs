@@ -627,6 +627,11 @@ impl RawConnection {
         Self { stream }
     }
 
+    /// The socket, for reads a test paces itself.
+    pub fn stream(&mut self) -> &mut std::net::TcpStream {
+        &mut self.stream
+    }
+
     /// Writes `bytes`; false when the gateway has closed the connection.
     pub fn send(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).is_ok()

@@ -303,8 +303,10 @@ where
                     graceful_shutdown: config.graceful_shutdown(),
 
                     io: Some(io),
-                    read_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
-                    write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
+                    // PATCH(gateway, patches/README.md #9): allocated at the first
+                    // read and write.
+                    read_buf: BytesMut::new(),
+                    write_buf: BytesMut::new(),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     codec: Codec::new(config),
@@ -398,7 +400,9 @@ where
 
         // All bytes have been accepted by the I/O stream, so the buffer can be reused or released.
         if *write_buf_needs_reset {
-            *write_buf = BytesMut::with_capacity(HW_BUFFER_SIZE);
+            // PATCH(gateway, patches/README.md #9): the encoder allocates what the
+            // next response needs.
+            *write_buf = BytesMut::new();
             *write_buf_needs_reset = false;
         } else {
             write_buf.clear();
@@ -1242,6 +1246,12 @@ where
                 return Ok(false);
             }
 
+            // PATCH(gateway, patches/README.md #9): a connection that gave its
+            // buffer back while idle takes a spare one.
+            if this.read_buf.capacity() == 0 {
+                *this.read_buf = spare_read_bufs::take();
+            }
+
             // grow buffer if necessary.
             let remaining = this.read_buf.capacity() - this.read_buf.len();
             if remaining < LW_BUFFER_SIZE {
@@ -1513,6 +1523,22 @@ where
                         inner_p.shutdown_timer,
                     );
 
+                    // PATCH(gateway, patches/README.md #9): a connection that is about to
+                    // wait holds no buffer it does not need. Upstream kept 8 KiB for reading
+                    // and 8 KiB for writing on every open connection, busy or idle.
+                    if state_is_none
+                        && inner_p.messages.is_empty()
+                        && inner_p.read_buf.is_empty()
+                        && inner_p.read_buf.capacity() != 0
+                    {
+                        spare_read_bufs::give_back(mem::take(inner_p.read_buf));
+                    }
+                    if inner_p.write_buf.is_empty() && inner_p.write_buf.capacity() > LW_BUFFER_SIZE
+                    {
+                        *inner_p.write_buf = BytesMut::new();
+                        *inner_p.write_buf_needs_reset = false;
+                    }
+
                     if inner_p.flags.intersects(Flags::LINGER | Flags::SHUTDOWN) {
                         cx.waker().wake_by_ref();
                     }
@@ -1556,6 +1582,44 @@ fn trace_timer_states(
 
     if shutdown_timer.is_enabled() {
         trace!("  shutdown {}", &shutdown_timer);
+    }
+}
+
+/// PATCH(gateway, patches/README.md #9): read buffers of this thread's
+/// connections that are waiting for their client's next request. A
+/// kept-alive connection gives its (empty) read buffer back here instead of
+/// holding it while idle, and takes one when bytes arrive: most come back
+/// unshared once the previous request is dropped, so reserving in one
+/// reclaims its allocation instead of allocating. At most
+/// `SPARE_READ_BUFS_MAX` are kept; the others are freed.
+mod spare_read_bufs {
+    use std::cell::RefCell;
+
+    use bytes::BytesMut;
+
+    const SPARE_READ_BUFS_MAX: usize = 64;
+
+    thread_local! {
+        static SPARE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A spare buffer (empty, capacity unknown) or a new empty one.
+    pub(super) fn take() -> BytesMut {
+        SPARE
+            .try_with(|spare| spare.borrow_mut().pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// Keeps `buf` (empty) for another connection, or frees it.
+    pub(super) fn give_back(buf: BytesMut) {
+        let _ = SPARE.try_with(|spare| {
+            let mut spare = spare.borrow_mut();
+            if spare.len() < SPARE_READ_BUFS_MAX {
+                spare.push(buf);
+            }
+        });
     }
 }
 

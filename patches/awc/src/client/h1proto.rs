@@ -4,7 +4,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use actix_codec::Framed;
+use actix_codec::{Framed, FramedParts};
 use actix_http::{
     body::{BodySize, MessageBody},
     error::PayloadError,
@@ -91,7 +91,7 @@ where
     }
 
     // create Framed and prepare sending request
-    let mut framed = Framed::new(io, h1::ClientCodec::default());
+    let mut framed = request_framed(io);
 
     // Check EXPECT header and enable expect handle flag accordingly.
     // See https://datatracker.ietf.org/doc/html/rfc7231#section-5.1.1
@@ -164,6 +164,20 @@ where
         )),
     }
 }
+
+/// PATCH(gateway, patches/README.md #10): `Framed::new` gives both buffers
+/// 8 KiB up front, and the write buffer was held, empty, while the response
+/// was awaited and streamed. A request head fits in 1 KiB (the encoder
+/// grows the buffer for a larger one, and a body's first chunk grows it to
+/// 8 KiB); the read buffer is allocated at the first read.
+fn request_framed<Io>(io: Io) -> Framed<Io, h1::ClientCodec> {
+    let mut parts = FramedParts::new(io, h1::ClientCodec::default());
+    parts.write_buf = BytesMut::with_capacity(REQUEST_HEAD_CAPACITY);
+    Framed::from_parts(parts)
+}
+
+/// `Framed` grows its write buffer to 8 KiB when less than this is left.
+const REQUEST_HEAD_CAPACITY: usize = 1024;
 
 pub(crate) async fn open_tunnel<Io>(
     io: Io,
