@@ -109,7 +109,7 @@ fn upstream_headers(
     for_each_upstream_header(incoming, skip, gateway_cookies, |name, value| {
         out.append(name.clone(), value.clone())
     });
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = xff {
         out.append(X_FORWARDED_FOR, v);
     }
     out.append(

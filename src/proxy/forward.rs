@@ -106,9 +106,13 @@ pub async fn forward(
                 },
                 None => path,
             };
-            let mut path_and_query = String::with_capacity(path.len() + 64);
+            // Exactly sized: `Bytes::from` then takes the allocation as it
+            // is, where spare capacity costs it a second allocation.
+            let query = req.uri().query();
+            let mut path_and_query =
+                String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
             path_and_query.push_str(&path);
-            if let Some(q) = req.uri().query() {
+            if let Some(q) = query {
                 path_and_query.push('?');
                 path_and_query.push_str(q);
             }
@@ -153,7 +157,6 @@ pub async fn forward(
     }
 
     let incoming = req.headers();
-    let xff = forwarded_for(client.peer, incoming, client.peer_trusted);
     let proto = match incoming.get(X_FORWARDED_PROTO) {
         Some(v) if client.peer_trusted => v.clone(),
         _ if req.app_config().secure() => HeaderValue::from_static("https"),
@@ -171,7 +174,7 @@ pub async fn forward(
 
     // Headers the gateway sets on every upstream request of this exchange.
     let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(5);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    if let Some(v) = forwarded_for(client.peer, incoming, client.peer_trusted) {
         extra.push((X_FORWARDED_FOR, v));
     }
     extra.push((X_FORWARDED_PROTO, proto));
@@ -223,7 +226,8 @@ pub async fn forward(
     };
     let mut payload = Some(payload);
     let mut tried: Vec<usize> = Vec::new();
-    let exceeded = Rc::new(Cell::new(false));
+    // Set by a chunked body that passes the limit (allocated only for one).
+    let mut exceeded: Option<Rc<Cell<bool>>> = None;
     let hash = upstream
         .settings
         .hash_key
@@ -298,7 +302,7 @@ pub async fn forward(
                         inner: p,
                         seen: seen.0,
                         limit,
-                        exceeded: exceeded.clone(),
+                        exceeded: exceeded.get_or_insert_with(Rc::default).clone(),
                     };
                     up.send_body(BodyStream::new(body)).await
                 }
@@ -343,7 +347,7 @@ pub async fn forward(
             }
             Err(err) => {
                 drop(in_flight);
-                let body_exceeded = exceeded.get().then_some(limit);
+                let body_exceeded = exceeded.as_ref().is_some_and(|e| e.get()).then_some(limit);
                 let failure = UpstreamFailure::of_request(&err, body_exceeded);
                 debug!(gw.log, "upstream exchange failed";
                     "upstream" => labels[0], "target" => labels[1],

@@ -112,17 +112,26 @@ pub fn request_skip_list(tracing: bool) -> Vec<HeaderName> {
 }
 
 /// `X-Forwarded-For` to send upstream: the trusted chain plus the peer, or
-/// just the peer when it is not trusted (a client's own list is not passed on).
-pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> String {
-    let mut out = String::new();
-    if peer_trusted {
-        for hop in forwarded_hops(headers) {
-            out.push_str(hop);
-            out.push_str(", ");
-        }
+/// just the peer when it is not trusted (a client's own list is not passed
+/// on). `None` only if a trusted chain held bytes a header cannot carry.
+pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> Option<HeaderValue> {
+    let peer = IpText::new(peer);
+    let hops = if peer_trusted {
+        forwarded_hops(headers)
+    } else {
+        Vec::new()
+    };
+    if hops.is_empty() {
+        // The usual case: one allocation, the value's own.
+        return HeaderValue::from_str(peer.as_str()).ok();
     }
-    out.push_str(IpText::new(peer).as_str());
-    out
+    let mut out = String::new();
+    for hop in hops {
+        out.push_str(hop);
+        out.push_str(", ");
+    }
+    out.push_str(peer.as_str());
+    HeaderValue::from_str(&out).ok()
 }
 
 /// A `Cookie` header without the gateway's own cookies (`names`): the
@@ -198,10 +207,12 @@ mod tests {
             h.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
         }
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        assert_eq!(forwarded_for(peer, &h, false), "10.0.0.1");
+        let xff = |trusted| forwarded_for(peer, &h, trusted).expect("a header value");
+        assert_eq!(xff(false), "10.0.0.1");
+        assert_eq!(xff(true), "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1");
         assert_eq!(
-            forwarded_for(peer, &h, true),
-            "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1"
+            forwarded_for(peer, &HeaderMap::new(), true).unwrap(),
+            "10.0.0.1"
         );
     }
 
