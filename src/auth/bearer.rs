@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use moka::sync::Cache;
 use serde_json::Value;
 
-use super::crypto::IdDigest;
+use super::crypto::{digest_cache, DigestCache, IdDigest};
 use super::http;
 use super::identity::Identity;
 use super::provider::Provider;
@@ -153,23 +152,17 @@ pub async fn validate_jwt(
 /// `min(exp, ttl)`, refused ones for `ttl`, so a client replaying a dead or
 /// made-up token costs the provider one call per `ttl`, not one per request.
 pub struct IntrospectionCache {
-    active: Cache<IdDigest, Arc<(Identity, u64)>>,
-    refused: Cache<IdDigest, BearerError>,
+    active: DigestCache<Arc<(Identity, u64)>>,
+    refused: DigestCache<BearerError>,
     /// `gateway_auth_introspections_total` by result.
     calls: Option<prometheus::IntCounterVec>,
 }
 
 impl IntrospectionCache {
     pub fn new(ttl: Duration, calls: Option<prometheus::IntCounterVec>) -> Self {
-        fn bounded<V: Clone + Send + Sync + 'static>(ttl: Duration) -> Cache<IdDigest, V> {
-            Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build()
-        }
         Self {
-            active: bounded(ttl),
-            refused: bounded(ttl),
+            active: digest_cache(100_000, ttl),
+            refused: digest_cache(100_000, ttl),
             calls,
         }
     }

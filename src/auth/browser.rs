@@ -42,18 +42,17 @@ pub fn cookie_value<'h>(header: &'h [u8], name: &str) -> Option<&'h str> {
     let mut rest = header;
     loop {
         rest = rest.trim_ascii_start();
-        let end = rest.iter().position(|&b| b == b';').unwrap_or(rest.len());
-        let (pair, after) = rest.split_at(end);
-        if let Some(value) = pair.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
-            let value = value.trim_ascii_end();
-            // Visible ASCII only, as a header value's `to_str` requires.
-            return value
+        if let Some(value) = rest.strip_prefix(name).and_then(|v| v.strip_prefix(b"=")) {
+            let end = memchr::memchr(b';', value).unwrap_or(value.len());
+            let value = value[..end].trim_ascii_end();
+            // Visible ASCII only, as a header value's `to_str` requires;
+            // checked without an early exit, so that it is vectorised.
+            let visible = value
                 .iter()
-                .all(|&b| (0x21..0x7f).contains(&b))
-                .then(|| std::str::from_utf8(value).ok())
-                .flatten();
+                .fold(true, |ok, &b| ok & (b.wrapping_sub(0x21) < 0x7f - 0x21));
+            return visible.then(|| std::str::from_utf8(value).ok()).flatten();
         }
-        rest = after.get(1..)?;
+        rest = &rest[memchr::memchr(b';', rest)? + 1..];
     }
 }
 

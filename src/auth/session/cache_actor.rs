@@ -28,13 +28,12 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::StreamExt;
-use moka::sync::Cache;
 use slog::{info, warn, Logger};
 use tokio::sync::oneshot;
 
 use super::model::{Session, SessionStoreError};
 use super::redis::{RedisSessions, INVALIDATION_CHANNEL};
-use crate::auth::crypto::IdDigest;
+use crate::auth::crypto::{DigestCache, IdDigest};
 
 const RESUBSCRIBE_BACKOFF: Duration = Duration::from_secs(1);
 /// Queued requests beyond this wait (backpressure) instead of piling up.
@@ -98,8 +97,8 @@ pub struct SessionCacheActor {
     store: Option<RedisSessions>,
     /// The pub/sub client (Redis mode).
     subscriber: Option<redis::Client>,
-    cache: Cache<IdDigest, Arc<Session>>,
-    negative: Cache<IdDigest, ()>,
+    cache: DigestCache<Arc<Session>>,
+    negative: DigestCache<()>,
     loading: HashMap<IdDigest, Loading>,
     log: Logger,
 }
@@ -107,8 +106,8 @@ pub struct SessionCacheActor {
 impl SessionCacheActor {
     pub fn new(
         store: Option<(RedisSessions, redis::Client)>,
-        cache: Cache<IdDigest, Arc<Session>>,
-        negative: Cache<IdDigest, ()>,
+        cache: DigestCache<Arc<Session>>,
+        negative: DigestCache<()>,
         log: Logger,
     ) -> Self {
         let (store, subscriber) = match store {

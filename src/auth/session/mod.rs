@@ -31,7 +31,9 @@ use self::cache_actor::{DeleteSession, LoadSession, LoadSource, SaveSession, Ses
 use self::id::{id_digest, is_session_id};
 use self::model::{unix_now, PreLogin, Session, SessionStoreError, PRE_LOGIN_TTL};
 use self::redis::{RedisSessions, REFRESH_LEASE};
-use crate::auth::crypto::{digest, random_token, IdDigest, SessionCrypto};
+use crate::auth::crypto::{
+    digest, digest_cache, random_token, DigestCache, IdDigest, SessionCrypto,
+};
 use crate::redis::breaker::CircuitBreaker;
 use crate::redis::pool::RedisPool;
 use crate::settings::RedisSettings;
@@ -48,8 +50,8 @@ pub struct SessionStore {
     /// Sessions being refreshed by this replica right now (single flight).
     refreshing: Mutex<HashSet<IdDigest>>,
     /// Redis mode: replica-local copies. Memory mode: the store itself.
-    cache: Cache<IdDigest, Arc<Session>>,
-    negative: Cache<IdDigest, ()>,
+    cache: DigestCache<Arc<Session>>,
+    negative: DigestCache<()>,
     actor: Addr<SessionCacheActor>,
     /// Redis mode: refresh locks and pre-login records go here directly.
     redis: Option<RedisSessions>,
@@ -57,17 +59,14 @@ pub struct SessionStore {
     pre_login: Cache<String, Arc<PreLogin>>,
 }
 
-fn negative_cache() -> Cache<IdDigest, ()> {
-    Cache::builder()
-        .max_capacity(CACHE_CAPACITY)
-        .time_to_live(NEGATIVE_TTL)
-        .build()
+fn negative_cache() -> DigestCache<()> {
+    digest_cache(CACHE_CAPACITY, NEGATIVE_TTL)
 }
 
 impl SessionStore {
     fn with_parts(
-        cache: Cache<IdDigest, Arc<Session>>,
-        negative: Cache<IdDigest, ()>,
+        cache: DigestCache<Arc<Session>>,
+        negative: DigestCache<()>,
         actor: SessionCacheActor,
         redis: Option<RedisSessions>,
     ) -> Self {
@@ -89,10 +88,7 @@ impl SessionStore {
     /// One replica, sessions in memory. Starts the SessionCache actor, so
     /// call it inside the actix system.
     pub fn memory(ttl: Duration, log: Logger) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_live(ttl)
-            .build();
+        let cache = digest_cache(CACHE_CAPACITY, ttl);
         let negative = negative_cache();
         let actor = SessionCacheActor::new(None, cache.clone(), negative.clone(), log);
         Self::with_parts(cache, negative, actor, None)
@@ -113,10 +109,7 @@ impl SessionStore {
         let subscriber =
             ::redis::Client::open(redis.urls[0].as_str()).map_err(|e| e.to_string())?;
         let store = RedisSessions::new(pool, crypto, redis.command_timeout, log.clone());
-        let cache = Cache::builder()
-            .max_capacity(CACHE_CAPACITY)
-            .time_to_live(cache_ttl.max(Duration::from_millis(1)))
-            .build();
+        let cache = digest_cache(CACHE_CAPACITY, cache_ttl.max(Duration::from_millis(1)));
         let negative = negative_cache();
         let actor = SessionCacheActor::new(
             Some((store.clone(), subscriber)),
