@@ -17,6 +17,11 @@ WARMUP=${BENCH_WARMUP:-3s}
 # A cookie on every request (both proxies): set it to compare with the
 # session bench's request shape.
 COOKIE=${BENCH_COOKIE:-}
+# BENCH_SESSION=1: also count the gateway's session route (bench/auth.sh's
+# setup: Redis-backed sessions, one session minted with mint_session, a
+# 10 s cache); every request then carries that session's cookie.
+SESSION=${BENCH_SESSION:-0}
+MINT_BIN=${BENCH_MINT_BIN:-$ROOT/target/release/examples/mint_session}
 GATEWAY_BIN=${BENCH_GATEWAY_BIN:-$ROOT/target/release/gateway}
 UPSTREAM_BIN=${BENCH_UPSTREAM_BIN:-$ROOT/target/release/examples/demo_upstream}
 OUT_DIR=$ROOT/target/bench
@@ -42,8 +47,16 @@ ensure_tools() {
     apt_install "${pkgs[@]}"
 }
 
-build_release demo_upstream -- "$UPSTREAM_BIN"
+[[ $SESSION =~ ^[01]$ ]] || die "BENCH_SESSION must be 0 or 1 (got '$SESSION')"
+if [[ $SESSION == 1 ]]; then
+    build_release demo_upstream mint_session -- "$UPSTREAM_BIN" "$MINT_BIN"
+else
+    build_release demo_upstream -- "$UPSTREAM_BIN"
+fi
 ensure_tools
+if [[ $SESSION == 1 ]] && ! command -v redis-server >/dev/null; then
+    apt_install redis-server
+fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 pin_layout "proxy (under callgrind)" "upstream + wrk"
@@ -51,7 +64,7 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/gw-bench-instr.XXXXXX")
 chmod 755 "$TMP"
 mkdir -p "$TMP/nginx" "$OUT_DIR"
 rm -f "$OUT_JSON"
-read -r P_UP P_GW P_ADMIN P_NGINX < <(free_ports 4)
+read -r P_UP P_GW P_ADMIN P_NGINX P_REDIS < <(free_ports 5)
 
 cat >"$TMP/gateway.yaml" <<EOF
 server: {listen: "127.0.0.1:$P_GW", workers: 1}
@@ -61,12 +74,30 @@ upstreams: {demo: {targets: ["http://127.0.0.1:$P_UP"]}}
 routes:
   - {name: demo, path_prefix: /demo, strip_prefix: /demo, upstream: demo}
 EOF
+if [[ $SESSION == 1 ]]; then
+    # As in bench/auth.sh: the provider is never contacted (no issuer, no
+    # discovery; a session without a known expiry is never refreshed).
+    SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
+    cat >>"$TMP/gateway.yaml" <<EOF
+  - {name: sess, path_prefix: /sess, strip_prefix: /sess, upstream: demo, auth: session}
+redis: {url: "redis://127.0.0.1:$P_REDIS/0"}
+auth:
+  provider:
+    authorization_url: "http://127.0.0.1:9/authorize"
+    token_url: "http://127.0.0.1:9/token"
+    client_id: bench
+    client_secret: bench-secret
+    redirect_url: "http://127.0.0.1:$P_GW/oauth2/callback"
+  session: {secret: "$SECRET", cookie_secure: false, cache_ttl_secs: 10}
+EOF
+fi
 
 write_nginx_conf off
 NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/nginx-error.log")
 "$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$TMP/nginx-check.err" ||
     die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
 
+[[ $SESSION == 0 ]] || start_redis
 start_upstream
 VG=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p.out")
 start gateway "$TMP/gateway-access.log" "${SUT_PIN[@]}" "${VG[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
@@ -77,7 +108,13 @@ wait_ready nginx "http://127.0.0.1:$P_NGINX/demo/hello"
 declare -A URL=(
     [gateway]="http://127.0.0.1:$P_GW/demo/hello"
     [nginx]="http://127.0.0.1:$P_NGINX/demo/hello"
+    [session]="http://127.0.0.1:$P_GW/sess/hello"
 )
+if [[ $SESSION == 1 ]]; then
+    SID=$(timeout 30 "$MINT_BIN" --redis "redis://127.0.0.1:$P_REDIS/0" --secret "$SECRET" \
+        --subject bench-user 2>"$TMP/mint.err") || die "mint_session failed: $(cat "$TMP/mint.err")"
+    COOKIE="gateway_session=$SID"
+fi
 WRK_HDR=()
 [[ -z $COOKIE ]] || WRK_HDR=(-H "Cookie: $COOKIE")
 
@@ -90,7 +127,7 @@ load() { # PROXY DURATION OUT
 # measure PROXY: sets MEASURED="requests instructions"; counters zeroed
 # after a warm-up, dumped after the measured load; wrk counts the requests.
 measure() {
-    local proxy=$1 pid=${PID[$1]} dump parsed reqs sock non2xx
+    local proxy=$1 pid=${PID[$1]:-${PID[gateway]}} dump parsed reqs sock non2xx
     load "$proxy" "$WARMUP" "$TMP/wrk-warm-$proxy.txt"
     callgrind_control -z "$pid" >/dev/null
     load "$proxy" "$DURATION" "$TMP/wrk-$proxy.txt"
@@ -115,9 +152,14 @@ measure gateway
 read -r G_REQS G_IR <<<"$MEASURED"
 measure nginx
 read -r N_REQS N_IR <<<"$MEASURED"
+S_REQS=0 S_IR=0
+if [[ $SESSION == 1 ]]; then
+    measure session
+    read -r S_REQS S_IR <<<"$MEASURED"
+fi
 
 B_G_REQS=$G_REQS B_G_IR=$G_IR B_N_REQS=$N_REQS B_N_IR=$N_IR B_CONNS=$CONNS \
-B_DURATION=$DURATION B_COOKIE=${COOKIE:+yes} B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
+B_S_REQS=$S_REQS B_S_IR=$S_IR B_DURATION=$DURATION B_COOKIE=${COOKIE:+yes} B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
     python3 - "$OUT_JSON" <<'EOF'
 import json, os, sys, time
 e = os.environ
@@ -127,8 +169,13 @@ print(f"\n{'proxy':<8} {'requests':>9} {'instructions/request':>21}")
 print(f"{'gateway':<8} {e['B_G_REQS']:>9} {g:>21,.0f}")
 print(f"{'nginx':<8} {e['B_N_REQS']:>9} {n:>21,.0f}")
 print(f"gateway/nginx: {g / n:.2f}x the user-space instructions per request")
+session = None
+if int(e["B_S_REQS"]):
+    session = int(e["B_S_IR"]) / int(e["B_S_REQS"])
+    print(f"{'session':<8} {e['B_S_REQS']:>9} {session:>21,.0f}   (the gateway's session route)")
+    print(f"session route: +{session - g:,.0f} instructions per request over the open route")
 print(f"RESULT gateway_instructions_per_request={g:.0f} nginx_instructions_per_request={n:.0f} "
-      f"ratio={g / n:.3f}")
+      f"ratio={g / n:.3f}" + (f" session_instructions_per_request={session:.0f}" if session else ""))
 doc = dict(benchmark="instructions", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            git_rev=e["B_GIT"], connections=int(e["B_CONNS"]), duration=e["B_DURATION"],
            cookie=bool(e["B_COOKIE"]),
@@ -137,6 +184,9 @@ doc = dict(benchmark="instructions", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", ti
            nginx=dict(requests=int(e["B_N_REQS"]), instructions=int(e["B_N_IR"]),
                       per_request=round(n)),
            ratio_gateway_over_nginx=round(g / n, 3))
+if session:
+    doc["session"] = dict(requests=int(e["B_S_REQS"]), instructions=int(e["B_S_IR"]),
+                          per_request=round(session))
 with open(sys.argv[1], "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
