@@ -851,3 +851,47 @@ fn a_later_runtime_on_the_same_thread_sends_a_current_date() {
         "the second runtime sent a date {moved:?} after the first, 2.1 s later"
     );
 }
+
+/// `pool_max_connections` bounds the connections one worker opens to an
+/// upstream: past it, requests wait for a free connection instead of
+/// failing, and are all answered (awc's pool permits, patch #11's fast
+/// path for a free one).
+#[actix_rt::test]
+async fn requests_past_the_pool_limit_wait_for_a_free_connection() {
+    const LIMIT: usize = 2;
+    const REQUESTS: usize = 6;
+    const UPSTREAM_MS: u64 = 300;
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&format!(
+        r#"
+server: {{workers: 1}}
+upstreams:
+  main: {{targets: ["{up}"], pool_max_connections: {LIMIT}, request_timeout_ms: 10000}}
+routes:
+  - {{name: api, path_prefix: /api, strip_prefix: /api, upstream: main}}
+"#,
+        up = up.url()
+    ))
+    .await;
+    let started = std::time::Instant::now();
+    let answers = futures_util::future::join_all((0..REQUESTS).map(|_| async {
+        client()
+            .get(gw.url(&format!("/api/slow/{UPSTREAM_MS}")))
+            .timeout(Duration::from_secs(20))
+            .send()
+            .await
+            .map(|res| res.status().as_u16())
+    }))
+    .await;
+    let elapsed = started.elapsed();
+    for answer in &answers {
+        assert_eq!(answer.as_ref().ok(), Some(&200), "{answers:?}");
+    }
+    // Two at a time, 300 ms each: three rounds at least. Without the limit
+    // all six would overlap and take about 300 ms.
+    let rounds = REQUESTS.div_ceil(LIMIT) as u64;
+    assert!(
+        elapsed >= Duration::from_millis(UPSTREAM_MS * rounds - 50),
+        "{REQUESTS} requests through a pool of {LIMIT} took {elapsed:?}"
+    );
+}

@@ -247,14 +247,19 @@ where
             };
 
             // acquire an owned permit and carry it with connection
-            let permit = Arc::clone(&inner.permits)
-                .acquire_owned()
-                .await
-                .map_err(|_| {
-                    ConnectError::Io(io::Error::other(
-                        "Failed to acquire semaphore on client connection pool",
-                    ))
-                })?;
+            // PATCH(gateway, patches/README.md #11): without a wait when a
+            // permit is free (the usual case), skipping the `Acquire` future.
+            let permit = match Arc::clone(&inner.permits).try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => Arc::clone(&inner.permits)
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| {
+                        ConnectError::Io(io::Error::other(
+                            "Failed to acquire semaphore on client connection pool",
+                        ))
+                    })?,
+            };
 
             let conn = {
                 let mut conn = None;
