@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+use crate::auth::browser::cookie_pairs;
 use crate::context::{
     forwarded_hops, IpText, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
     X_REQUEST_ID,
@@ -165,26 +166,6 @@ pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderVa
         return None;
     }
     HeaderValue::from_bytes(&kept).ok()
-}
-
-/// The `;`-separated parts of a `Cookie` header, found with `memchr` (this
-/// runs on every request that carries cookies; a byte-by-byte split cost
-/// about 1,000 instructions for one session cookie).
-fn cookie_pairs(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let mut rest = Some(bytes);
-    std::iter::from_fn(move || {
-        let current = rest?;
-        match memchr::memchr(b';', current) {
-            Some(at) => {
-                rest = Some(&current[at + 1..]);
-                Some(&current[..at])
-            }
-            None => {
-                rest = None;
-                Some(current)
-            }
-        }
-    })
 }
 
 #[cfg(test)]
