@@ -8,21 +8,7 @@ mod common;
 use std::io::{ErrorKind, Read};
 use std::time::{Duration, Instant};
 
-use common::{Gateway, RawConnection};
-
-fn config(up: &common::Upstream) -> String {
-    format!(
-        r#"
-server:
-  workers: 1
-upstreams:
-  main: {{targets: ["{up}"]}}
-routes:
-  - {{name: api, path_prefix: /api, upstream: main}}
-"#,
-        up = up.url()
-    )
-}
+use common::{api_route_config, Gateway, RawConnection};
 
 /// Reads from `conn` until `done` holds for what arrived, or 5 s pass.
 fn read_until(conn: &mut RawConnection, done: impl Fn(&str) -> bool) -> String {
@@ -62,7 +48,7 @@ fn echoes(text: &str) -> Vec<serde_json::Value> {
 #[actix_rt::test]
 async fn pipelined_and_split_requests_on_one_connection_are_answered_in_order() {
     let up = common::spawn_upstream("main");
-    let gw = Gateway::start(&config(&up)).await;
+    let gw = Gateway::start(&api_route_config(&up, "")).await;
     let mut conn = RawConnection::open(gw.port);
 
     conn.send(
@@ -135,7 +121,7 @@ async fn kept_alive_connections_waiting_for_their_client_hold_no_buffers() {
     const MAX_BYTES_PER_CONNECTION: u64 = 8 * 1024;
 
     let up = common::spawn_upstream("main");
-    let gw = Gateway::start(&config(&up)).await;
+    let gw = Gateway::start(&api_route_config(&up, "")).await;
     let one_request = |conn: &mut RawConnection, i: usize| {
         conn.send(format!("GET /api/warm/{i} HTTP/1.1\r\nHost: gw\r\n\r\n").as_bytes());
         let answer = conn.read_response();

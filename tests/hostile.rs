@@ -9,24 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    client, eventually, spawn_hung_upstream, spawn_raw_upstream, spawn_upstream, Gateway,
-    RawConnection, Upstream,
+    api_route_config, client, eventually, spawn_hung_upstream, spawn_raw_upstream, spawn_upstream,
+    Gateway, RawConnection,
 };
-
-fn config(up: &Upstream, server: &str) -> String {
-    format!(
-        r#"
-server:
-  workers: 1
-  {server}
-upstreams:
-  main: {{targets: ["{up}"]}}
-routes:
-  - {{name: api, path_prefix: /api, upstream: main}}
-"#,
-        up = up.url()
-    )
-}
 
 /// Opens a connection, completes one request on it (so it is kept alive),
 /// then starts the next request head and sends it one byte at a time.
@@ -63,7 +48,7 @@ fn dribble(conn: &mut RawConnection, every: Duration, within: Duration) -> Optio
 #[actix_rt::test]
 async fn a_slow_request_head_on_a_kept_alive_connection_is_cut() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(
+    let gw = Gateway::start(&api_route_config(
         &up,
         "client_request_timeout_ms: 1000\n  keep_alive_secs: 30",
     ))
@@ -99,7 +84,7 @@ async fn a_slow_request_head_on_a_kept_alive_connection_is_cut() {
 #[actix_rt::test]
 async fn kept_alive_connections_keep_their_timers_from_request_to_request() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(
+    let gw = Gateway::start(&api_route_config(
         &up,
         "client_request_timeout_ms: 1000\n  keep_alive_secs: 3",
     ))
@@ -144,7 +129,7 @@ async fn kept_alive_connections_keep_their_timers_from_request_to_request() {
 #[actix_rt::test]
 async fn slow_kept_alive_clients_cannot_lock_others_out() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(
+    let gw = Gateway::start(&api_route_config(
         &up,
         "client_request_timeout_ms: 1000\n  keep_alive_secs: 30\n  max_connections: 20",
     ))
@@ -369,7 +354,7 @@ async fn idle_upstream_connections_the_upstream_closed_are_reaped() {
 #[actix_rt::test]
 async fn bare_lf_request_heads_are_refused_and_nothing_behind_them_passes() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(&up, "")).await;
+    let gw = Gateway::start(&api_route_config(&up, "")).await;
     let answer = common::raw_request(
         gw.port,
         "POST /api/first HTTP/1.1\nHost: gw\nContent-Length: 0\n\n\
@@ -402,7 +387,7 @@ async fn bare_lf_request_heads_are_refused_and_nothing_behind_them_passes() {
 #[actix_rt::test]
 async fn ambiguous_framing_never_lets_a_hidden_request_through() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(&up, "")).await;
+    let gw = Gateway::start(&api_route_config(&up, "")).await;
     const HIDDEN: &str = "GET /api/smuggled HTTP/1.1\r\nHost: gw\r\n\r\n";
     let cases: &[(&str, String)] = &[
         (
@@ -507,7 +492,11 @@ async fn ambiguous_framing_never_lets_a_hidden_request_through() {
 #[actix_rt::test]
 async fn oversized_targets_and_header_blocks_are_refused() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(&up, "max_uri_bytes: 100\n  max_header_bytes: 300")).await;
+    let gw = Gateway::start(&api_route_config(
+        &up,
+        "max_uri_bytes: 100\n  max_header_bytes: 300",
+    ))
+    .await;
     let status_of = |path: String, header: String| {
         let req = client()
             .get(gw.url(&path))
@@ -602,7 +591,7 @@ routes:
 #[actix_rt::test]
 async fn idle_connections_cannot_starve_a_normal_client() {
     let up = spawn_upstream("main");
-    let gw = Gateway::start(&config(&up, "client_request_timeout_ms: 20000")).await;
+    let gw = Gateway::start(&api_route_config(&up, "client_request_timeout_ms: 20000")).await;
     // As many as this process may open, up to 2,000 (a soft limit of
     // 1,024 file descriptors is common).
     let count = open_files_limit().saturating_sub(200).min(2000);

@@ -603,6 +603,24 @@ pub fn hdr<S>(res: &awc::ClientResponse<S>, name: &str) -> String {
         .to_owned()
 }
 
+/// Settings of one worker with one upstream (`main`, at `up`) behind the
+/// route `/api`; `server` lines (indented by two spaces) join the `server`
+/// section.
+pub fn api_route_config(up: &Upstream, server: &str) -> String {
+    format!(
+        r#"
+server:
+  workers: 1
+  {server}
+upstreams:
+  main: {{targets: ["{up}"]}}
+routes:
+  - {{name: api, path_prefix: /api, upstream: main}}
+"#,
+        up = up.url()
+    )
+}
+
 /// Sends `request` as raw bytes on a new connection and returns what comes
 /// back: one response, or what arrived before the peer closed or went
 /// silent for 1.5 s.
