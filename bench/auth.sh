@@ -86,23 +86,12 @@ REDIS_URL="redis://127.0.0.1:$P_REDIS/0"
 # mint_session: sessions of one run mean nothing to another.
 SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
 
-# The provider URLs point at the discard port and are never contacted: no
-# issuer and no jwks_url means no discovery at startup, and a session whose
-# access token has no known expiry (access_expires_at 0) is never refreshed.
 cat >"$TMP/gateway.yaml" <<EOF
 server: {listen: "127.0.0.1:$P_GW", workers: $WORKERS}
 admin: {listen: "127.0.0.1:$P_ADMIN"}
 logging: {level: info, format: json}
-redis: {url: "$REDIS_URL"}
 upstreams: {demo: {targets: ["http://127.0.0.1:$P_UP"]}}
-auth:
-  provider:
-    authorization_url: "http://127.0.0.1:9/authorize"
-    token_url: "http://127.0.0.1:9/token"
-    client_id: bench
-    client_secret: bench-secret
-    redirect_url: "http://127.0.0.1:$P_GW/oauth2/callback"
-  session: {secret: "$SECRET", cookie_secure: false, cache_ttl_secs: $CACHE_TTL}
+$(session_auth_yaml "$SECRET" "$CACHE_TTL")
 routes:
   - {name: open, path_prefix: /open, strip_prefix: /open, upstream: demo}
   - {name: sess, path_prefix: /sess, strip_prefix: /sess, upstream: demo, auth: session}

@@ -75,20 +75,10 @@ routes:
   - {name: demo, path_prefix: /demo, strip_prefix: /demo, upstream: demo}
 EOF
 if [[ $SESSION == 1 ]]; then
-    # As in bench/auth.sh: the provider is never contacted (no issuer, no
-    # discovery; a session without a known expiry is never refreshed).
     SECRET=$(python3 -c 'import secrets; print(secrets.token_urlsafe(48))')
     cat >>"$TMP/gateway.yaml" <<EOF
   - {name: sess, path_prefix: /sess, strip_prefix: /sess, upstream: demo, auth: session}
-redis: {url: "redis://127.0.0.1:$P_REDIS/0"}
-auth:
-  provider:
-    authorization_url: "http://127.0.0.1:9/authorize"
-    token_url: "http://127.0.0.1:9/token"
-    client_id: bench
-    client_secret: bench-secret
-    redirect_url: "http://127.0.0.1:$P_GW/oauth2/callback"
-  session: {secret: "$SECRET", cookie_secure: false, cache_ttl_secs: 10}
+$(session_auth_yaml "$SECRET" 10)
 EOF
 fi
 

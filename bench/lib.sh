@@ -106,6 +106,26 @@ wait_ready() { # NAME URL (READY_TIMEOUT seconds, set by the caller)
 
 redis_cli() { timeout 5 redis-cli -h 127.0.0.1 -p "$P_REDIS" "$@" | tr -d '\r'; }
 
+# session_auth_yaml SECRET CACHE_TTL_SECS: the `redis` and `auth` sections of
+# the session benches (bench/auth.sh, BENCH_SESSION=1 bench/instructions.sh),
+# for Redis on $P_REDIS and the gateway on $P_GW. The provider URLs point at
+# the discard port and are never contacted: no issuer and no jwks_url means
+# no discovery at startup, and a session whose access token has no known
+# expiry (what mint_session writes) is never refreshed.
+session_auth_yaml() {
+    cat <<EOF
+redis: {url: "redis://127.0.0.1:$P_REDIS/0"}
+auth:
+  provider:
+    authorization_url: "http://127.0.0.1:9/authorize"
+    token_url: "http://127.0.0.1:9/token"
+    client_id: bench
+    client_secret: bench-secret
+    redirect_url: "http://127.0.0.1:$P_GW/oauth2/callback"
+  session: {secret: "$1", cookie_secure: false, cache_ttl_secs: $2}
+EOF
+}
+
 # start_redis: our own throw-away redis-server on $P_REDIS (no persistence,
 # files, if any, in $TMP), on the load CPUs, checked to be the one answering.
 start_redis() {
