@@ -117,22 +117,17 @@ pub fn request_skip_list(tracing: bool) -> Vec<HeaderName> {
 /// on). `None` only if a trusted chain held bytes a header cannot carry.
 pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> Option<HeaderValue> {
     let peer = IpText::new(peer);
-    let hops = if peer_trusted {
+    let mut chain = if peer_trusted {
         forwarded_hops(headers)
     } else {
         Vec::new()
     };
-    if hops.is_empty() {
+    if chain.is_empty() {
         // The usual case: one allocation, the value's own.
         return HeaderValue::from_str(peer.as_str()).ok();
     }
-    let mut out = String::new();
-    for hop in hops {
-        out.push_str(hop);
-        out.push_str(", ");
-    }
-    out.push_str(peer.as_str());
-    HeaderValue::from_str(&out).ok()
+    chain.push(peer.as_str());
+    HeaderValue::from_str(&chain.join(", ")).ok()
 }
 
 /// A `Cookie` header without the gateway's own cookies (`names`): the
