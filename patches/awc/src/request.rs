@@ -414,7 +414,9 @@ impl ClientRequest {
 
         // validate uri
         let uri = &self.head.uri;
-        if uri.host().is_none() {
+        // PATCH(gateway, patches/README.md #13): `host()` is `None` exactly
+        // when the authority is; `host()` parses the authority to find it.
+        if uri.authority().is_none() {
             return Err(InvalidUrl::MissingHost.into());
         } else if uri.scheme().is_none() {
             return Err(InvalidUrl::MissingScheme.into());

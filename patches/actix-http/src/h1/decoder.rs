@@ -285,7 +285,12 @@ impl MessageType for Request {
                     }
                     let method = Method::from_bytes(req.method.unwrap().as_bytes())
                         .map_err(|_| ParseError::Method)?;
-                    let uri = Uri::try_from(req.path.unwrap())?;
+                    // PATCH(gateway, patches/README.md #14): where the request
+                    // target is in the head; the URI is made from the head's
+                    // shared bytes below instead of a copy of its own.
+                    let path = req.path.unwrap();
+                    let uri_at = path.as_ptr() as usize - src.as_ptr() as usize;
+                    let uri = uri_at..uri_at + path.len();
                     let version = if req.version.unwrap() == 1 {
                         Version::HTTP_11
                     } else {
@@ -311,7 +316,13 @@ impl MessageType for Request {
         let mut msg = Request::new();
 
         // convert headers
-        let mut length = msg.set_headers(&src.split_to(len).freeze(), raw_headers, ver)?;
+        let head_bytes = src.split_to(len).freeze();
+        let mut length = msg.set_headers(&head_bytes, raw_headers, ver)?;
+        // PATCH(gateway, patches/README.md #14): a slice of the head's bytes,
+        // as the header values are: no allocation and copy, and cloning the
+        // URI (actix-web does, per request) is a reference count, not the
+        // allocation that promoting a copied `Bytes` to shared takes.
+        let uri = Uri::from_maybe_shared(head_bytes.slice(uri))?;
 
         // disallow HTTP/1.1 requests that do not contain a Host header
         // see https://datatracker.ietf.org/doc/html/rfc9112#section-3.2

@@ -330,21 +330,23 @@ impl MessageType for RequestHeadType {
     fn encode_status(&mut self, dst: &mut BytesMut) -> io::Result<()> {
         let head = self.as_ref();
         dst.reserve(INITIAL_HEAD_CAPACITY + head.headers.len() * AVERAGE_HEADER_SIZE);
-        write!(
-            helpers::MutWriter(dst),
-            "{} {} {}",
-            head.method,
-            head.uri.path_and_query().map(|u| u.as_str()).unwrap_or("/"),
-            match head.version {
-                Version::HTTP_09 => "HTTP/0.9",
-                Version::HTTP_10 => "HTTP/1.0",
-                Version::HTTP_11 => "HTTP/1.1",
-                Version::HTTP_2 => "HTTP/2.0",
-                Version::HTTP_3 => "HTTP/3.0",
-                _ => return Err(io::Error::other("Unsupported version")),
-            }
-        )
-        .map_err(io::Error::other)
+        // PATCH(gateway, patches/README.md #12): the request line copied as
+        // bytes, not through `fmt::write` (about 400 instructions a request).
+        let version: &[u8] = match head.version {
+            Version::HTTP_09 => b"HTTP/0.9",
+            Version::HTTP_10 => b"HTTP/1.0",
+            Version::HTTP_11 => b"HTTP/1.1",
+            Version::HTTP_2 => b"HTTP/2.0",
+            Version::HTTP_3 => b"HTTP/3.0",
+            _ => return Err(io::Error::other("Unsupported version")),
+        };
+        let path = head.uri.path_and_query().map_or("/", |u| u.as_str());
+        dst.put_slice(head.method.as_str().as_bytes());
+        dst.put_slice(b" ");
+        dst.put_slice(path.as_bytes());
+        dst.put_slice(b" ");
+        dst.put_slice(version);
+        Ok(())
     }
 }
 

@@ -40,6 +40,10 @@ impl Head for RequestHead {
     fn clear(&mut self) {
         self.flags = Flags::empty();
         self.headers.clear();
+        // PATCH(gateway, patches/README.md #14): the URI shares the request
+        // head's bytes (as the header values do), so a pooled head lets go
+        // of it too, or it would pin the connection's read buffer.
+        self.uri = Uri::default();
     }
 
     fn with_pool<F, R>(f: F) -> R
