@@ -25,7 +25,7 @@ use gateway::settings::{
 };
 use gateway::tools::{
     cookie_value, for_each_upstream_header, forwarded_for, random_token, request_skip_list,
-    unix_now, AccessLine, Identity, KeyMaterial, Policy, RouteTable, Session, SessionStore,
+    unix_now, AccessLine, Identity, IpText, KeyMaterial, Policy, RouteTable, Session, SessionStore,
     X_FORWARDED_FOR,
 };
 
@@ -231,7 +231,7 @@ fn session_lookup(c: &mut Criterion) {
 // Access-log line: the access-log stage encoding one JSON line into the worker's reused buffer.
 
 /// One proxied request's line, with the fields `WorkerTelemetry` logs.
-fn request_line(user_agent: &str) -> AccessLine<'_> {
+fn request_line<'a>(user_agent: &'a str, client_ip: &'a IpText) -> AccessLine<'a> {
     AccessLine {
         request_id: "6f1c8e9a-2b4d-4c1e-9f3a-7d5b2e8c0a41",
         method: "GET",
@@ -245,7 +245,7 @@ fn request_line(user_agent: &str) -> AccessLine<'_> {
         route: Some("svc7"),
         upstream: Some("backend"),
         target: Some("http://10.0.3.21:8080"),
-        client_ip: Some("198.51.100.7"),
+        client_ip: Some(client_ip),
         user: Some("bench-user"),
         trace_id: None,
     }
@@ -253,8 +253,9 @@ fn request_line(user_agent: &str) -> AccessLine<'_> {
 
 fn access_log_line(c: &mut Criterion) {
     let user_agent = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+    let client_ip = IpText::new([198, 51, 100, 7].into());
     let mut buf = Vec::with_capacity(512);
-    request_line(user_agent).write_json(&mut buf, push_timestamp);
+    request_line(user_agent, &client_ip).write_json(&mut buf, push_timestamp);
     let line: serde_json::Value = serde_json::from_slice(&buf).expect("one JSON line");
     assert_eq!(line["status"], 200);
     assert_eq!(line["duration_ms"], 1.284);
@@ -263,7 +264,8 @@ fn access_log_line(c: &mut Criterion) {
     group.bench_function("encode_line", |b| {
         b.iter(|| {
             buf.clear();
-            black_box(request_line(black_box(user_agent))).write_json(&mut buf, push_timestamp);
+            black_box(request_line(black_box(user_agent), &client_ip))
+                .write_json(&mut buf, push_timestamp);
             black_box(&buf);
         })
     });

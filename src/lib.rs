@@ -74,6 +74,7 @@ pub mod tools {
 
     // For the micro-benchmarks (`benches/hot_paths.rs`): the forward path's
     // header work and the access log's line encoder.
+    pub use crate::context::IpText;
     pub use crate::proxy::headers::{for_each_upstream_header, forwarded_for, request_skip_list};
     pub use crate::telemetry::json_line::AccessLine;
 }

@@ -379,16 +379,20 @@ upstreams:
     fail_timeout_secs: 60
     connect_timeout_ms: 300
 routes:
-  - {{name: pool, path_prefix: /, upstream: pool}}
+  - {{name: pool, path_prefix: /svc, strip_prefix: /svc, upstream: pool}}
 "#,
         live = live.url()
     ))
     .await;
     let c = client();
-    // Idempotent requests without a body are retried on the live target.
+    // Idempotent requests without a body are retried on the live target,
+    // with the path (prefix stripped) and query of the first attempt.
     for _ in 0..6 {
-        let res = c.get(gw.url("/x")).send().await.unwrap();
+        let mut res = c.get(gw.url("/svc/x/y?q=1&r=%20")).send().await.unwrap();
         assert_eq!(res.status(), 200);
+        let echo = json_body(&mut res).await;
+        assert_eq!(echo["path"], "/x/y", "{echo}");
+        assert_eq!(echo["query"], "q=1&r=%20", "{echo}");
     }
     let mut health = c.get(gw.admin_url("/health")).send().await.unwrap();
     let health = json_body(&mut health).await;
@@ -402,7 +406,7 @@ routes:
     assert!(metrics.contains("kind=\"connect\""));
     // Once marked down, even POSTs (never retried) only reach the live target.
     for _ in 0..4 {
-        let res = c.post(gw.url("/x")).send_body("data").await.unwrap();
+        let res = c.post(gw.url("/svc/x")).send_body("data").await.unwrap();
         assert_eq!(res.status(), 200);
     }
 }

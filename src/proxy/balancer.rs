@@ -69,12 +69,12 @@ impl Target {
     /// as sent upstream): the target's scheme and authority, parsed once,
     /// instead of parsing `url` + path per request. `None` when
     /// `path_and_query` is not a valid request target.
-    pub fn uri_for(&self, path_and_query: &Bytes) -> Option<Uri> {
+    pub fn uri_for(&self, path_and_query: Bytes) -> Option<Uri> {
         let (scheme, authority) = self.origin.as_ref()?;
         let mut parts = Parts::default();
         parts.scheme = Some(scheme.clone());
         parts.authority = Some(authority.clone());
-        parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path_and_query.clone()).ok()?);
+        parts.path_and_query = Some(PathAndQuery::from_maybe_shared(path_and_query).ok()?);
         Uri::from_parts(parts).ok()
     }
 

@@ -31,7 +31,7 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
+    MatchedRoute, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
@@ -89,36 +89,11 @@ pub async fn forward(
     let (request_id, matched, client) = {
         let ext = req.extensions();
         let facts = RequestFacts::of(&ext);
-        let request_id = facts.request_id.clone();
-        // The upstream path is built while the extensions are borrowed, so
-        // the matched path is never copied.
-        let matched = facts.matched.as_ref().map(|m| {
-            let route = gw.routes.get(m.index);
-            let matched_path = m.path(req.path());
-            let path = match &route.strip_prefix {
-                Some(prefix) => strip_segment_prefix(matched_path, prefix),
-                None => std::borrow::Cow::Borrowed(matched_path),
-            };
-            let path = match route.features.as_deref().and_then(|f| f.rewrite.as_ref()) {
-                Some(rewrite) => match upstream_path(rewrite, &path) {
-                    Some(rewritten) => std::borrow::Cow::Owned(rewritten),
-                    None => return Err(GatewayError::BadPath),
-                },
-                None => path,
-            };
-            // Exactly sized: `Bytes::from` then takes the allocation as it
-            // is, where spare capacity costs it a second allocation.
-            let query = req.uri().query();
-            let mut path_and_query =
-                String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-            path_and_query.push_str(&path);
-            if let Some(q) = query {
-                path_and_query.push('?');
-                path_and_query.push_str(q);
-            }
-            Ok((m.index, path_and_query))
-        });
-        (request_id, matched, facts.client)
+        let matched = facts
+            .matched
+            .as_ref()
+            .map(|m| Ok((m.index, upstream_path_and_query(&req, &gw, m)?)));
+        (facts.request_id.clone(), matched, facts.client)
     };
     let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
@@ -216,8 +191,9 @@ pub async fn forward(
         .unwrap_or_else(fail);
     }
 
-    // Shared, not copied, by every attempt's URI.
-    let path_and_query = Bytes::from(path_and_query);
+    // The first attempt's URI takes the path as it is; a retry (rare)
+    // builds it again, so the usual request neither copies nor shares it.
+    let mut first_path = Some(path_and_query);
     let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
     let max_attempts = if retryable {
         1 + upstream.settings.retries as usize
@@ -252,8 +228,15 @@ pub async fn forward(
             });
         };
         let target = &upstream.targets[target_idx];
+        let path = match first_path.take() {
+            Some(path) => path,
+            None => match retry_path(&req, &gw) {
+                Ok(path) => path,
+                Err(err) => return fail(err),
+            },
+        };
         // Target URLs are validated settings: only the path can be at fault.
-        let Some(uri) = target.uri_for(&path_and_query) else {
+        let Some(uri) = target.uri_for(Bytes::from(path)) else {
             return fail(GatewayError::BadPath);
         };
         let mut up = clients
@@ -309,18 +292,18 @@ pub async fn forward(
                 None => return fail(GatewayError::Internal),
             },
         };
+        let head_after = sent_at.elapsed();
         let used = UpstreamUsed {
             upstream: upstream_idx,
             target: target_idx,
-            head_after: sent_at.elapsed(),
+            head_after,
         };
         RequestFacts::record(&req, |facts| facts.upstream = Some(used));
         let labels = [upstream.settings.name.as_str(), target.url.as_str()];
 
         if let Ok(resp) = &result {
             let status = resp.status().as_u16();
-            gw.upstream_histograms[upstream_idx][target_idx]
-                .observe(sent_at.elapsed().as_secs_f64());
+            gw.upstream_histograms[upstream_idx][target_idx].observe(head_after.as_secs_f64());
             let change = upstream.record(target_idx, Outcome::of_status(status));
             note_health(&gw, upstream_idx, target_idx, change, "5xx");
             // A `retry_on` status: retried once, within the retry budget.
@@ -340,7 +323,7 @@ pub async fn forward(
             Ok(resp) => {
                 // request_timeout_ms covers the body too: awc re-arms the
                 // timer it used for the head (no new allocation).
-                let remaining = (sent_at + timeout).saturating_duration_since(Instant::now());
+                let remaining = timeout.saturating_sub(head_after);
                 let resp = resp.timeout(remaining);
                 // The count now travels with the response body.
                 return build_response(&req, resp, in_flight);
@@ -367,6 +350,46 @@ pub async fn forward(
                 return fail(failure.gateway_error());
             }
         }
+    }
+}
+
+/// The path and query sent upstream for the matched route: its prefix
+/// stripped, its `rewrite` applied, the client's query kept. Exactly
+/// sized: `Bytes::from` then takes the allocation as it is, where spare
+/// capacity costs it a second allocation.
+fn upstream_path_and_query(
+    req: &HttpRequest,
+    gw: &Pinned,
+    matched: &MatchedRoute,
+) -> Result<String, GatewayError> {
+    let route = gw.routes.get(matched.index);
+    let matched_path = matched.path(req.path());
+    let path = match &route.strip_prefix {
+        Some(prefix) => strip_segment_prefix(matched_path, prefix),
+        None => std::borrow::Cow::Borrowed(matched_path),
+    };
+    let path = match route.features.as_deref().and_then(|f| f.rewrite.as_ref()) {
+        Some(rewrite) => {
+            std::borrow::Cow::Owned(upstream_path(rewrite, &path).ok_or(GatewayError::BadPath)?)
+        }
+        None => path,
+    };
+    let query = req.uri().query();
+    let mut path_and_query = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
+    path_and_query.push_str(&path);
+    if let Some(q) = query {
+        path_and_query.push('?');
+        path_and_query.push_str(q);
+    }
+    Ok(path_and_query)
+}
+
+/// The upstream path again, for a retry (the first attempt's URI took it).
+fn retry_path(req: &HttpRequest, gw: &Pinned) -> Result<String, GatewayError> {
+    let ext = req.extensions();
+    match &RequestFacts::of(&ext).matched {
+        Some(matched) => upstream_path_and_query(req, gw, matched),
+        None => Err(GatewayError::Internal),
     }
 }
 

@@ -124,7 +124,7 @@ pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> O
     };
     if chain.is_empty() {
         // The usual case: one allocation, the value's own.
-        return HeaderValue::from_str(peer.as_str()).ok();
+        return HeaderValue::from_bytes(peer.as_bytes()).ok();
     }
     chain.push(peer.as_str());
     HeaderValue::from_str(&chain.join(", ")).ok()

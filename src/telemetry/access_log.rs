@@ -18,7 +18,7 @@ use super::json_line::AccessLine;
 use super::logging::AccessLogWriter;
 use super::metrics::{method_label, RequestCounterCache};
 use super::tracing::{RequestTrace, RequestTracer};
-use crate::context::{IpText, RequestFacts};
+use crate::context::RequestFacts;
 use crate::state::Gateway;
 
 /// Longest `user_agent` logged, in bytes.
@@ -131,7 +131,7 @@ impl WorkerTelemetry {
             route: facts.route,
             upstream: facts.upstream,
             target: facts.target,
-            client_ip: facts.client_ip.as_ref().map(IpText::as_str),
+            client_ip: facts.client_ip.as_ref(),
             user: facts.user,
             trace_id,
         });

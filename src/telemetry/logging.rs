@@ -30,6 +30,7 @@ use slog::{info, o, Drain, FnValue, Logger, PushFnValue, Record};
 
 use super::exchange::millis;
 use super::json_line::AccessLine;
+use crate::context::IpText;
 use crate::settings::{LogFormat, LoggingSettings};
 
 /// Slots of the other events' queue (access lines do not use it). Its slots
@@ -318,7 +319,7 @@ impl AccessLogWriter {
                 "route" => line.route,
                 "upstream" => line.upstream,
                 "target" => line.target,
-                "client_ip" => line.client_ip,
+                "client_ip" => line.client_ip.map(IpText::as_str),
                 "user" => line.user,
                 TraceIdField(line.trace_id),
             ),
