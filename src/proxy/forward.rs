@@ -19,7 +19,6 @@ use actix_http::body::{BodyStream, SizedStream};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
-use bytes::Bytes;
 use slog::{debug, warn};
 
 use super::balancer::{HealthChange, Outcome};
@@ -27,16 +26,16 @@ use super::body::{build_response, InFlightOwned, LimitedBody};
 use super::clients::{UpstreamClients, WorkerClients};
 use super::failure::UpstreamFailure;
 use super::headers::{for_each_upstream_header, forwarded_for};
+use super::upstream_path::{retry_path, upstream_path_and_query};
 use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    MatchedRoute, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
+    ClientInfo, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
     X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
-use crate::path::{normalize_path, strip_segment_prefix};
-use crate::settings::{HashKey, PathRewrite};
+use crate::settings::HashKey;
 use crate::state::{Gateway, Pinned};
 
 /// How the request body reaches the upstream.
@@ -132,47 +131,20 @@ pub async fn forward(
     }
 
     let incoming = req.headers();
-    let proto = match incoming.get(X_FORWARDED_PROTO) {
-        Some(v) if client.peer_trusted => v.clone(),
-        _ if req.app_config().secure() => HeaderValue::from_static("https"),
-        _ => HeaderValue::from_static("http"),
-    };
-    let host = incoming.get(header::HOST).cloned().or_else(|| {
-        req.uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
-    let forwarded_host = match incoming.get(X_FORWARDED_HOST) {
-        Some(v) if client.peer_trusted => Some(v.clone()),
-        _ => host.clone(),
-    };
-
-    // Headers the gateway sets on every upstream request of this exchange.
-    let mut extra: Vec<(HeaderName, HeaderValue)> = Vec::with_capacity(5);
-    if let Some(v) = forwarded_for(client.peer, incoming, client.peer_trusted) {
-        extra.push((X_FORWARDED_FOR, v));
-    }
-    extra.push((X_FORWARDED_PROTO, proto));
-    if let Some(fh) = forwarded_host {
-        extra.push((X_FORWARDED_HOST, fh));
-    }
-    extra.push((X_REQUEST_ID, request_id.0.clone()));
-    // With tracing on, the gateway's span is the upstream's parent (the
-    // client's traceparent is in the skip list then).
-    if let Some(parent) = req.extensions().get::<TraceParent>() {
-        extra.push((TRACEPARENT, parent.0.clone()));
-    }
-    if route.preserve_host {
-        if let Some(host) = host {
-            extra.push((header::HOST, host));
-        }
-    }
     let identity = req.extensions().get::<Arc<Identity>>().cloned();
     let identity_headers = identity
         .as_deref()
         .map_or(&[][..], Identity::upstream_headers);
 
     if websocket::is_upgrade(&req) {
+        let mut extra = Vec::with_capacity(5 + identity_headers.len());
+        for_each_gateway_header(
+            &req,
+            &client,
+            &request_id,
+            route.preserve_host,
+            |name, value| extra.push((name, value)),
+        );
         extra.extend(identity_headers.iter().cloned());
         // Boxed: rare, and large enough to bloat every request's future.
         return Box::pin(upgrade(
@@ -191,8 +163,8 @@ pub async fn forward(
         .unwrap_or_else(fail);
     }
 
-    // The first attempt's URI takes the path as it is; a retry (rare)
-    // builds it again, so the usual request neither copies nor shares it.
+    // The first attempt's URI takes the path; a retry (rare) builds it
+    // again, so the usual request never clones it.
     let mut first_path = Some(path_and_query);
     let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
     let max_attempts = if retryable {
@@ -236,7 +208,7 @@ pub async fn forward(
             },
         };
         // Target URLs are validated settings: only the path can be at fault.
-        let Some(uri) = target.uri_for(Bytes::from(path)) else {
+        let Some(uri) = target.uri_for(path) else {
             return fail(GatewayError::BadPath);
         };
         let mut up = clients
@@ -261,7 +233,15 @@ pub async fn forward(
                     h.append(header::HOST, host.clone());
                 }
             }
-            for (name, value) in extra.iter().chain(identity_headers) {
+            // Built for each attempt: the values move into the request.
+            for_each_gateway_header(
+                &req,
+                &client,
+                &request_id,
+                route.preserve_host,
+                |name, value| h.append(name, value),
+            );
+            for (name, value) in identity_headers {
                 h.append(name.clone(), value.clone());
             }
             if let Some(rules) = features.and_then(|f| f.request_headers.as_ref()) {
@@ -353,53 +333,48 @@ pub async fn forward(
     }
 }
 
-/// The path and query sent upstream for the matched route: its prefix
-/// stripped, its `rewrite` applied, the client's query kept. Exactly
-/// sized: `Bytes::from` then takes the allocation as it is, where spare
-/// capacity costs it a second allocation.
-fn upstream_path_and_query(
+/// The headers the gateway sets on every upstream request of an exchange,
+/// each handed to `add`: `X-Forwarded-For`, `-Proto` and `-Host`,
+/// `X-Request-Id`, with tracing on `traceparent` (the gateway's span is
+/// the upstream's parent; the client's is in the skip list then), and with
+/// `preserve_host` the client's `Host`.
+fn for_each_gateway_header(
     req: &HttpRequest,
-    gw: &Pinned,
-    matched: &MatchedRoute,
-) -> Result<String, GatewayError> {
-    let route = gw.routes.get(matched.index);
-    let matched_path = matched.path(req.path());
-    let path = match &route.strip_prefix {
-        Some(prefix) => strip_segment_prefix(matched_path, prefix),
-        None => std::borrow::Cow::Borrowed(matched_path),
+    client: &ClientInfo,
+    request_id: &RequestId,
+    preserve_host: bool,
+    mut add: impl FnMut(HeaderName, HeaderValue),
+) {
+    let incoming = req.headers();
+    if let Some(v) = forwarded_for(client.peer, incoming, client.peer_trusted) {
+        add(X_FORWARDED_FOR, v);
+    }
+    let proto = match incoming.get(X_FORWARDED_PROTO) {
+        Some(v) if client.peer_trusted => v.clone(),
+        _ if req.app_config().secure() => HeaderValue::from_static("https"),
+        _ => HeaderValue::from_static("http"),
     };
-    let path = match route.features.as_deref().and_then(|f| f.rewrite.as_ref()) {
-        Some(rewrite) => {
-            std::borrow::Cow::Owned(upstream_path(rewrite, &path).ok_or(GatewayError::BadPath)?)
+    add(X_FORWARDED_PROTO, proto);
+    let host = incoming.get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let forwarded_host = match incoming.get(X_FORWARDED_HOST) {
+        Some(v) if client.peer_trusted => Some(v.clone()),
+        _ => host.clone(),
+    };
+    if let Some(fh) = forwarded_host {
+        add(X_FORWARDED_HOST, fh);
+    }
+    add(X_REQUEST_ID, request_id.0.clone());
+    if let Some(parent) = req.extensions().get::<TraceParent>() {
+        add(TRACEPARENT, parent.0.clone());
+    }
+    if preserve_host {
+        if let Some(host) = host {
+            add(header::HOST, host);
         }
-        None => path,
-    };
-    let query = req.uri().query();
-    let mut path_and_query = String::with_capacity(path.len() + query.map_or(0, |q| q.len() + 1));
-    path_and_query.push_str(&path);
-    if let Some(q) = query {
-        path_and_query.push('?');
-        path_and_query.push_str(q);
-    }
-    Ok(path_and_query)
-}
-
-/// The upstream path again, for a retry (the first attempt's URI took it).
-fn retry_path(req: &HttpRequest, gw: &Pinned) -> Result<String, GatewayError> {
-    let ext = req.extensions();
-    match &RequestFacts::of(&ext).matched {
-        Some(matched) => upstream_path_and_query(req, gw, matched),
-        None => Err(GatewayError::Internal),
-    }
-}
-
-/// The path sent upstream after a route's `rewrite`: normalised again, so
-/// a replacement cannot smuggle `..` or `//` to the upstream; `None` (400)
-/// when it cannot be made safe. An unmatched pattern leaves the path as is.
-fn upstream_path(rewrite: &PathRewrite, path: &str) -> Option<String> {
-    match rewrite.apply(path) {
-        Some(rewritten) => normalize_path(&rewritten),
-        None => Some(path.to_owned()),
     }
 }
 
@@ -459,7 +434,7 @@ async fn upgrade(
     gw: &Pinned,
     clients: &UpstreamClients,
     upstream_idx: usize,
-    path_and_query: &str,
+    path_and_query: &[u8],
     added: HandshakeHeaders<'_>,
 ) -> Result<HttpResponse, GatewayError> {
     if !websocket::has_key(req) {
@@ -479,7 +454,8 @@ async fn upgrade(
     let in_flight = InFlightOwned::begin(gw, upstream_idx, target_idx);
     let tunnel = Tunnel {
         client: clients.for_tunnels(upstream_idx),
-        url: format!("{}{}", target.url, path_and_query),
+        // Written from text, so the bytes are UTF-8 (nothing is lost).
+        url: format!("{}{}", target.url, String::from_utf8_lossy(path_and_query)),
         added,
         skip: &gw.request_skip,
         gateway_cookies: &gw.gateway_cookies,

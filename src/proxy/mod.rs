@@ -8,6 +8,7 @@
 //!   body.rs     request body limit, response body with its in-flight count
 //!   circuit.rs  one target's circuit: closed, open, half-open (passive health)
 //!   headers.rs  what crosses in each direction (hop-by-hop, X-Forwarded-*, X-Auth-*)
+//!   upstream_path.rs the path and query sent upstream, in a per-thread arena
 //!   websocket.rs upgrades, tunnelled byte for byte      failure.rs  UpstreamFailure
 //! ```
 
@@ -19,4 +20,5 @@ pub mod failure;
 pub mod forward;
 pub mod headers;
 pub mod health_check;
+mod upstream_path;
 pub mod websocket;
