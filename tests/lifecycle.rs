@@ -183,6 +183,48 @@ async fn sigterm_drains_in_flight_requests_then_exits_zero() {
     assert!(logs.contains("gateway stopped"));
 }
 
+/// An idle kept-alive connection does not hold up the exit: at shutdown
+/// the gateway closes it at once, not at its keep-alive (60 s here) or the
+/// shutdown timeout (30 s).
+#[actix_rt::test]
+async fn sigterm_closes_idle_kept_alive_connections_at_once() {
+    use std::io::Read;
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&format!(
+        "server: {{keep_alive_secs: 60, shutdown_timeout_secs: 30}}\n\
+         upstreams: {{u: {{targets: [\"{}\"]}}}}\n\
+         routes: [{{name: r, path_prefix: /, upstream: u}}]\n",
+        up.url()
+    ))
+    .await;
+    let mut idle = RawConnection::open(gw.port);
+    idle.send(b"GET /kept HTTP/1.1\r\nHost: a\r\n\r\n");
+    let answer = idle.read_response();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(!answer.to_ascii_lowercase().contains("connection: close"));
+
+    let signalled = std::time::Instant::now();
+    gw.signal("TERM");
+    let closed = actix_rt::task::spawn_blocking(move || {
+        let stream = idle.stream();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("timeout");
+        let mut byte = [0u8; 1];
+        // EOF (or a reset) is the gateway closing the connection.
+        let _ = stream.read(&mut byte);
+        signalled.elapsed()
+    })
+    .await
+    .unwrap();
+    assert!(
+        closed < Duration::from_secs(5),
+        "the idle connection was closed {closed:?} after the signal"
+    );
+    let (status, _gw) = gw.exited(Duration::from_secs(10)).await;
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "clean exit");
+}
+
 #[actix_rt::test]
 async fn tls_listener_serves_https_and_bad_pem_is_refused() {
     let up = spawn_upstream("main");

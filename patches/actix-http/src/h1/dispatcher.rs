@@ -179,7 +179,8 @@ pin_project! {
         head_timer: TimerState,
         ka_timer: TimerState,
         shutdown_timer: TimerState,
-        graceful_shutdown: Option<crate::config::GracefulShutdownFuture>,
+        // PATCH(gateway, patches/README.md #15): polled only when it woke the task.
+        graceful_shutdown: Option<shutdown_watch::ShutdownWatch>,
 
         pub(super) io: Option<T>,
         read_buf: BytesMut,
@@ -300,7 +301,9 @@ where
                     head_timer: TimerState::new(config.client_request_deadline().is_some()),
                     ka_timer: TimerState::new(config.keep_alive().enabled()),
                     shutdown_timer: TimerState::new(config.client_disconnect_deadline().is_some()),
-                    graceful_shutdown: config.graceful_shutdown(),
+                    graceful_shutdown: config
+                        .graceful_shutdown()
+                        .map(shutdown_watch::ShutdownWatch::new),
 
                     io: Some(io),
                     // PATCH(gateway, patches/README.md #9): allocated at the first
@@ -1173,7 +1176,7 @@ where
         let notified = this
             .graceful_shutdown
             .as_mut()
-            .is_some_and(|signal| signal.as_mut().poll(cx).is_ready());
+            .is_some_and(|signal| signal.poll_fired(cx));
 
         if notified {
             *this.graceful_shutdown = None;
@@ -1630,3 +1633,83 @@ mod dispatcher_tests;
 #[cfg(test)]
 #[path = "dispatcher_buffer_tests.rs"]
 mod buffer_tests;
+
+/// PATCH(gateway, patches/README.md #15): the graceful-shutdown signal,
+/// polled only when it has woken the connection's task since its last
+/// poll. Upstream polled it on every poll of the dispatcher (two or more
+/// per request); a waiting `tokio::sync::Notified` takes its waiter
+/// list's lock on each poll to check its waker. The signal is polled with
+/// a waker of its own, which notes that the signal woke it and wakes the
+/// task; between those wakes a poll is a flag read.
+mod shutdown_watch {
+    use std::{
+        sync::{
+            atomic::{AtomicBool, Ordering},
+            Arc, Mutex, PoisonError,
+        },
+        task::{Context, Wake, Waker},
+    };
+
+    use crate::config::GracefulShutdownFuture;
+
+    pub(super) struct ShutdownWatch {
+        signal: GracefulShutdownFuture,
+        wake: Arc<SignalWake>,
+        /// `wake` as a `Waker`, made once.
+        waker: Waker,
+        /// The task's waker that `wake` wakes, as last handed over.
+        task: Option<Waker>,
+    }
+
+    struct SignalWake {
+        woken: AtomicBool,
+        task: Mutex<Option<Waker>>,
+    }
+
+    impl Wake for SignalWake {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.woken.store(true, Ordering::Release);
+            let task = self.task.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(task) = task.as_ref() {
+                task.wake_by_ref();
+            }
+        }
+    }
+
+    impl ShutdownWatch {
+        pub(super) fn new(signal: GracefulShutdownFuture) -> Self {
+            let wake = Arc::new(SignalWake {
+                // The first call polls the signal (and so registers it).
+                woken: AtomicBool::new(true),
+                task: Mutex::new(None),
+            });
+            Self {
+                signal,
+                waker: Waker::from(Arc::clone(&wake)),
+                wake,
+                task: None,
+            }
+        }
+
+        /// Whether the signal has fired.
+        pub(super) fn poll_fired(&mut self, cx: &mut Context<'_>) -> bool {
+            if !self.task.as_ref().is_some_and(|t| t.will_wake(cx.waker())) {
+                let task = cx.waker().clone();
+                *self.wake.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task.clone());
+                self.task = Some(task);
+            }
+            // Cleared before the poll: a wake during or after it sets it again.
+            if !self.wake.woken.swap(false, Ordering::AcqRel) {
+                return false;
+            }
+            self.signal
+                .as_mut()
+                .poll(&mut Context::from_waker(&self.waker))
+                .is_ready()
+        }
+    }
+}
