@@ -98,13 +98,17 @@ impl Future for SendClientRequest {
 
         match this {
             SendClientRequest::Fut(send, delay, response_decompress) => {
-                if let Some(delay) = delay {
-                    if delay.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(SendRequestError::Timeout));
+                // PATCH(gateway, patches/README.md #16): the timeout is polled
+                // (and so registered) only when the exchange has to wait.
+                let Poll::Ready(res) = send.as_mut().poll(cx) else {
+                    if let Some(delay) = delay {
+                        if delay.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Err(SendRequestError::Timeout));
+                        }
                     }
-                }
-
-                let res = futures_core::ready!(send.as_mut().poll(cx)).map(|res| {
+                    return Poll::Pending;
+                };
+                let res = res.map(|res| {
                     res.into_client_response()
                         ._timeout(delay.take())
                         .map_body(|head, payload| {
@@ -138,14 +142,16 @@ impl Future for SendClientRequest {
         let this = self.get_mut();
         match this {
             SendClientRequest::Fut(send, delay, _) => {
-                if let Some(delay) = delay {
-                    if delay.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Err(SendRequestError::Timeout));
+                // PATCH(gateway, patches/README.md #16): as above.
+                let Poll::Ready(res) = send.as_mut().poll(cx) else {
+                    if let Some(delay) = delay {
+                        if delay.as_mut().poll(cx).is_ready() {
+                            return Poll::Ready(Err(SendRequestError::Timeout));
+                        }
                     }
-                }
-                send.as_mut()
-                    .poll(cx)
-                    .map_ok(|res| res.into_client_response()._timeout(delay.take()))
+                    return Poll::Pending;
+                };
+                Poll::Ready(res.map(|res| res.into_client_response()._timeout(delay.take())))
             }
             SendClientRequest::Err(ref mut err) => match err.take() {
                 Some(err) => Poll::Ready(Err(err)),

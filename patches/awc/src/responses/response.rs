@@ -245,8 +245,15 @@ where
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.project();
-        this.timeout.poll_timeout(cx)?;
-        this.payload.poll_next(cx)
+        // PATCH(gateway, patches/README.md #16): the timeout is polled (and
+        // so registered) only when the body has to wait.
+        match this.payload.poll_next(cx) {
+            Poll::Pending => {
+                this.timeout.poll_timeout(cx)?;
+                Poll::Pending
+            }
+            ready => ready,
+        }
     }
 }
 
