@@ -214,6 +214,17 @@ impl Decoder for ClientPayloadCodec {
     }
 }
 
+impl ClientCodec {
+    /// PATCH(gateway, patches/README.md #17): whether `len` bytes of the
+    /// request body may be written to the connection as they are, without
+    /// going through `encode` (and so without a copy into the write
+    /// buffer): true for a body sent with its length or until EOF, and
+    /// then counted as sent.
+    pub fn take_unframed_body(&mut self, len: usize) -> bool {
+        self.inner.encoder.te.take_unframed(len)
+    }
+}
+
 impl Encoder<Message<(RequestHeadType, BodySize)>> for ClientCodec {
     type Error = io::Error;
 

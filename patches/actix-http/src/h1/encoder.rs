@@ -447,6 +447,21 @@ impl TransferEncoding {
         }
     }
 
+    /// PATCH(gateway, patches/README.md #17): accounts for `len` body bytes
+    /// that the caller writes to the connection itself, unframed. Only an
+    /// identity encoding (a length with at least `len` bytes left, or
+    /// until EOF) can take them; false, and nothing changes, otherwise.
+    pub fn take_unframed(&mut self, len: usize) -> bool {
+        match self.kind {
+            TransferEncodingKind::Eof => true,
+            TransferEncodingKind::Length(ref mut remaining) if *remaining >= len as u64 => {
+                *remaining -= len as u64;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Encode message. Return `EOF` state of encoder
     #[inline]
     pub fn encode(&mut self, msg: &[u8], buf: &mut BytesMut) -> io::Result<bool> {

@@ -199,6 +199,10 @@ where
 }
 
 /// send request body to the peer
+/// PATCH(gateway, patches/README.md #17): body chunks at least this large
+/// skip the write buffer (whose high-water mark they would reach anyway).
+const UNFRAMED_CHUNK_MIN: usize = 8 * 1024;
+
 pub(crate) async fn send_body<Io, B>(
     mut body: Pin<&mut B>,
     mut framed: Pin<&mut Framed<Io, h1::ClientCodec>>,
@@ -217,6 +221,30 @@ where
     while !eof {
         while !eof && !framed.as_ref().is_write_buf_full() {
             match poll_fn(|cx| body.as_mut().poll_next(cx)).await {
+                // PATCH(gateway, patches/README.md #17): a large chunk, with
+                // nothing buffered ahead of it, is written to the connection
+                // as it is instead of being copied into the write buffer.
+                Some(Ok(chunk))
+                    if chunk.len() >= UNFRAMED_CHUNK_MIN
+                        && framed.as_ref().is_write_buf_empty()
+                        && framed
+                            .as_mut()
+                            .get_mut()
+                            .codec_mut()
+                            .take_unframed_body(chunk.len()) =>
+                {
+                    let mut written = 0;
+                    while written < chunk.len() {
+                        let n = poll_fn(|cx| {
+                            framed.as_mut().io_pin().poll_write(cx, &chunk[written..])
+                        })
+                        .await?;
+                        if n == 0 {
+                            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                        }
+                        written += n;
+                    }
+                }
                 Some(Ok(chunk)) => {
                     framed.as_mut().write(h1::Message::Chunk(Some(chunk)))?;
                 }
