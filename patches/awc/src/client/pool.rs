@@ -32,9 +32,26 @@ use super::{
     Connect,
 };
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     authority: Authority,
+}
+
+/// PATCH(gateway, patches/README.md #18): the authority lower-cased into a
+/// buffer and hashed in one `write` per 64 bytes. `Authority`'s own `Hash`
+/// writes it byte by byte (to ignore case, as its `Eq` does), and the pool
+/// hashes the key twice per request. Keys equal by `Eq` have the same
+/// lower-cased bytes, so they still hash alike.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let mut lower = [0u8; 64];
+        for chunk in self.authority.as_str().as_bytes().chunks(lower.len()) {
+            let lower = &mut lower[..chunk.len()];
+            lower.copy_from_slice(chunk);
+            lower.make_ascii_lowercase();
+            state.write(lower);
+        }
+    }
 }
 
 impl From<Authority> for Key {
