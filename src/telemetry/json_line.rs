@@ -13,8 +13,9 @@
 //! numbers through `f64`: 5.2k instructions per request, more than a sixth
 //! of NGINX's whole request.
 
-use crate::context::IpText;
 use std::time::Duration;
+
+use crate::context::IpText;
 
 /// One access-log line's fields (`None` is written as `null`).
 pub struct AccessLine<'a> {
