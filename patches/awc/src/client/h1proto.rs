@@ -16,6 +16,7 @@ use actix_utils::future::poll_fn;
 use bytes::{buf::BufMut, Bytes, BytesMut};
 use futures_core::{ready, Stream};
 use futures_util::SinkExt as _;
+use tokio::io::AsyncWriteExt as _;
 use pin_project_lite::pin_project;
 
 use super::{
@@ -198,11 +199,11 @@ where
     Ok((head, framed))
 }
 
-/// send request body to the peer
 /// PATCH(gateway, patches/README.md #17): body chunks at least this large
 /// skip the write buffer (whose high-water mark they would reach anyway).
 const UNFRAMED_CHUNK_MIN: usize = 8 * 1024;
 
+/// send request body to the peer
 pub(crate) async fn send_body<Io, B>(
     mut body: Pin<&mut B>,
     mut framed: Pin<&mut Framed<Io, h1::ClientCodec>>,
@@ -233,17 +234,7 @@ where
                             .codec_mut()
                             .take_unframed_body(chunk.len()) =>
                 {
-                    let mut written = 0;
-                    while written < chunk.len() {
-                        let n = poll_fn(|cx| {
-                            framed.as_mut().io_pin().poll_write(cx, &chunk[written..])
-                        })
-                        .await?;
-                        if n == 0 {
-                            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-                        }
-                        written += n;
-                    }
+                    framed.as_mut().get_mut().io_mut().write_all(&chunk).await?;
                 }
                 Some(Ok(chunk)) => {
                     framed.as_mut().write(h1::Message::Chunk(Some(chunk)))?;
