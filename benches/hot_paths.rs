@@ -25,8 +25,8 @@ use gateway::settings::{
 };
 use gateway::tools::{
     cookie_value, for_each_upstream_header, forwarded_for, random_token, request_skip_list,
-    unix_now, AccessLine, Identity, IpText, KeyMaterial, Policy, RouteTable, Session, SessionStore,
-    X_FORWARDED_FOR,
+    unix_now, AccessLine, ClientInfo, Identity, IpText, KeyMaterial, Policy, RouteTable, Session,
+    SessionStore, X_FORWARDED_FOR,
 };
 
 const SESSION_COOKIE: &str = "gateway_session";
@@ -99,12 +99,11 @@ fn client_headers(id: &str) -> HeaderMap {
 /// headers less the gateway's cookies, then the forwarding headers.
 fn upstream_headers(
     incoming: &HeaderMap,
-    peer: IpAddr,
-    peer_trusted: bool,
+    client: &ClientInfo,
     skip: &[HeaderName],
     gateway_cookies: &[String],
 ) -> HeaderMap {
-    let xff = forwarded_for(peer, incoming, peer_trusted);
+    let xff = forwarded_for(client, incoming);
     let mut out = HeaderMap::new();
     for_each_upstream_header(incoming, skip, gateway_cookies, |name, value| {
         out.append(name.clone(), value.clone())
@@ -131,17 +130,18 @@ fn header_rewrite(c: &mut Criterion) {
     let skip = request_skip_list(false);
     let gateway_cookies = vec![SESSION_COOKIE.to_owned(), format!("{SESSION_COOKIE}_login")];
     let peer = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7));
-    let sent = upstream_headers(&incoming, peer, false, &skip, &gateway_cookies);
+    let untrusted = ClientInfo::resolve(peer, &incoming, &[]);
+    let proxies: Vec<ipnet::IpNet> = vec!["198.51.100.0/24".parse().expect("a network")];
+    let trusted = ClientInfo::resolve(peer, &incoming, &proxies);
+    let sent = upstream_headers(&incoming, &untrusted, &skip, &gateway_cookies);
     assert_eq!(sent.get(header::COOKIE).unwrap(), "theme=dark; lang=en");
     assert_eq!(sent.get(X_FORWARDED_FOR).unwrap(), "198.51.100.7");
     assert!(!sent.contains_key(header::CONNECTION) && !sent.contains_key("keep-alive"));
 
     let mut group = c.benchmark_group("header_rewrite");
-    for (name, trusted) in [("untrusted_peer", false), ("trusted_peer", true)] {
+    for (name, client) in [("untrusted_peer", &untrusted), ("trusted_peer", &trusted)] {
         group.bench_function(name, |b| {
-            b.iter(|| {
-                upstream_headers(black_box(&incoming), peer, trusted, &skip, &gateway_cookies)
-            })
+            b.iter(|| upstream_headers(black_box(&incoming), client, &skip, &gateway_cookies))
         });
     }
     group.finish();

@@ -13,8 +13,10 @@ use std::net::IpAddr;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::Extensions;
+use actix_web::dev::RequestHead;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use actix_web::http::{Method, Version};
 use actix_web::{HttpMessage, HttpResponse};
 use ipnet::IpNet;
 
@@ -36,20 +38,16 @@ const REQUEST_ID_MAX: usize = 128;
 impl RequestId {
     pub fn as_str(&self) -> &str {
         // Only visible ASCII is ever stored (`is_sane`).
-        self.0.to_str().unwrap_or("-")
+        header_text(&self.0).unwrap_or("-")
     }
 
-    /// The request's id, the first thing the access-log stage does: the
-    /// client's `X-Request-Id` when sane, else a new UUID v4. Recorded in
-    /// the request's facts (upstream, access log, error bodies) and
-    /// returned to be echoed on the response.
-    pub fn assign(req: &impl HttpMessage) -> HeaderValue {
-        let id = match req.headers().get(X_REQUEST_ID) {
+    /// The request's id: the client's `X-Request-Id` when sane, else a
+    /// new UUID v4.
+    fn choose(headers: &HeaderMap) -> HeaderValue {
+        match headers.get(X_REQUEST_ID) {
             Some(v) if Self::is_sane(v.as_bytes()) => v.clone(),
             _ => Self::mint(),
-        };
-        RequestFacts::record(req, |facts| facts.request_id = Some(RequestId(id.clone())));
-        id
+        }
     }
 
     /// Sane: 1..=128 characters from a conservative set, so an id can go
@@ -74,10 +72,71 @@ impl RequestId {
     }
 }
 
+/// A header value as text: what `HeaderValue::to_str` answers, for a
+/// fraction of its cost on the request path (it tests one byte at a time;
+/// this takes words). A `HeaderValue` never holds control characters but
+/// tab, so its ASCII values are exactly the visible ones `to_str` accepts.
+pub fn header_text(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    if bytes.is_ascii() {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
+    }
+}
+
+/// How the request's body is framed, read once from its head: the proxy
+/// streams by it, the access line counts by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    None,
+    Sized(u64),
+    /// Chunked, or an HTTP/2 body without `Content-Length`: its size is
+    /// known only once read.
+    Streamed,
+    /// A `Content-Length` that is not a number (the proxy refuses it).
+    Unparseable,
+}
+
+impl BodyFraming {
+    pub fn of(head: &RequestHead) -> Self {
+        let headers = &head.headers;
+        if let Some(len) = headers.get(header::CONTENT_LENGTH) {
+            return match header_text(len).and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(0) => Self::None,
+                Some(len) => Self::Sized(len),
+                None => Self::Unparseable,
+            };
+        }
+        if headers.contains_key(header::TRANSFER_ENCODING) {
+            return Self::Streamed;
+        }
+        // HTTP/2 frames a body without Content-Length or Transfer-Encoding;
+        // only methods that never carry one are taken as empty.
+        if head.version == Version::HTTP_2 && !matches!(head.method, Method::GET | Method::HEAD) {
+            return Self::Streamed;
+        }
+        Self::None
+    }
+
+    /// The body's size as its head declares it (`None`: streamed, counted
+    /// as the proxy reads it).
+    pub fn declared(self) -> Option<u64> {
+        match self {
+            Self::None => Some(0),
+            Self::Sized(len) => Some(len),
+            Self::Streamed | Self::Unparseable => None,
+        }
+    }
+}
+
 /// Who sent the request, after `trusted_proxies` rules.
 #[derive(Clone, Copy)]
 pub struct ClientInfo {
     pub ip: IpAddr,
+    /// `ip` as text, formatted once for `X-Forwarded-For` and the access
+    /// line.
+    pub ip_text: IpText,
     pub peer: IpAddr,
     pub peer_trusted: bool,
 }
@@ -87,12 +146,14 @@ impl ClientInfo {
     /// `trusted` proxies (then its `X-Forwarded-For` is believed).
     pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Self {
         let peer_trusted = !trusted.is_empty() && is_trusted(peer, trusted);
+        let ip = if peer_trusted {
+            client_behind(peer, headers, trusted)
+        } else {
+            peer
+        };
         Self {
-            ip: if peer_trusted {
-                client_behind(peer, headers, trusted)
-            } else {
-                peer
-            },
+            ip,
+            ip_text: IpText::new(ip),
             peer,
             peer_trusted,
         }
@@ -143,6 +204,7 @@ pub struct UpstreamUsed {
 #[derive(Default)]
 pub struct RequestFacts {
     pub request_id: Option<RequestId>,
+    pub body: Option<BodyFraming>,
     pub client: Option<ClientInfo>,
     pub matched: Option<MatchedRoute>,
     pub upstream: Option<UpstreamUsed>,
@@ -150,12 +212,26 @@ pub struct RequestFacts {
 
 static NO_FACTS: RequestFacts = RequestFacts {
     request_id: None,
+    body: None,
     client: None,
     matched: None,
     upstream: None,
 };
 
 impl RequestFacts {
+    /// What the head says, recorded first (by the access-log stage): the
+    /// request's id, for the upstream, the access log, error bodies and
+    /// the response; and its body's framing.
+    pub fn begin(req: &ServiceRequest) -> (HeaderValue, BodyFraming) {
+        let id = RequestId::choose(req.headers());
+        let body = BodyFraming::of(req.head());
+        Self::record(req, |facts| {
+            facts.request_id = Some(RequestId(id.clone()));
+            facts.body = Some(body);
+        });
+        (id, body)
+    }
+
     /// The request's facts (all unknown when no stage recorded any).
     pub fn of(ext: &Extensions) -> &RequestFacts {
         ext.get::<RequestFacts>().unwrap_or(&NO_FACTS)
@@ -298,6 +374,39 @@ impl IpText {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn body_framing_is_read_from_the_head() {
+        use actix_web::test::TestRequest;
+        let framing = |req: TestRequest| BodyFraming::of(req.to_srv_request().head());
+        let post = || TestRequest::post().uri("/");
+        assert_eq!(framing(post()), BodyFraming::None);
+        let sized = post().insert_header((header::CONTENT_LENGTH, " 42 "));
+        assert_eq!(framing(sized), BodyFraming::Sized(42));
+        let empty = post().insert_header((header::CONTENT_LENGTH, "0"));
+        assert_eq!(framing(empty), BodyFraming::None);
+        let bad = post().insert_header((header::CONTENT_LENGTH, "4x"));
+        assert_eq!(framing(bad), BodyFraming::Unparseable);
+        let chunked = post().insert_header((header::TRANSFER_ENCODING, "chunked"));
+        assert_eq!(framing(chunked), BodyFraming::Streamed);
+        assert_eq!(BodyFraming::Streamed.declared(), None);
+        // HTTP/2 frames a body without either header, except for GET/HEAD.
+        let h2 = |req: TestRequest| framing(req.version(Version::HTTP_2));
+        assert_eq!(h2(post()), BodyFraming::Streamed);
+        assert_eq!(h2(TestRequest::get().uri("/")), BodyFraming::None);
+    }
+
+    #[test]
+    fn header_text_agrees_with_to_str_for_every_byte() {
+        for byte in 0..=u8::MAX {
+            let Ok(value) = HeaderValue::from_bytes(&[b'a', byte, b'z']) else {
+                continue;
+            };
+            assert_eq!(header_text(&value), value.to_str().ok(), "byte {byte:#04x}");
+        }
+        let long = HeaderValue::from_static("0123456789abcdef0123456789abcdef-longer-than-a-word");
+        assert_eq!(header_text(&long), Some(long.to_str().unwrap()));
+    }
 
     #[test]
     fn request_id_sanity_rules() {

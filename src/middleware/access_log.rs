@@ -3,7 +3,7 @@
 //! recorded like proxied responses.
 //!
 //! The id is the client's `X-Request-Id` when sane, else a new one
-//! (`RequestId::assign`); it goes upstream, into the access log and every
+//! (`RequestFacts::begin`, which also notes the body's framing); it goes upstream, into the access log and every
 //! gateway-made error body, and back to the client. The record
 //! (`telemetry::logged_body::Recording`) counts the request in flight,
 //! opens its span (tracing on), and at the response head counts it and
@@ -20,7 +20,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
-use crate::context::{RequestId, X_REQUEST_ID};
+use crate::context::{RequestFacts, X_REQUEST_ID};
 use crate::middleware::route_match::route_match;
 use crate::state::{Live, Pinned};
 use crate::telemetry::access_log::{InFlight, WorkerTelemetry};
@@ -30,7 +30,7 @@ pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let id = RequestId::assign(&req);
+    let (id, body) = RequestFacts::begin(&req);
     // Without them nothing can be recorded; nothing is refused either.
     let (Some(live), Some(worker)) = (
         req.app_data::<web::Data<Live>>(),
@@ -43,7 +43,7 @@ pub async fn access_log(
     // The request runs on this generation to the end, whatever reloads.
     let gw = live.current();
     req.extensions_mut().insert(Pinned(gw.clone()));
-    let recording = Recording::start(&req, worker, gw);
+    let recording = Recording::start(&req, worker, gw, body.declared());
     let in_flight = InFlight::enter(&recording.gateway().metrics.in_flight);
     let result = route_match(req, next).await;
     drop(in_flight);

@@ -22,7 +22,7 @@ use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
 use actix_web::Error;
 
-use crate::context::{reject, ClientInfo, RequestFacts};
+use crate::context::{header_text, reject, ClientInfo, RequestFacts};
 use crate::error::GatewayError;
 use crate::middleware::route_features::{shape_exchange, ShapedBody};
 use crate::route_features::preflight_method;
@@ -75,7 +75,7 @@ pub async fn route_match<B: MessageBody + 'static>(
     let host = req
         .headers()
         .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
+        .and_then(header_text)
         .or_else(|| req.uri().host());
     // A CORS preflight is about the method it names: a route with `cors`
     // answers it even when it does not allow OPTIONS itself.

@@ -271,7 +271,7 @@ impl Upstream {
         };
         match self.targets[idx]
             .circuit
-            .record(outcome, &self.settings, now_ms(), may_open)
+            .record(outcome, &self.settings, now_ms, may_open)
         {
             Transition::Opened => HealthChange::MarkedDown,
             Transition::Closed => HealthChange::Recovered,

@@ -103,12 +103,13 @@ impl Circuit {
     }
 
     /// Records one exchange. `may_open` is asked before a closed circuit
-    /// opens (the upstream's cap on ejected targets).
+    /// opens (the upstream's cap on ejected targets); the clock is read
+    /// only with a breaker's window or a state change (not per answer).
     pub fn record(
         &self,
         outcome: Outcome,
         settings: &UpstreamSettings,
-        now_ms: u64,
+        now_ms: fn() -> u64,
         may_open: impl FnOnce() -> bool,
     ) -> Transition {
         let breaker = settings.circuit_breaker.as_ref();
@@ -134,7 +135,7 @@ impl Circuit {
             }
         };
         let tripped = match breaker {
-            Some(b) => self.count_in_window(b, outcome != Outcome::Answered, now_ms) || tripped,
+            Some(b) => self.count_in_window(b, outcome != Outcome::Answered, now_ms()) || tripped,
             None => tripped,
         };
         match self.state.load(Relaxed) {
@@ -154,7 +155,7 @@ impl Circuit {
             HALF_OPEN => {
                 // The probe failed: open again, whatever the cap (it was
                 // already counted as ejected).
-                self.open(settings, now_ms);
+                self.open(settings, now_ms());
                 Transition::None
             }
             CLOSED if tripped && may_open() => {
@@ -163,7 +164,7 @@ impl Circuit {
                     .compare_exchange(CLOSED, OPEN, Relaxed, Relaxed)
                     .is_ok()
                 {
-                    self.open(settings, now_ms);
+                    self.open(settings, now_ms());
                     return Transition::Opened;
                 }
                 Transition::None

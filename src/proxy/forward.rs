@@ -31,45 +31,12 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    ClientInfo, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed, TRACEPARENT,
-    X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    BodyFraming, ClientInfo, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed,
+    TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
 use crate::settings::HashKey;
 use crate::state::{Gateway, Pinned};
-
-/// How the request body reaches the upstream.
-enum RequestBody {
-    Empty,
-    Sized(u64),
-    Chunked,
-}
-
-fn request_body_kind(req: &HttpRequest) -> Result<RequestBody, GatewayError> {
-    if let Some(len) = req.headers().get(header::CONTENT_LENGTH) {
-        let len = len
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .ok_or(GatewayError::BadRequest("unparseable Content-Length"))?;
-        return Ok(if len == 0 {
-            RequestBody::Empty
-        } else {
-            RequestBody::Sized(len)
-        });
-    }
-    if req.headers().contains_key(header::TRANSFER_ENCODING) {
-        return Ok(RequestBody::Chunked);
-    }
-    // HTTP/2 frames a body without Content-Length or Transfer-Encoding; only
-    // methods that never carry one are taken as empty.
-    if req.version() == actix_web::http::Version::HTTP_2
-        && !matches!(*req.method(), Method::GET | Method::HEAD)
-    {
-        return Ok(RequestBody::Chunked);
-    }
-    Ok(RequestBody::Empty)
-}
 
 fn is_idempotent(method: &Method) -> bool {
     matches!(
@@ -85,14 +52,14 @@ pub async fn forward(
     gw: Pinned,
     worker_clients: web::Data<WorkerClients>,
 ) -> HttpResponse {
-    let (request_id, matched, client) = {
+    let (request_id, matched, client, body) = {
         let ext = req.extensions();
         let facts = RequestFacts::of(&ext);
         let matched = facts
             .matched
             .as_ref()
             .map(|m| Ok((m.index, upstream_path_and_query(&req, &gw, m)?)));
-        (facts.request_id.clone(), matched, facts.client)
+        (facts.request_id.clone(), matched, facts.client, facts.body)
     };
     let request_id = request_id.unwrap_or_else(|| RequestId(HeaderValue::from_static("-")));
     let fail = |err: GatewayError| err.to_response(request_id.as_str());
@@ -120,14 +87,16 @@ pub async fn forward(
         .and_then(|f| f.timeout)
         .unwrap_or(upstream.settings.request_timeout);
 
-    let body_kind = match request_body_kind(&req) {
-        Ok(kind) => kind,
-        Err(err) => return fail(err),
-    };
-    if let RequestBody::Sized(len) = body_kind {
-        if len > limit {
-            return fail(GatewayError::BodyTooLarge { limit });
+    // Read by the access-log stage; from the head again only without it.
+    let body_kind = body.unwrap_or_else(|| BodyFraming::of(req.head()));
+    match body_kind {
+        BodyFraming::Unparseable => {
+            return fail(GatewayError::BadRequest("unparseable Content-Length"))
         }
+        BodyFraming::Sized(len) if len > limit => {
+            return fail(GatewayError::BodyTooLarge { limit })
+        }
+        _ => {}
     }
 
     let incoming = req.headers();
@@ -166,7 +135,7 @@ pub async fn forward(
     // The first attempt's URI takes the path; a retry (rare) builds it
     // again, so the usual request never clones it.
     let mut first_path = Some(path_and_query);
-    let retryable = is_idempotent(req.method()) && matches!(body_kind, RequestBody::Empty);
+    let retryable = is_idempotent(req.method()) && body_kind == BodyFraming::None;
     let max_attempts = if retryable {
         1 + upstream.settings.retries as usize
     } else {
@@ -252,12 +221,14 @@ pub async fn forward(
         let in_flight = InFlightOwned::begin(&gw, upstream_idx, target_idx);
         let sent_at = Instant::now();
         let result = match body_kind {
-            RequestBody::Empty => up.send_body(actix_http::body::None::new()).await,
-            RequestBody::Sized(len) => match payload.take() {
+            BodyFraming::None => up.send_body(actix_http::body::None::new()).await,
+            // Refused before the loop.
+            BodyFraming::Unparseable => return fail(GatewayError::Internal),
+            BodyFraming::Sized(len) => match payload.take() {
                 Some(p) => up.send_body(SizedStream::new(len, p)).await,
                 None => return fail(GatewayError::Internal),
             },
-            RequestBody::Chunked => match payload.take() {
+            BodyFraming::Streamed => match payload.take() {
                 Some(p) => {
                     let seen = StreamedBytesIn::default();
                     req.extensions_mut().insert(seen.clone());
@@ -346,13 +317,21 @@ fn for_each_gateway_header(
     mut add: impl FnMut(HeaderName, HeaderValue),
 ) {
     let incoming = req.headers();
-    if let Some(v) = forwarded_for(client.peer, incoming, client.peer_trusted) {
+    if let Some(v) = forwarded_for(client, incoming) {
         add(X_FORWARDED_FOR, v);
     }
-    let proto = match incoming.get(X_FORWARDED_PROTO) {
-        Some(v) if client.peer_trusted => v.clone(),
-        _ if req.app_config().secure() => HeaderValue::from_static("https"),
-        _ => HeaderValue::from_static("http"),
+    // A peer's own forwarding headers are read only when it is trusted:
+    // the usual request skips the lookups.
+    let believed = |name| {
+        client
+            .peer_trusted
+            .then(|| incoming.get(name).cloned())
+            .flatten()
+    };
+    let proto = match believed(X_FORWARDED_PROTO) {
+        Some(v) => v,
+        None if req.app_config().secure() => HeaderValue::from_static("https"),
+        None => HeaderValue::from_static("http"),
     };
     add(X_FORWARDED_PROTO, proto);
     let host = incoming.get(header::HOST).cloned().or_else(|| {
@@ -360,10 +339,7 @@ fn for_each_gateway_header(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    let forwarded_host = match incoming.get(X_FORWARDED_HOST) {
-        Some(v) if client.peer_trusted => Some(v.clone()),
-        _ => host.clone(),
-    };
+    let forwarded_host = believed(X_FORWARDED_HOST).or_else(|| host.clone());
     if let Some(fh) = forwarded_host {
         add(X_FORWARDED_HOST, fh);
     }

@@ -7,14 +7,12 @@
 //! peer is a trusted proxy; identity headers (`X-Auth-*`) from clients are
 //! always dropped, so only the gateway's auth stage can set them.
 
-use std::net::IpAddr;
-
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use crate::auth::browser::cookie_pairs;
 use crate::context::{
-    forwarded_hops, IpText, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
-    X_REQUEST_ID,
+    forwarded_hops, ClientInfo, IpText, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST,
+    X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 
 /// Headers the auth stage sets for upstreams; clients may never supply them.
@@ -115,15 +113,15 @@ pub fn request_skip_list(tracing: bool) -> Vec<HeaderName> {
 /// `X-Forwarded-For` to send upstream: the trusted chain plus the peer, or
 /// just the peer when it is not trusted (a client's own list is not passed
 /// on). `None` only if a trusted chain held bytes a header cannot carry.
-pub fn forwarded_for(peer: IpAddr, headers: &HeaderMap, peer_trusted: bool) -> Option<HeaderValue> {
-    let peer = IpText::new(peer);
-    let mut chain = if peer_trusted {
-        forwarded_hops(headers)
-    } else {
-        Vec::new()
-    };
+pub fn forwarded_for(client: &ClientInfo, headers: &HeaderMap) -> Option<HeaderValue> {
+    if !client.peer_trusted {
+        // The usual case: the peer is the client, whose address is already
+        // text; one allocation, the value's own.
+        return HeaderValue::from_bytes(client.ip_text.as_bytes()).ok();
+    }
+    let peer = IpText::new(client.peer);
+    let mut chain = forwarded_hops(headers);
     if chain.is_empty() {
-        // The usual case: one allocation, the value's own.
         return HeaderValue::from_bytes(peer.as_bytes()).ok();
     }
     chain.push(peer.as_str());
@@ -166,6 +164,7 @@ pub fn without_cookies(value: &HeaderValue, names: &[String]) -> Option<HeaderVa
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     #[test]
     fn gateway_cookies_are_removed_others_kept() {
@@ -200,11 +199,18 @@ mod tests {
             h.append(X_FORWARDED_FOR, HeaderValue::from_static(line));
         }
         let peer: IpAddr = "10.0.0.1".parse().unwrap();
-        let xff = |trusted| forwarded_for(peer, &h, trusted).expect("a header value");
-        assert_eq!(xff(false), "10.0.0.1");
-        assert_eq!(xff(true), "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1");
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let client = |headers: &HeaderMap, trusted: &[ipnet::IpNet]| {
+            ClientInfo::resolve(peer, headers, trusted)
+        };
+        let xff = |trusted: &[ipnet::IpNet]| {
+            forwarded_for(&client(&h, trusted), &h).expect("a header value")
+        };
+        assert_eq!(xff(&[]), "10.0.0.1");
+        assert_eq!(xff(&trusted), "6.6.6.6, 1.2.3.4, 10.0.0.7, 10.0.0.1");
+        let none = HeaderMap::new();
         assert_eq!(
-            forwarded_for(peer, &HeaderMap::new(), true).unwrap(),
+            forwarded_for(&client(&none, &trusted), &none).unwrap(),
             "10.0.0.1"
         );
     }

@@ -131,7 +131,7 @@ impl WorkerTelemetry {
             route: facts.route,
             upstream: facts.upstream,
             target: facts.target,
-            client_ip: facts.client_ip.as_ref(),
+            client_ip: facts.client_ip,
             user: facts.user,
             trace_id,
         });

@@ -45,7 +45,7 @@ pub struct Facts<'a> {
     pub target: Option<&'a str>,
     /// From sending the request upstream to its response head.
     pub upstream_duration: Option<Duration>,
-    pub client_ip: Option<IpText>,
+    pub client_ip: Option<&'a IpText>,
     pub user: Option<&'a str>,
 }
 
@@ -74,7 +74,7 @@ impl<'a> Exchange<'a> {
             upstream,
             target,
             upstream_duration,
-            client_ip: facts.and_then(|f| f.client).map(|c| IpText::new(c.ip)),
+            client_ip: facts.and_then(|f| f.client.as_ref()).map(|c| &c.ip_text),
             user: ext
                 .and_then(|e| e.get::<Arc<Identity>>())
                 .map(|u| u.subject.as_str()),

@@ -40,24 +40,20 @@ pub struct Recording {
 }
 
 impl Recording {
-    /// Starts the clock and (tracing on) the request's span.
+    /// Starts the clock and (tracing on) the request's span. `bytes_in`:
+    /// the body's size as the head declares it (`None`: streamed).
     pub fn start(
         req: &ServiceRequest,
         worker: web::Data<WorkerTelemetry>,
         gw: Arc<Gateway>,
+        bytes_in: Option<u64>,
     ) -> Self {
-        let headers = req.headers();
-        let bytes_in = match headers.get(header::CONTENT_LENGTH) {
-            Some(len) => len.to_str().ok().and_then(|l| l.parse().ok()),
-            None if headers.contains_key(header::TRANSFER_ENCODING) => None,
-            None => Some(0),
-        };
         Self {
             start: Instant::now(),
             method: req.method().clone(),
             uri: req.uri().clone(),
             bytes_in,
-            user_agent: headers.get(header::USER_AGENT).cloned(),
+            user_agent: req.headers().get(header::USER_AGENT).cloned(),
             trace: worker.start_trace(req),
             worker,
             gw,
