@@ -10,13 +10,14 @@ use std::task::{Context, Poll};
 
 use actix_http::body::{BodyStream, SizedStream};
 use actix_web::error::PayloadError;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::Stream;
 
-use super::headers::for_each_end_to_end;
+use super::headers::retain_end_to_end;
+use crate::context::header_text;
 use crate::state::Pinned;
 
 pin_project_lite::pin_project! {
@@ -114,15 +115,42 @@ where
     S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
 {
     let status = resp.status();
-    let mut builder = HttpResponse::build(status);
-    for_each_end_to_end(resp.headers(), &[], |name, value| {
-        builder.append_header((name.clone(), value.clone()));
-    });
     let length = resp
         .headers()
         .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
+        .and_then(header_text)
         .and_then(|v| v.parse::<u64>().ok());
+    // The upstream's header map becomes the response's, less what may not
+    // cross: moved, not copied header by header.
+    let mut headers = HeaderMap::new();
+    let resp = resp.map_body(|head, payload| {
+        headers = std::mem::take(&mut head.headers);
+        payload
+    });
+    retain_end_to_end(&mut headers);
+    let mut res = response_of(req, status, length, resp, in_flight);
+    // What the builder set (a bodiless response's Content-Length) goes
+    // over the upstream's headers.
+    let set_here = std::mem::replace(res.headers_mut(), headers);
+    for (name, value) in set_here {
+        res.headers_mut().insert(name, value);
+    }
+    res
+}
+
+/// The client response around the upstream's body, with only the headers
+/// its body's shape needs.
+fn response_of<S>(
+    req: &HttpRequest,
+    status: StatusCode,
+    length: Option<u64>,
+    resp: awc::ClientResponse<S>,
+    in_flight: InFlightOwned,
+) -> HttpResponse
+where
+    S: Stream<Item = Result<Bytes, PayloadError>> + Unpin + 'static,
+{
+    let mut builder = HttpResponse::build(status);
     let bodiless = req.method() == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT

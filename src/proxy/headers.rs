@@ -55,20 +55,39 @@ pub fn for_each_end_to_end(
     extra_skip: &[HeaderName],
     mut keep: impl FnMut(&HeaderName, &HeaderValue),
 ) {
+    let crosses = crossing_test(headers, extra_skip);
+    for (name, value) in headers {
+        if crosses(name) {
+            keep(name, value);
+        }
+    }
+}
+
+/// [`for_each_end_to_end`] in place: leaves in `headers` only what may
+/// cross (no `extra_skip`). For the upstream's response, whose header map
+/// becomes the client's instead of being copied header by header.
+pub fn retain_end_to_end(headers: &mut HeaderMap) {
+    let crosses = crossing_test(headers, &[]);
+    // `crosses` owns what it read of `headers` (the listed names).
+    headers.retain(|name, _| crosses(name));
+}
+
+/// Whether a header of `headers` may cross the gateway: not hop-by-hop,
+/// not listed in its `Connection`, not `Content-Length`, not `extra_skip`.
+fn crossing_test<'a>(
+    headers: &HeaderMap,
+    extra_skip: &'a [HeaderName],
+) -> impl Fn(&HeaderName) -> bool + 'a {
     let listed = if headers.contains_key(header::CONNECTION) {
         connection_listed(headers)
     } else {
         Vec::new()
     };
-    for (name, value) in headers {
-        if HOP_BY_HOP.contains(name)
+    move |name| {
+        !(HOP_BY_HOP.contains(name)
             || name == header::CONTENT_LENGTH
             || extra_skip.contains(name)
-            || listed.contains(name)
-        {
-            continue;
-        }
-        keep(name, value);
+            || listed.contains(name))
     }
 }
 
@@ -242,5 +261,14 @@ mod tests {
             kept.push(n.to_string())
         });
         assert_eq!(kept, vec!["accept".to_string()]);
+
+        // In place (a response): the same test, no caller's skip list.
+        retain_end_to_end(&mut h);
+        let mut left: Vec<String> = h.keys().map(|n| n.to_string()).collect();
+        left.sort();
+        assert_eq!(
+            left,
+            vec!["accept".to_string(), "x-auth-subject".to_string()]
+        );
     }
 }
