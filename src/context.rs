@@ -167,6 +167,10 @@ pub struct MatchedRoute {
     /// `None` when the request's path was already normal (the common case:
     /// no copy is made).
     pub normalized: Option<String>,
+    /// The route authenticates (the auth stage runs).
+    pub authenticates: bool,
+    /// The route has rate-limit policies (the rate-limit stage runs).
+    pub rate_limited: bool,
 }
 
 impl MatchedRoute {

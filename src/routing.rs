@@ -15,7 +15,7 @@ use actix_web::http::Method;
 use crate::context::MatchedRoute;
 use crate::error::GatewayError;
 use crate::path::{is_normal, normalize_path, strip_port};
-use crate::settings::RouteSettings;
+use crate::settings::{AuthMode, RouteSettings};
 
 #[derive(Default)]
 struct Node {
@@ -39,6 +39,9 @@ pub enum RouteMatch {
 pub struct RouteTable {
     root: Node,
     routes: Vec<RouteSettings>,
+    /// Some route names a `host`: only then does a lookup need the
+    /// request's Host.
+    hosted: bool,
 }
 
 impl RouteTable {
@@ -58,7 +61,18 @@ impl RouteTable {
             }
         }
         sort(&mut root, &routes);
-        Self { root, routes }
+        let hosted = routes.iter().any(|r| r.host.is_some());
+        Self {
+            root,
+            routes,
+            hosted,
+        }
+    }
+
+    /// Whether any route names a `host` (else the request's Host header
+    /// cannot change a match and need not be read).
+    pub fn matches_hosts(&self) -> bool {
+        self.hosted
     }
 
     pub fn routes(&self) -> &[RouteSettings] {
@@ -84,7 +98,15 @@ impl RouteTable {
         };
         let path = normalized.as_deref().unwrap_or(raw_path);
         match self.find(host, method, path) {
-            RouteMatch::Found(index) => Ok(MatchedRoute { index, normalized }),
+            RouteMatch::Found(index) => {
+                let route = &self.routes[index];
+                Ok(MatchedRoute {
+                    index,
+                    normalized,
+                    authenticates: route.auth != AuthMode::None,
+                    rate_limited: !route.rate_limits.is_empty(),
+                })
+            }
             RouteMatch::MethodNotAllowed(allow) => Err(GatewayError::MethodNotAllowed { allow }),
             RouteMatch::NotFound => Err(GatewayError::NoRoute),
         }

@@ -24,12 +24,10 @@ use crate::state::Pinned;
 /// endpoints, need no identity.
 pub fn needed(req: &ServiceRequest) -> bool {
     let ext = req.extensions();
-    let Some(gw) = ext.get::<Pinned>() else {
-        return true;
-    };
-    RequestFacts::of(&ext)
-        .route_index()
-        .is_some_and(|index| gw.routes.get(index).auth != AuthMode::None)
+    match &RequestFacts::of(&ext).matched {
+        Some(matched) => matched.authenticates,
+        None => ext.get::<Pinned>().is_none(),
+    }
 }
 
 pub async fn authenticate(

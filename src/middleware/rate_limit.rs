@@ -26,11 +26,13 @@ use crate::state::Pinned;
 /// stage then refuses it).
 pub fn needed(req: &ServiceRequest) -> bool {
     let ext = req.extensions();
+    if let Some(matched) = &RequestFacts::of(&ext).matched {
+        return matched.rate_limited;
+    }
     let Some(gw) = ext.get::<Pinned>() else {
         return true;
     };
-    let route = RequestFacts::of(&ext).route_index();
-    gw.rate_limit_policies(route, req.path())
+    gw.rate_limit_policies(None, req.path())
         .is_some_and(|(policies, _)| !policies.is_empty())
 }
 

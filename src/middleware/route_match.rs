@@ -72,11 +72,14 @@ pub async fn route_match<B: MessageBody + 'static>(
     if gw.serves_oauth2(req.path()) {
         return Ok(unshaped(next.call(req).await?));
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(header_text)
-        .or_else(|| req.uri().host());
+    let host = if gw.routes.matches_hosts() {
+        req.headers()
+            .get(header::HOST)
+            .and_then(header_text)
+            .or_else(|| req.uri().host())
+    } else {
+        None
+    };
     // A CORS preflight is about the method it names: a route with `cors`
     // answers it even when it does not allow OPTIONS itself.
     let preflight = preflight_method(req.method(), req.headers())
