@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use actix_web::body::EitherBody;
 use actix_web::dev::Extensions;
-use actix_web::dev::RequestHead;
+use actix_web::dev::{Payload, RequestHead};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, Version};
@@ -228,7 +228,12 @@ impl RequestFacts {
     /// the response; and its body's framing.
     pub fn begin(req: &ServiceRequest) -> (HeaderValue, BodyFraming) {
         let id = RequestId::choose(req.headers());
-        let body = BodyFraming::of(req.head());
+        // actix-http attaches no payload to a request without a body: then
+        // its head need not be read for the framing.
+        let body = match req.parts().1 {
+            Payload::None => BodyFraming::None,
+            _ => BodyFraming::of(req.head()),
+        };
         Self::record(req, |facts| {
             facts.request_id = Some(RequestId(id.clone()));
             facts.body = Some(body);

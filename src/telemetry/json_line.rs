@@ -129,7 +129,11 @@ fn integer(out: &mut Vec<u8>, value: impl itoa::Integer) {
 /// Milliseconds rounded to the microsecond, written as serde_json writes
 /// that `f64` (`1.0`, `0.385`, `12.5`), in integer arithmetic.
 fn millis(out: &mut Vec<u8>, duration: Duration) {
-    let micros = u64::try_from((duration.as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
+    // In u64: a u128 division is a library call.
+    let micros = duration
+        .as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from((duration.subsec_nanos() + 500) / 1000));
     integer(out, micros / 1000);
     let fraction = micros % 1000;
     let digits = [
