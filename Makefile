@@ -141,6 +141,10 @@ bench-instructions: ## User-space instructions per request, gateway vs NGINX (ca
 	bash bench/instructions.sh
 	$(CARGO) run --release --locked --example ratelimit_keys
 
+.PHONY: bench-cpu-split
+bench-cpu-split: ## User and system CPU time per request, gateway vs NGINX (/proc, alternating rounds)
+	BENCH_CPU_SPLIT=1 bash bench/instructions.sh
+
 # --- Containers and Kubernetes -------------------------------------------------
 # The image and overlay names below can be overridden: make docker-build IMAGE=registry/gateway:1.2.3
 DOCKER ?= docker

@@ -4,6 +4,11 @@
 # that a code change can be judged without wall-clock noise. It does not
 # count kernel work (system calls, TCP), which bench/run.sh covers. See
 # bench/README.md ("Instructions per request").
+#
+# BENCH_CPU_SPLIT=1: the same setup without valgrind, measuring instead the
+# user and system CPU time per request of each proxy (/proc, alternating
+# rounds): what the instructions cost in time, and the kernel's share
+# (bench/README.md, "CPU time per request").
 set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -21,6 +26,8 @@ COOKIE=${BENCH_COOKIE:-}
 # setup: Redis-backed sessions, one session minted with mint_session, a
 # 10 s cache); every request then carries that session's cookie.
 SESSION=${BENCH_SESSION:-0}
+CPU_SPLIT=${BENCH_CPU_SPLIT:-0}
+ROUNDS=${BENCH_ROUNDS:-3}
 MINT_BIN=${BENCH_MINT_BIN:-$ROOT/target/release/examples/mint_session}
 GATEWAY_BIN=${BENCH_GATEWAY_BIN:-$ROOT/target/release/gateway}
 UPSTREAM_BIN=${BENCH_UPSTREAM_BIN:-$ROOT/target/release/examples/demo_upstream}
@@ -41,13 +48,15 @@ ensure_tools() {
     local pkgs=()
     command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || pkgs+=("nginx-light|nginx")
     command -v wrk >/dev/null || pkgs+=(wrk)
-    command -v callgrind_control >/dev/null || pkgs+=(valgrind)
+    [[ $CPU_SPLIT == 1 ]] || command -v callgrind_control >/dev/null || pkgs+=(valgrind)
     command -v python3 >/dev/null || pkgs+=(python3)
     ((${#pkgs[@]})) || return 0
     apt_install "${pkgs[@]}"
 }
 
 [[ $SESSION =~ ^[01]$ ]] || die "BENCH_SESSION must be 0 or 1 (got '$SESSION')"
+[[ $CPU_SPLIT =~ ^[01]$ ]] || die "BENCH_CPU_SPLIT must be 0 or 1 (got '$CPU_SPLIT')"
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer (got '$ROUNDS')"
 if [[ $SESSION == 1 ]]; then
     build_release demo_upstream mint_session -- "$UPSTREAM_BIN" "$MINT_BIN"
 else
@@ -90,6 +99,7 @@ NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/nginx-error.log
 [[ $SESSION == 0 ]] || start_redis
 start_upstream
 VG=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p.out")
+[[ $CPU_SPLIT == 0 ]] || VG=()
 start gateway "$TMP/gateway-access.log" "${SUT_PIN[@]}" "${VG[@]}" "$GATEWAY_BIN" --config "$TMP/gateway.yaml"
 wait_ready gateway "http://127.0.0.1:$P_ADMIN/health/ready"
 start nginx "$TMP/nginx.out" "${SUT_PIN[@]}" "${VG[@]}" "$NGINX" "${NGINX_ARGS[@]}"
@@ -113,6 +123,61 @@ load() { # PROXY DURATION OUT
         wrk -t1 -c"$CONNS" -d"$2" --latency "${WRK_HDR[@]}" "${URL[$1]}" >"$3" 2>&1 ||
         die "wrk against $1 failed: $(tail -n 5 "$3")"
 }
+
+# BENCH_CPU_SPLIT=1: user and system CPU microseconds per request, each
+# proxy in turn for ROUNDS rounds; medians and ratios, then exit.
+if [[ $CPU_SPLIT == 1 ]]; then
+    proxies=(gateway nginx)
+    [[ $SESSION == 0 ]] || proxies+=(session)
+    say "setup: $PINNING; wrk -t1 -c$CONNS -d$DURATION after a $WARMUP warm-up, $ROUNDS alternating rounds${COOKIE:+, with a cookie}"
+    : >"$TMP/rounds.txt"
+    for round in $(seq "$ROUNDS"); do
+        for proxy in "${proxies[@]}"; do
+            pid=${PID[$proxy]:-${PID[gateway]}}
+            load "$proxy" "$WARMUP" "$TMP/wrk-warm.txt"
+            read -r u0 s0 < <(user_sys_ticks "$pid")
+            load "$proxy" "$DURATION" "$TMP/wrk-$proxy.txt"
+            read -r u1 s1 < <(user_sys_ticks "$pid")
+            read -r _ _ _ reqs _ sock non2xx < <(parse_wrk <"$TMP/wrk-$proxy.txt")
+            ((sock + non2xx == 0)) || die "$proxy: $sock socket errors, $non2xx non-2xx responses"
+            ((reqs > 0)) || die "$proxy: no requests completed"
+            echo "$round $proxy $reqs $((u1 - u0)) $((s1 - s0))" >>"$TMP/rounds.txt"
+        done
+    done
+    B_HZ=$(getconf CLK_TCK) B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
+    B_CONNS=$CONNS B_DURATION=$DURATION \
+        python3 - "$TMP/rounds.txt" "$OUT_DIR/cpu_split.json" <<'EOF'
+import json, os, statistics, sys, time
+e = os.environ
+hz = int(e["B_HZ"])
+per = {}
+print(f"{'round':<6} {'proxy':<8} {'requests':>9} {'user_us':>8} {'sys_us':>8}")
+for line in open(sys.argv[1]):
+    rnd, proxy, reqs, user, system = line.split()
+    u = int(user) / hz * 1e6 / int(reqs)
+    s = int(system) / hz * 1e6 / int(reqs)
+    per.setdefault(proxy, []).append((u, s))
+    print(f"{rnd:<6} {proxy:<8} {int(reqs):>9} {u:>8.2f} {s:>8.2f}")
+med = {p: (statistics.median(u for u, _ in v), statistics.median(s for _, s in v))
+       for p, v in per.items()}
+print(f"\nmedian, microseconds of CPU per request ({len(per['gateway'])} rounds)")
+for p, (u, s) in med.items():
+    print(f"{p:<8} user {u:6.2f}  system {s:6.2f}  total {u + s:6.2f}")
+g, n = med["gateway"], med["nginx"]
+print(f"gateway/nginx: user {g[0] / n[0]:.2f}x  system {g[1] / n[1]:.2f}x  "
+      f"total {(g[0] + g[1]) / (n[0] + n[1]):.2f}x")
+print(f"RESULT gateway_user_us={g[0]:.2f} gateway_sys_us={g[1]:.2f} nginx_user_us={n[0]:.2f} "
+      f"nginx_sys_us={n[1]:.2f} user_ratio={g[0] / n[0]:.3f} "
+      f"total_ratio={(g[0] + g[1]) / (n[0] + n[1]):.3f}")
+doc = dict(benchmark="cpu_split", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           git_rev=e["B_GIT"], connections=int(e["B_CONNS"]), duration=e["B_DURATION"],
+           median_us={p: dict(user=round(u, 3), system=round(s, 3)) for p, (u, s) in med.items()},
+           rounds=per)
+json.dump(doc, open(sys.argv[2], "w"), indent=2)
+EOF
+    say "wrote target/bench/cpu_split.json"
+    exit 0
+fi
 
 # measure PROXY: sets MEASURED="requests instructions"; counters zeroed
 # after a warm-up, dumped after the measured load; wrk counts the requests.

@@ -161,17 +161,25 @@ dur_secs() { # wrk duration (10, 10s, 2m, 1h) -> seconds
     esac
 }
 
-# CPU time (clock ticks) used so far by PID and its direct children (nginx
-# workers). Fields after the ")" of /proc/PID/stat: utime is 12th, stime 13th.
-cpu_ticks() {
-    local p total=0 rest f
+# "user system" CPU time (clock ticks) used so far by PID and its direct
+# children (nginx workers). Fields after the ")" of /proc/PID/stat: utime
+# is 12th, stime 13th.
+user_sys_ticks() {
+    local p user=0 sys=0 rest f
     for p in "$1" $(pgrep -P "$1" 2>/dev/null || true); do
         rest=$(cat "/proc/$p/stat" 2>/dev/null) || continue
         rest=${rest##*) }
         read -r -a f <<<"$rest"
-        total=$((total + f[11] + f[12]))
+        user=$((user + f[11])) sys=$((sys + f[12]))
     done
-    echo "$total"
+    echo "$user $sys"
+}
+
+# CPU time (clock ticks, user + system) used so far by PID and its children.
+cpu_ticks() {
+    local user sys
+    read -r user sys < <(user_sys_ticks "$1")
+    echo $((user + sys))
 }
 
 # wrk --latency output -> "rps p50_ms p99_ms requests secs socket_errors non2xx"
