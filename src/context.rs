@@ -12,9 +12,7 @@ use std::io::Write;
 use std::net::IpAddr;
 
 use actix_web::body::EitherBody;
-use actix_web::dev::Extensions;
-use actix_web::dev::{Payload, RequestHead};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Extensions, Payload, RequestHead, ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, Version};
 use actix_web::{HttpMessage, HttpResponse};

@@ -3,8 +3,9 @@
 //! recorded like proxied responses.
 //!
 //! The id is the client's `X-Request-Id` when sane, else a new one
-//! (`RequestFacts::begin`, which also notes the body's framing); it goes upstream, into the access log and every
-//! gateway-made error body, and back to the client. The record
+//! (`RequestFacts::begin`, which also notes the body's framing); it goes
+//! upstream, into the access log and every gateway-made error body, and
+//! back to the client. The record
 //! (`telemetry::logged_body::Recording`) counts the request in flight,
 //! opens its span (tracing on), and at the response head counts it and
 //! writes its line; a streamed body's line and span end with the body. The
