@@ -19,7 +19,7 @@ use crate::context::IpText;
 
 /// One access-log line's fields (`None` is written as `null`).
 pub struct AccessLine<'a> {
-    /// Sane by construction (`RequestId::assign`): written unescaped.
+    /// Sane by construction (`RequestFacts::begin` keeps or mints it): written unescaped.
     pub request_id: &'a str,
     /// An HTTP token (no quote, backslash or control): written unescaped.
     pub method: &'a str,
