@@ -15,7 +15,7 @@
 //!         -> middleware/*, proxy/forward.rs, auth/oauth.rs, telemetry/{health,access_log,otlp}.rs
 //!         -> state.rs (Live: the current Gateway generation; Pinned per request)
 //!         -> features: routing.rs, route_features/*, proxy/{balancer,headers,clients,websocket}.rs, auth/*, ratelimit/*
-//!         -> leaves: settings/*, context.rs, skip_unless.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
+//!         -> leaves: settings/*, context.rs, skip_unless.rs, stage.rs, error.rs, path.rs, tls.rs, redis/{pool,breaker}.rs,
 //!                    telemetry/{metrics,logging,probe,trace_context}.rs (tracing.rs: request spans)
 //! ```
 //!
@@ -40,6 +40,7 @@ pub(crate) mod routing;
 pub(crate) mod server;
 pub mod settings;
 pub(crate) mod skip_unless;
+pub(crate) mod stage;
 pub(crate) mod state;
 pub(crate) mod telemetry;
 pub(crate) mod tls;

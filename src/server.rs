@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::http::KeepAlive;
-use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use actix_web_prom::PrometheusMetricsBuilder;
 use prometheus::Registry;
 use slog::{error, info, warn, Logger};
 
 use crate::auth::Auth;
+use crate::middleware::proxy::{proxied, unrouted};
 use crate::middleware::{access_log::access_log, auth, rate_limit};
 use crate::proxy::clients::WorkerClients;
 use crate::proxy::forward::forward;
@@ -26,6 +26,7 @@ use crate::redis::pool::RedisPool;
 use crate::reload::Reloader;
 use crate::settings::{Settings, Sources};
 use crate::skip_unless::SkipUnless;
+use crate::stage::{Divert, Stage};
 use crate::state::{Gateway, Live, Parts};
 use crate::telemetry::access_log::WorkerTelemetry;
 use crate::telemetry::logging::{AccessLogSink, LevelHandle};
@@ -133,13 +134,14 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
             .app_data(web::Data::new(telemetry))
             .app_data(web::Data::new(limits))
             .configure(crate::auth::oauth::configure)
+            .wrap(Divert::new(proxied, forward))
             .wrap(SkipUnless::new(
                 rate_limit::needed,
-                from_fn(rate_limit::rate_limit),
+                Stage(rate_limit::rate_limit),
             ))
-            .wrap(SkipUnless::new(auth::needed, from_fn(auth::authenticate)))
-            .wrap(from_fn(access_log))
-            .default_service(web::to(forward))
+            .wrap(SkipUnless::new(auth::needed, Stage(auth::authenticate)))
+            .wrap(Stage(access_log))
+            .default_service(web::to(unrouted))
     })
     .on_connect(move |_, data| {
         data.insert(connection_metrics.connection_opened());

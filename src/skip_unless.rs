@@ -5,7 +5,9 @@
 //! actix-web's `Condition` decides once, when the worker starts; a reload
 //! can add auth or rate limits to a route at any time, so the decision has
 //! to be per request. Skipping costs one check and no allocation, so a
-//! route without auth or limits does not pay for those stages.
+//! route without auth or limits does not pay for those stages; a request
+//! that passes through the stage pays one box for its future, which keeps
+//! the large auth and rate-limit futures out of every request's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -95,14 +97,16 @@ where
 {
     type Response = ServiceResponse<EitherBody<BT, BS>>;
     type Error = actix_web::Error;
-    type Future = Either<T::Future, S::Future>;
+    /// The stage's future boxed: large (auth, rate limits), and only the
+    /// requests it applies to pay for it.
+    type Future = Either<Pin<Box<T::Future>>, S::Future>;
 
     forward_ready!(stage);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if (self.applies)(&req) {
             Either::Stage {
-                fut: self.stage.call(req),
+                fut: Box::pin(self.stage.call(req)),
             }
         } else {
             Either::Skip {

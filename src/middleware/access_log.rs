@@ -13,23 +13,23 @@
 //! during the drain delay, responses get `Connection: close`.
 //!
 //! It calls the route stage (`route_match`) directly rather than through
-//! a layer of its own, and assigns the id itself: each `from_fn` layer
-//! costs two boxed futures and their moves per request.
+//! a layer of its own, and assigns the id itself: a layer costs a call
+//! and the moves of its future per request (`crate::stage`).
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
 use crate::context::{RequestFacts, X_REQUEST_ID};
 use crate::middleware::route_match::route_match;
+use crate::stage::{Next, NextService};
 use crate::state::{Live, Pinned};
 use crate::telemetry::access_log::{InFlight, WorkerTelemetry};
 use crate::telemetry::logged_body::{LoggedBody, Recording};
 
 pub async fn access_log(
     req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+    next: Next<impl NextService>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let (id, body) = RequestFacts::begin(&req);
     // Without them nothing can be recorded; nothing is refused either.

@@ -11,12 +11,12 @@
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, request_id_of, respond, RequestFacts};
 use crate::error::GatewayError;
 use crate::settings::AuthMode;
+use crate::stage::{Next, NextService};
 use crate::state::Pinned;
 
 /// The request's route authenticates (or the state is missing: the stage
@@ -32,7 +32,7 @@ pub fn needed(req: &ServiceRequest) -> bool {
 
 pub async fn authenticate(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl NextService>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));

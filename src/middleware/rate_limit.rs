@@ -13,13 +13,13 @@ use std::sync::Arc;
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpMessage};
 
 use crate::auth::identity::Identity;
 use crate::context::{reject, RequestFacts};
 use crate::error::GatewayError;
 use crate::ratelimit::{Requester, Verdict, WorkerLimits};
+use crate::stage::{Next, NextService};
 use crate::state::Pinned;
 
 /// Some policy applies to the request (or the state is missing: the
@@ -38,7 +38,7 @@ pub fn needed(req: &ServiceRequest) -> bool {
 
 pub async fn rate_limit(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl NextService>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let (Some(gw), Some(worker)) = (
         Pinned::of(&req),

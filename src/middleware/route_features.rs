@@ -6,25 +6,25 @@
 //! The work is `crate::route_features`.
 
 use actix_http::encoding::Encoder;
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::EitherBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::ORIGIN;
-use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage};
 
 use crate::context::{reject, request_id_of, respond, RequestFacts};
 use crate::error::GatewayError;
 use crate::route_features::{admit, finish, refusal_response, Refusal};
+use crate::stage::{Next, NextService};
 use crate::state::Pinned;
 
 /// The body of a shaped exchange: the inner response as it came, or
 /// compressed; or the stage's own answer (403, preflight).
 pub type ShapedBody<B> = EitherBody<EitherBody<B, Encoder<B>>>;
 
-pub async fn shape_exchange<B: MessageBody + 'static>(
+pub async fn shape_exchange<S: NextService>(
     req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<ShapedBody<B>>, Error> {
+    next: Next<S>,
+) -> Result<ServiceResponse<ShapedBody<S::Body>>, Error> {
     let found = {
         let ext = req.extensions();
         let facts = RequestFacts::of(&ext);

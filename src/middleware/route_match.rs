@@ -19,7 +19,6 @@ use std::net::{IpAddr, Ipv4Addr};
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method};
-use actix_web::middleware::Next;
 use actix_web::Error;
 
 use crate::context::{header_text, reject, ClientInfo, RequestFacts};
@@ -27,6 +26,7 @@ use crate::error::GatewayError;
 use crate::middleware::route_features::{shape_exchange, ShapedBody};
 use crate::route_features::preflight_method;
 use crate::settings::ServerSettings;
+use crate::stage::{Next, NextService};
 use crate::state::Pinned;
 
 /// `server.max_uri_bytes` and `server.max_header_bytes`, checked before
@@ -52,10 +52,10 @@ fn head_within_limits(req: &ServiceRequest, server: &ServerSettings) -> Result<(
     Ok(())
 }
 
-pub async fn route_match<B: MessageBody + 'static>(
+pub async fn route_match<S: NextService>(
     req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<ShapedBody<B>>>, Error> {
+    next: Next<S>,
+) -> Result<ServiceResponse<EitherBody<ShapedBody<S::Body>>>, Error> {
     let Some(gw) = Pinned::of(&req) else {
         return Ok(reject(req, GatewayError::Internal));
     };
@@ -105,11 +105,10 @@ pub async fn route_match<B: MessageBody + 'static>(
     }
 }
 
-/// A response of a route without shaping features, in the stage's body type.
+/// A response of a route without shaping features, in the stage's body
+/// type (the three wrappers in one move of the response, not three).
 fn unshaped<B: MessageBody + 'static>(
     res: ServiceResponse<B>,
 ) -> ServiceResponse<EitherBody<ShapedBody<B>>> {
-    res.map_into_left_body()
-        .map_into_left_body()
-        .map_into_left_body()
+    res.map_body(|_, body| EitherBody::left(EitherBody::left(EitherBody::left(body))))
 }

@@ -9,10 +9,11 @@ use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use actix_http::body::{BodyStream, SizedStream};
+use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
 use actix_web::http::header::{self, HeaderMap};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -25,7 +26,7 @@ pin_project_lite::pin_project! {
     /// bytes (for bodies without Content-Length, which is checked up front).
     pub struct LimitedBody {
         #[pin]
-        pub inner: web::Payload,
+        pub inner: Payload,
         // Shared with the access log (`context::StreamedBytesIn`).
         pub seen: Rc<Cell<u64>>,
         pub limit: u64,

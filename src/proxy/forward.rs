@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix_http::body::{BodyStream, SizedStream};
+use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
@@ -31,8 +32,8 @@ use super::websocket::{self, HandshakeHeaders, Tunnel};
 use crate::auth::browser::cookie_of;
 use crate::auth::identity::Identity;
 use crate::context::{
-    BodyFraming, ClientInfo, RequestFacts, RequestId, StreamedBytesIn, TraceParent, UpstreamUsed,
-    TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
+    request_id_of, BodyFraming, ClientInfo, RequestFacts, RequestId, StreamedBytesIn, TraceParent,
+    UpstreamUsed, TRACEPARENT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID,
 };
 use crate::error::GatewayError;
 use crate::settings::HashKey;
@@ -45,10 +46,25 @@ fn is_idempotent(method: &Method) -> bool {
     )
 }
 
-/// Default service: forwards the matched request upstream.
-pub async fn forward(
+/// The proxy stage's call (`middleware::proxy`): forwards the matched
+/// request upstream and answers with the upstream's response, or with the
+/// JSON error of what went wrong.
+pub async fn forward(req: HttpRequest, payload: Payload) -> ServiceResponse {
+    let state = (
+        Pinned::of(&req),
+        req.app_data::<web::Data<WorkerClients>>().cloned(),
+    );
+    let res = match state {
+        (Some(gw), Some(clients)) => exchange(req.clone(), payload, gw, clients).await,
+        // Both are wired in by `server.rs` before any request arrives.
+        _ => GatewayError::Internal.to_response(&request_id_of(&req)),
+    };
+    ServiceResponse::new(req, res)
+}
+
+async fn exchange(
     req: HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     gw: Pinned,
     worker_clients: web::Data<WorkerClients>,
 ) -> HttpResponse {
@@ -406,7 +422,7 @@ fn count_retry(gw: &Gateway, upstream: usize, reason: &str) {
 /// handshake is answered only once the upstream's has succeeded).
 async fn upgrade(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     gw: &Pinned,
     clients: &UpstreamClients,
     upstream_idx: usize,

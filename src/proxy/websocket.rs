@@ -9,9 +9,10 @@
 //! The tunnel lives until either side closes.
 
 use actix_http::ws::hash_key;
+use actix_web::dev::Payload;
 use actix_web::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -72,7 +73,7 @@ pub struct HandshakeHeaders<'a> {
 /// `guard` is held until the upstream side of the tunnel closes.
 pub async fn open<G: 'static>(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Payload,
     tunnel: Tunnel<'_>,
     guard: G,
 ) -> Result<HttpResponse, UpstreamFailure> {
