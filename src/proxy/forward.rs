@@ -289,9 +289,13 @@ async fn exchange(
         match result {
             Ok(resp) => {
                 // request_timeout_ms covers the body too: awc re-arms the
-                // timer it used for the head (no new allocation).
-                let remaining = timeout.saturating_sub(head_after);
-                let resp = resp.timeout(remaining);
+                // timer it used for the head (no new allocation) for the
+                // same deadline, known without reading the clock again.
+                let resp = match sent_at.checked_add(timeout) {
+                    Some(deadline) => resp.timeout_at(deadline),
+                    // Beyond any clock: no deadline at all.
+                    None => resp,
+                };
                 // The count now travels with the response body.
                 return build_response(&req, resp, in_flight);
             }

@@ -10,7 +10,7 @@ use actix_http::{
     error::PayloadError, header::HeaderMap, BoxedPayloadStream, Extensions, HttpMessage, Payload,
     ResponseHead, StatusCode, Version,
 };
-use actix_rt::time::{sleep, Sleep};
+use actix_rt::time::{sleep, sleep_until, Sleep};
 use bytes::Bytes;
 use futures_core::Stream;
 use pin_project_lite::pin_project;
@@ -100,6 +100,28 @@ impl<S> ClientResponse<S> {
                 None => ResponseTimeout::Enabled(Box::pin(sleep(dur))),
             },
             _ => ResponseTimeout::Enabled(Box::pin(sleep(dur))),
+        };
+
+        Self {
+            payload: self.payload,
+            head: self.head,
+            timeout,
+            extensions: self.extensions,
+        }
+    }
+
+    /// Set the deadline of [`ClientResponse`](self::ClientResponse)'s body: like
+    /// [`timeout`](Self::timeout), for a caller that already knows the
+    /// deadline (the request's send time plus its timeout) and need not read
+    /// the clock again.
+    // PATCH(gateway, patches/README.md #19): a deadline instead of a duration.
+    pub fn timeout_at(self, deadline: Instant) -> Self {
+        let timeout = match self.timeout {
+            ResponseTimeout::Disabled(Some(mut timeout)) | ResponseTimeout::Enabled(mut timeout) => {
+                timeout.as_mut().reset(deadline.into());
+                ResponseTimeout::Enabled(timeout)
+            }
+            _ => ResponseTimeout::Enabled(Box::pin(sleep_until(deadline.into()))),
         };
 
         Self {
