@@ -9,15 +9,15 @@
 //! that passes through the stage pays one box for its future, which keeps
 //! the large auth and rate-limit futures out of every request's.
 
-use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
 
 use actix_web::body::EitherBody;
 use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
 use futures_util::future::LocalBoxFuture;
-use pin_project_lite::pin_project;
+
+use crate::stage::Either;
 
 /// Whether a request needs the wrapped stage (read from what earlier
 /// stages put in its extensions).
@@ -105,37 +105,14 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if (self.applies)(&req) {
-            Either::Stage {
+            Either::Left {
                 fut: Box::pin(self.stage.call(req)),
             }
         } else {
-            Either::Skip {
+            Either::Right {
                 fut: self.next.call(req),
             }
         }
-    }
-}
-
-pin_project! {
-    #[project = EitherProj]
-    pub enum Either<T, S> {
-        Stage { #[pin] fut: T },
-        Skip { #[pin] fut: S },
-    }
-}
-
-impl<T, S, BT, BS> Future for Either<T, S>
-where
-    T: Future<Output = Result<ServiceResponse<BT>, actix_web::Error>>,
-    S: Future<Output = Result<ServiceResponse<BS>, actix_web::Error>>,
-{
-    type Output = Result<ServiceResponse<EitherBody<BT, BS>>, actix_web::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(Ok(match self.project() {
-            EitherProj::Stage { fut } => ready!(fut.poll(cx))?.map_into_left_body(),
-            EitherProj::Skip { fut } => ready!(fut.poll(cx))?.map_into_right_body(),
-        }))
     }
 }
 

@@ -13,7 +13,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
@@ -96,6 +96,7 @@ where
 /// Answers the requests `picks` selects with `handler` (its future boxed:
 /// large, and held by every layer above otherwise); the others go on to
 /// the next service. `App::wrap(Divert::new(proxied, forward))`.
+/// The handler answers like a service, with a response or an error.
 pub struct Divert<H> {
     picks: fn(&ServiceRequest) -> bool,
     handler: H,
@@ -111,7 +112,7 @@ impl<S, H, Fut> Transform<S, ServiceRequest> for Divert<H>
 where
     S: NextService,
     H: Fn(HttpRequest, Payload) -> Fut + Clone,
-    Fut: Future<Output = ServiceResponse>,
+    Fut: Future<Output = Result<ServiceResponse, Error>>,
 {
     type Response = ServiceResponse<EitherBody<BoxBody, S::Body>>;
     type Error = Error;
@@ -138,7 +139,7 @@ impl<S, H, Fut> Service<ServiceRequest> for DivertService<H, S>
 where
     S: NextService,
     H: Fn(HttpRequest, Payload) -> Fut,
-    Fut: Future<Output = ServiceResponse>,
+    Fut: Future<Output = Result<ServiceResponse, Error>>,
 {
     type Response = ServiceResponse<EitherBody<BoxBody, S::Body>>;
     type Error = Error;
@@ -149,11 +150,11 @@ where
     fn call(&self, req: ServiceRequest) -> Self::Future {
         if (self.picks)(&req) {
             let (req, payload) = req.into_parts();
-            Either::Handled {
+            Either::Left {
                 fut: Box::pin((self.handler)(req, payload)),
             }
         } else {
-            Either::Next {
+            Either::Right {
                 fut: self.next.call(req),
             }
         }
@@ -161,24 +162,26 @@ where
 }
 
 pin_project! {
+    /// The future of a layer that calls one of two services, its response
+    /// body the matching side of an `EitherBody`.
     #[project = EitherProj]
-    pub enum Either<H, N> {
-        Handled { #[pin] fut: H },
-        Next { #[pin] fut: N },
+    pub enum Either<L, R> {
+        Left { #[pin] fut: L },
+        Right { #[pin] fut: R },
     }
 }
 
-impl<H, N, B> Future for Either<H, N>
+impl<L, R, BL, BR> Future for Either<L, R>
 where
-    H: Future<Output = ServiceResponse>,
-    N: Future<Output = Result<ServiceResponse<B>, Error>>,
+    L: Future<Output = Result<ServiceResponse<BL>, Error>>,
+    R: Future<Output = Result<ServiceResponse<BR>, Error>>,
 {
-    type Output = Result<ServiceResponse<EitherBody<BoxBody, B>>, Error>;
+    type Output = Result<ServiceResponse<EitherBody<BL, BR>>, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Poll::Ready(Ok(match self.project() {
-            EitherProj::Handled { fut } => std::task::ready!(fut.poll(cx)).map_into_left_body(),
-            EitherProj::Next { fut } => std::task::ready!(fut.poll(cx))?.map_into_right_body(),
+            EitherProj::Left { fut } => ready!(fut.poll(cx))?.map_into_left_body(),
+            EitherProj::Right { fut } => ready!(fut.poll(cx))?.map_into_right_body(),
         }))
     }
 }

@@ -36,14 +36,17 @@ mod tests {
 
     /// Stands in for `forward`: answers with the body it was sent, so the
     /// test sees that the payload reached it.
-    async fn echo(req: HttpRequest, payload: Payload) -> ServiceResponse {
+    async fn echo(req: HttpRequest, payload: Payload) -> Result<ServiceResponse, actix_web::Error> {
         let body = web::Payload::from_request(&req, &mut { payload })
             .await
             .expect("payload")
             .to_bytes()
             .await
             .expect("body");
-        ServiceResponse::new(req, HttpResponse::Accepted().body(body))
+        Ok(ServiceResponse::new(
+            req,
+            HttpResponse::Accepted().body(body),
+        ))
     }
 
     /// A request with a matched route goes to the proxy with its body;

@@ -19,7 +19,7 @@ use actix_http::body::{BodyStream, SizedStream};
 use actix_web::dev::{Payload, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::Method;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse};
+use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse};
 use slog::{debug, warn};
 
 use super::balancer::{HealthChange, Outcome};
@@ -49,7 +49,7 @@ fn is_idempotent(method: &Method) -> bool {
 /// The proxy stage's call (`middleware::proxy`): forwards the matched
 /// request upstream and answers with the upstream's response, or with the
 /// JSON error of what went wrong.
-pub async fn forward(req: HttpRequest, payload: Payload) -> ServiceResponse {
+pub async fn forward(req: HttpRequest, payload: Payload) -> Result<ServiceResponse, Error> {
     let state = (
         Pinned::of(&req),
         req.app_data::<web::Data<WorkerClients>>().cloned(),
@@ -59,7 +59,7 @@ pub async fn forward(req: HttpRequest, payload: Payload) -> ServiceResponse {
         // Both are wired in by `server.rs` before any request arrives.
         _ => GatewayError::Internal.to_response(&request_id_of(&req)),
     };
-    ServiceResponse::new(req, res)
+    Ok(ServiceResponse::new(req, res))
 }
 
 async fn exchange(
