@@ -18,7 +18,7 @@ use std::task::{ready, Context, Poll};
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{forward_ready, Payload, Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::{Error, HttpRequest};
-use futures_util::future::{ready, Ready};
+use futures_util::future::{ok, Ready};
 use pin_project_lite::pin_project;
 
 /// What comes after a stage: a service answering a request with a
@@ -63,10 +63,10 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, next: S) -> Self::Future {
-        ready(Ok(StageService {
+        ok(StageService {
             stage: self.0.clone(),
             next: Rc::new(next),
-        }))
+        })
     }
 }
 
@@ -121,11 +121,11 @@ where
     type Future = Ready<Result<Self::Transform, ()>>;
 
     fn new_transform(&self, next: S) -> Self::Future {
-        ready(Ok(DivertService {
+        ok(DivertService {
             picks: self.picks,
             handler: self.handler.clone(),
             next,
-        }))
+        })
     }
 }
 
