@@ -73,6 +73,83 @@ async fn forwards_method_path_query_and_body_untouched() {
     );
 }
 
+/// A request head larger than the gateway's first 8 KiB read, a 300 KB
+/// body and the next request, all in one write: the read buffer goes to the
+/// decoder whenever it fills and grows only when a head needs more room
+/// (patches/README.md #20), so both requests are answered, the body intact.
+#[actix_rt::test]
+async fn a_large_head_its_body_and_a_pipelined_request_in_one_write() {
+    let up = spawn_upstream("main");
+    let gw = Gateway::start(&basic_config(&up, "")).await;
+    let port = gw.port;
+    let filler = "f".repeat(20_000);
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let body_fnv = fnv(FNV_START, &body);
+    let mut bytes = format!(
+        "POST /api/big HTTP/1.1\r\nHost: gw\r\nX-Filler: {filler}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(b"GET /api/next HTTP/1.1\r\nHost: gw\r\n\r\n");
+    let answers = actix_rt::task::spawn_blocking(move || {
+        let mut conn = RawConnection::open(port);
+        let mut writer = conn.stream().try_clone().expect("clone");
+        let sender = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &bytes));
+        let answers = read_responses(conn.stream(), 2);
+        sender
+            .join()
+            .expect("sender")
+            .expect("the gateway read the whole write");
+        answers
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let (status, first) = &answers[0];
+    assert_eq!(*status, 200, "{first}");
+    let first: serde_json::Value = serde_json::from_str(first).expect("echo JSON");
+    assert_eq!(first["path"], "/big");
+    assert_eq!(header_values(&first, "x-filler"), vec![filler]);
+    assert_eq!(first["body_len"], 300_000);
+    assert_eq!(first["body_fnv"], body_fnv);
+    let (status, second) = &answers[1];
+    assert_eq!(*status, 200, "{second}");
+    let second: serde_json::Value = serde_json::from_str(second).expect("echo JSON");
+    assert_eq!(second["path"], "/next");
+}
+
+/// Up to `n` responses (status, body) read off `stream`, framed by their
+/// `Content-Length`; fewer when the peer closes or is silent for 1.5 s.
+fn read_responses(stream: &mut std::net::TcpStream, n: usize) -> Vec<(u16, String)> {
+    use std::io::Read;
+    let mut data = Vec::new();
+    let mut answers = Vec::new();
+    let mut buf = [0u8; 65536];
+    while answers.len() < n {
+        let Ok(read @ 1..) = stream.read(&mut buf) else {
+            break;
+        };
+        data.extend_from_slice(&buf[..read]);
+        while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+            let len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
+                .unwrap_or(0);
+            if data.len() < end + 4 + len {
+                break;
+            }
+            let body = String::from_utf8_lossy(&data[end + 4..end + 4 + len]).into_owned();
+            answers.push((status, body));
+            data.drain(..end + 4 + len);
+        }
+    }
+    answers
+}
+
 #[actix_rt::test]
 async fn request_id_is_kept_when_sane_and_minted_otherwise() {
     let up = spawn_upstream("main");

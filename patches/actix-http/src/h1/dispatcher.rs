@@ -38,6 +38,9 @@ const HW_BUFFER_SIZE: usize = 1024 * 8;
 /// Largest read buffer kept once drained (PATCH(gateway, patches/README.md #7)).
 const READ_BUF_KEEP_CAPACITY: usize = 4 * HW_BUFFER_SIZE;
 const MAX_PIPELINED_MESSAGES: usize = 16;
+/// Room taken for the next read while a request body streams (PATCH(gateway,
+/// patches/README.md #20)): one read of this size becomes one payload chunk.
+const PAYLOAD_READ_BUFFER_SIZE: usize = 1024 * 64;
 
 /// Write buffer capacity at which we reallocate it after flushing.
 const WRITE_BUFFER_RETENTION_LIMIT: usize = 1024 * 128;
@@ -1258,7 +1261,22 @@ where
             // grow buffer if necessary.
             let remaining = this.read_buf.capacity() - this.read_buf.len();
             if remaining < LW_BUFFER_SIZE {
-                this.read_buf.reserve(HW_BUFFER_SIZE - remaining);
+                // PATCH(gateway, patches/README.md #20): a full buffer goes to the
+                // decoder (a request body's bytes are split off as a payload chunk)
+                // before it is grown: growing a buffer that holds data reallocates
+                // and copies it, which for an upload was a copy of every byte of
+                // the body. A pass grows the buffer only before its first read, so
+                // a head or chunk line the decoder cannot finish still gets room.
+                if read_some {
+                    cx.waker().wake_by_ref();
+                    return Ok(false);
+                }
+                let target = if this.payload.is_some() && this.read_buf.is_empty() {
+                    PAYLOAD_READ_BUFFER_SIZE
+                } else {
+                    HW_BUFFER_SIZE
+                };
+                this.read_buf.reserve(target - remaining);
             }
 
             match tokio_util::io::poll_read_buf(io.as_mut(), cx, this.read_buf) {
