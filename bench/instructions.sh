@@ -26,6 +26,10 @@ COOKIE=${BENCH_COOKIE:-}
 # setup: Redis-backed sessions, one session minted with mint_session, a
 # 10 s cache); every request then carries that session's cookie.
 SESSION=${BENCH_SESSION:-0}
+# BENCH_RATELIMIT=1: also count two rate-limited routes (bench/ratelimit.sh's
+# policies: per client IP, a limit never reached): `local` decided in the
+# worker, `cluster` through the RateLimiter actor and our own redis-server.
+RATELIMIT=${BENCH_RATELIMIT:-0}
 CPU_SPLIT=${BENCH_CPU_SPLIT:-0}
 ROUNDS=${BENCH_ROUNDS:-3}
 MINT_BIN=${BENCH_MINT_BIN:-$ROOT/target/release/examples/mint_session}
@@ -55,6 +59,7 @@ ensure_tools() {
 }
 
 [[ $SESSION =~ ^[01]$ ]] || die "BENCH_SESSION must be 0 or 1 (got '$SESSION')"
+[[ $RATELIMIT =~ ^[01]$ ]] || die "BENCH_RATELIMIT must be 0 or 1 (got '$RATELIMIT')"
 [[ $CPU_SPLIT =~ ^[01]$ ]] || die "BENCH_CPU_SPLIT must be 0 or 1 (got '$CPU_SPLIT')"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer (got '$ROUNDS')"
 if [[ $SESSION == 1 ]]; then
@@ -63,7 +68,9 @@ else
     build_release demo_upstream -- "$UPSTREAM_BIN"
 fi
 ensure_tools
-if [[ $SESSION == 1 ]] && ! command -v redis-server >/dev/null; then
+NEED_REDIS=0
+[[ $SESSION == 0 && $RATELIMIT == 0 ]] || NEED_REDIS=1
+if [[ $NEED_REDIS == 1 ]] && ! command -v redis-server >/dev/null; then
     apt_install redis-server
 fi
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
@@ -90,13 +97,24 @@ if [[ $SESSION == 1 ]]; then
 $(session_auth_yaml "$SECRET" 10)
 EOF
 fi
+if [[ $RATELIMIT == 1 ]]; then
+    cat >>"$TMP/gateway.yaml" <<EOF
+  - {name: local, path_prefix: /local, strip_prefix: /local, upstream: demo, rate_limit: [per_ip_local]}
+  - {name: cluster, path_prefix: /cluster, strip_prefix: /cluster, upstream: demo, rate_limit: [per_ip_cluster]}
+rate_limits:
+  per_ip_local: {requests: 100000000, period_secs: 1, burst: 0, key: ip, scope: local}
+  per_ip_cluster: {requests: 100000000, period_secs: 1, burst: 0, key: ip, scope: cluster}
+EOF
+    # The session mode's Redis serves both.
+    [[ $SESSION == 1 ]] || echo "redis: {url: \"redis://127.0.0.1:$P_REDIS/0\", pool_size: 16, command_timeout_ms: 100}" >>"$TMP/gateway.yaml"
+fi
 
 write_nginx_conf off
 NGINX_ARGS=(-p "$TMP/nginx/" -c "$TMP/nginx.conf" -e "$TMP/nginx/nginx-error.log")
 "$NGINX" -t -q "${NGINX_ARGS[@]}" 2>"$TMP/nginx-check.err" ||
     die "nginx rejected the generated config: $(cat "$TMP/nginx-check.err")"
 
-[[ $SESSION == 0 ]] || start_redis
+[[ $NEED_REDIS == 0 ]] || start_redis
 start_upstream
 VG=(valgrind --tool=callgrind --callgrind-out-file="$TMP/cg.%p.out")
 [[ $CPU_SPLIT == 0 ]] || VG=()
@@ -109,6 +127,8 @@ declare -A URL=(
     [gateway]="http://127.0.0.1:$P_GW/demo/hello"
     [nginx]="http://127.0.0.1:$P_NGINX/demo/hello"
     [session]="http://127.0.0.1:$P_GW/sess/hello"
+    [local]="http://127.0.0.1:$P_GW/local/hello"
+    [cluster]="http://127.0.0.1:$P_GW/cluster/hello"
 )
 if [[ $SESSION == 1 ]]; then
     SID=$(timeout 30 "$MINT_BIN" --redis "redis://127.0.0.1:$P_REDIS/0" --secret "$SECRET" \
@@ -129,6 +149,7 @@ load() { # PROXY DURATION OUT
 if [[ $CPU_SPLIT == 1 ]]; then
     proxies=(gateway nginx)
     [[ $SESSION == 0 ]] || proxies+=(session)
+    [[ $RATELIMIT == 0 ]] || proxies+=(local cluster)
     say "setup: $PINNING; wrk -t1 -c$CONNS -d$DURATION after a $WARMUP warm-up, $ROUNDS alternating rounds${COOKIE:+, with a cookie}"
     : >"$TMP/rounds.txt"
     for round in $(seq "$ROUNDS"); do
@@ -212,9 +233,16 @@ if [[ $SESSION == 1 ]]; then
     measure session
     read -r S_REQS S_IR <<<"$MEASURED"
 fi
+L_REQS=0 L_IR=0 C_REQS=0 C_IR=0
+if [[ $RATELIMIT == 1 ]]; then
+    measure local
+    read -r L_REQS L_IR <<<"$MEASURED"
+    measure cluster
+    read -r C_REQS C_IR <<<"$MEASURED"
+fi
 
 B_G_REQS=$G_REQS B_G_IR=$G_IR B_N_REQS=$N_REQS B_N_IR=$N_IR B_CONNS=$CONNS \
-B_S_REQS=$S_REQS B_S_IR=$S_IR B_DURATION=$DURATION B_COOKIE=${COOKIE:+yes} B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
+B_S_REQS=$S_REQS B_S_IR=$S_IR B_L_REQS=$L_REQS B_L_IR=$L_IR B_C_REQS=$C_REQS B_C_IR=$C_IR B_DURATION=$DURATION B_COOKIE=${COOKIE:+yes} B_GIT=$(git rev-parse --short HEAD 2>/dev/null || echo none) \
     python3 - "$OUT_JSON" <<'EOF'
 import json, os, sys, time
 e = os.environ
@@ -229,8 +257,18 @@ if int(e["B_S_REQS"]):
     session = int(e["B_S_IR"]) / int(e["B_S_REQS"])
     print(f"{'session':<8} {e['B_S_REQS']:>9} {session:>21,.0f}   (the gateway's session route)")
     print(f"session route: +{session - g:,.0f} instructions per request over the open route")
+limited = {}
+for name, tag, what in (("local", "L", "a local rate limit"), ("cluster", "C", "a cluster rate limit, Redis")):
+    if int(e[f"B_{tag}_REQS"]):
+        limited[name] = (int(e[f"B_{tag}_REQS"]), int(e[f"B_{tag}_IR"]))
+        per = limited[name][1] / limited[name][0]
+        print(f"{name:<8} {limited[name][0]:>9} {per:>21,.0f}   ({what}: +{per - g:,.0f} over the open route)")
+if "local" in limited and "cluster" in limited:
+    lo, cl = (v[1] / v[0] for v in (limited["local"], limited["cluster"]))
+    print(f"cluster/local: {cl / lo:.3f}x the instructions per request")
 print(f"RESULT gateway_instructions_per_request={g:.0f} nginx_instructions_per_request={n:.0f} "
-      f"ratio={g / n:.3f}" + (f" session_instructions_per_request={session:.0f}" if session else ""))
+      f"ratio={g / n:.3f}" + (f" session_instructions_per_request={session:.0f}" if session else "")
+      + "".join(f" {k}_instructions_per_request={v[1] / v[0]:.0f}" for k, v in limited.items()))
 doc = dict(benchmark="instructions", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            git_rev=e["B_GIT"], connections=int(e["B_CONNS"]), duration=e["B_DURATION"],
            cookie=bool(e["B_COOKIE"]),
@@ -242,6 +280,8 @@ doc = dict(benchmark="instructions", time=time.strftime("%Y-%m-%dT%H:%M:%SZ", ti
 if session:
     doc["session"] = dict(requests=int(e["B_S_REQS"]), instructions=int(e["B_S_IR"]),
                           per_request=round(session))
+for name, (reqs, ir) in limited.items():
+    doc[name] = dict(requests=reqs, instructions=ir, per_request=round(ir / reqs))
 with open(sys.argv[1], "w") as f:
     json.dump(doc, f, indent=2)
     f.write("\n")
