@@ -155,6 +155,10 @@ pub async fn run(settings: Settings, sources: Sources, logging: Logging) -> io::
         KeepAlive::Timeout(server_settings.keep_alive)
     })
     .client_request_timeout(server_settings.client_request_timeout)
+    // As NGINX's `tcp_nodelay on`: a response that leaves in more than one
+    // write (a large body, a stream) must not wait for the client's delayed
+    // ACK (40 ms) before its next part.
+    .tcp_nodelay(true)
     .shutdown_timeout(server_settings.shutdown_timeout.as_secs())
     .disable_signals();
     let certificate = match &server_settings.tls {

@@ -103,6 +103,13 @@ impl Codec {
     pub fn config(&self) -> &ServiceConfig {
         &self.config
     }
+
+    /// PATCH(gateway, patches/README.md #21): accounts for up to `len`
+    /// response body bytes that the dispatcher writes itself, without
+    /// `encode`; how many it may write, or `None` for a chunked body.
+    pub(crate) fn take_unframed_body(&mut self, len: usize) -> Option<usize> {
+        self.encoder.te.take_identity(len)
+    }
 }
 
 impl Decoder for Codec {

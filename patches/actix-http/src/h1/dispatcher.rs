@@ -11,7 +11,7 @@ use std::{
 use actix_codec::{Framed, FramedParts};
 use actix_service::Service;
 use bitflags::bitflags;
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use futures_core::ready;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,6 +38,11 @@ const HW_BUFFER_SIZE: usize = 1024 * 8;
 /// Largest read buffer kept once drained (PATCH(gateway, patches/README.md #7)).
 const READ_BUF_KEEP_CAPACITY: usize = 4 * HW_BUFFER_SIZE;
 const MAX_PIPELINED_MESSAGES: usize = 16;
+/// Body chunks of this size or more are queued for a vectored write rather
+/// than copied into the write buffer (PATCH(gateway, patches/README.md #21)).
+const QUEUED_CHUNK_MIN: usize = 1024 * 4;
+/// Most slices in one vectored write (Linux takes up to 1,024).
+const MAX_WRITE_SLICES: usize = 64;
 /// Room taken for the next read while a request body streams (PATCH(gateway,
 /// patches/README.md #20)): one read of this size becomes one payload chunk.
 const PAYLOAD_READ_BUFFER_SIZE: usize = 1024 * 64;
@@ -188,6 +193,12 @@ pin_project! {
         pub(super) io: Option<T>,
         read_buf: BytesMut,
         write_buf: BytesMut,
+        // PATCH(gateway, patches/README.md #21): what goes out before
+        // `write_buf`: the buffer's earlier bytes (split off, not copied)
+        // and large body chunks, written with `write_buf` in one vectored
+        // write instead of being copied into it.
+        queued: VecDeque<Bytes>,
+        queued_len: usize,
 
         // Number of bytes to busy-buffer before flushing.
         h1_write_buffer_size: usize,
@@ -313,6 +324,8 @@ where
                     // read and write.
                     read_buf: BytesMut::new(),
                     write_buf: BytesMut::new(),
+                    queued: VecDeque::new(),
+                    queued_len: 0,
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     codec: Codec::new(config),
@@ -369,6 +382,8 @@ where
         let InnerDispatcherProj {
             io,
             write_buf,
+            queued,
+            queued_len,
             h1_write_buffer_size,
             write_buf_needs_reset,
             ..
@@ -383,6 +398,43 @@ where
             // Needs stored flag because `write_buf.advance(n)` reduces reported capacity without
             // releasing the backing allocation.
             *write_buf_needs_reset = true;
+        }
+
+        // PATCH(gateway, patches/README.md #21): the queue goes first, in
+        // vectored writes that include the buffer behind it.
+        while !queued.is_empty() {
+            let mut slices = [io::IoSlice::new(&[]); MAX_WRITE_SLICES];
+            let mut count = 0;
+            for chunk in queued.iter().take(MAX_WRITE_SLICES - 1) {
+                slices[count] = io::IoSlice::new(chunk);
+                count += 1;
+            }
+            if !write_buf.is_empty() {
+                slices[count] = io::IoSlice::new(write_buf);
+                count += 1;
+            }
+            match io.as_mut().poll_write_vectored(cx, &slices[..count])? {
+                Poll::Ready(0) => {
+                    error!("write zero; closing");
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::WriteZero, "")));
+                }
+                Poll::Ready(mut n) => {
+                    while n > 0 {
+                        let Some(front) = queued.front_mut() else {
+                            write_buf.advance(n);
+                            break;
+                        };
+                        let taken = n.min(front.len());
+                        front.advance(taken);
+                        *queued_len -= taken;
+                        n -= taken;
+                        if front.is_empty() {
+                            queued.pop_front();
+                        }
+                    }
+                }
+                Poll::Pending => return Poll::Pending,
+            }
         }
 
         let len = write_buf.len();
@@ -692,9 +744,27 @@ where
                 StateProj::SendPayload { mut body } => {
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
-                    while this.write_buf.len() < *this.h1_write_buffer_size {
+                    while this.write_buf.len() + *this.queued_len < *this.h1_write_buffer_size {
                         match body.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
+                                // PATCH(gateway, patches/README.md #21): a large chunk of
+                                // a body sent with its length (or until EOF) is queued
+                                // behind what the buffer holds, not copied into it.
+                                if item.len() >= QUEUED_CHUNK_MIN {
+                                    if let Some(taken) = this.codec.take_unframed_body(item.len())
+                                    {
+                                        if !this.write_buf.is_empty() {
+                                            let before = this.write_buf.split().freeze();
+                                            *this.queued_len += before.len();
+                                            this.queued.push_back(before);
+                                        }
+                                        let mut item = item;
+                                        item.truncate(taken);
+                                        *this.queued_len += item.len();
+                                        this.queued.push_back(item);
+                                        continue;
+                                    }
+                                }
                                 this.codec
                                     .encode(Message::Chunk(Some(item)), this.write_buf)?;
                             }
@@ -1321,7 +1391,16 @@ where
             mem::take(this.codec),
             mem::take(this.read_buf),
         );
-        parts.write_buf = mem::take(this.write_buf);
+        // PATCH(gateway, patches/README.md #21): anything still queued goes
+        // first (an upgrade answer has no body, so this is not expected).
+        let mut write_buf = BytesMut::with_capacity(*this.queued_len + this.write_buf.len());
+        for chunk in this.queued.drain(..) {
+            write_buf.extend_from_slice(&chunk);
+        }
+        *this.queued_len = 0;
+        write_buf.extend_from_slice(this.write_buf);
+        this.write_buf.clear();
+        parts.write_buf = write_buf;
         let framed = Framed::from_parts(parts);
         this.flow.upgrade.as_ref().unwrap().call((req, framed))
     }
@@ -1515,7 +1594,7 @@ where
                     }
 
                     // keep-alive and stream errors
-                    if state_is_none && inner_p.write_buf.is_empty() {
+                    if state_is_none && inner_p.write_buf.is_empty() && inner_p.queued.is_empty() {
                         if let Some(err) = inner_p.error.take() {
                             error!("stream error: {}", &err);
                             return Poll::Ready(Err(err));

@@ -462,6 +462,23 @@ impl TransferEncoding {
         }
     }
 
+    /// PATCH(gateway, patches/README.md #21): accounts for up to `len` body
+    /// bytes that the caller writes itself, unframed, as `encode` would
+    /// have written them: all of them until EOF, at most what is left of
+    /// a length (the rest dropped, as `encode` drops it). `None` for a
+    /// chunked body, whose chunks need framing.
+    pub fn take_identity(&mut self, len: usize) -> Option<usize> {
+        match self.kind {
+            TransferEncodingKind::Eof => Some(len),
+            TransferEncodingKind::Length(ref mut remaining) => {
+                let taken = cmp::min(*remaining, len as u64);
+                *remaining -= taken;
+                Some(taken as usize)
+            }
+            TransferEncodingKind::Chunked(_) => None,
+        }
+    }
+
     /// Encode message. Return `EOF` state of encoder
     #[inline]
     pub fn encode(&mut self, msg: &[u8], buf: &mut BytesMut) -> io::Result<bool> {
