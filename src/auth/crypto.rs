@@ -46,28 +46,19 @@ pub fn digest_cache<V: Clone + Send + Sync + 'static>(
         .build_with_hasher(foldhash::fast::RandomState::default())
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 impl IdDigest {
     pub fn of(value: &str) -> Self {
         Self(Sha256::digest(value.as_bytes()).into())
     }
 
     /// Reads the hex form back (pub/sub invalidations).
-    pub fn parse(hex: &str) -> Option<Self> {
-        let nibble = |c: u8| match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            _ => None,
-        };
-        let bytes = hex.as_bytes();
-        if bytes.len() != 64 {
+    pub fn parse(text: &str) -> Option<Self> {
+        // Only the form `Display` writes (lower case), as replicas publish it.
+        if text.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
         let mut out = [0u8; 32];
-        for (i, pair) in bytes.chunks_exact(2).enumerate() {
-            out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-        }
+        hex::decode_to_slice(text, &mut out).ok()?;
         Some(Self(out))
     }
 }
@@ -75,10 +66,7 @@ impl IdDigest {
 impl std::fmt::Display for IdDigest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut text = [0u8; 64];
-        for (i, b) in self.0.iter().enumerate() {
-            text[2 * i] = HEX[usize::from(b >> 4)];
-            text[2 * i + 1] = HEX[usize::from(b & 0x0f)];
-        }
+        hex::encode_to_slice(self.0, &mut text).map_err(|_| std::fmt::Error)?;
         f.write_str(std::str::from_utf8(&text).map_err(|_| std::fmt::Error)?)
     }
 }

@@ -65,10 +65,12 @@ impl KeyMaterial<'_> {
                 bytes.extend_from_slice(h);
             }
         }
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        for byte in xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes() {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0xf)]));
+        let mut text = [0u8; 32];
+        // Both sizes are fixed (16 bytes, 32 digits): it cannot fail.
+        if hex::encode_to_slice(xxhash_rust::xxh3::xxh3_128(&bytes).to_be_bytes(), &mut text)
+            .is_ok()
+        {
+            out.push_str(std::str::from_utf8(&text).unwrap_or_default());
         }
     }
 }
