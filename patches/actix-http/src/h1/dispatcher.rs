@@ -409,7 +409,8 @@ where
                 slices[count] = io::IoSlice::new(chunk);
                 count += 1;
             }
-            if !write_buf.is_empty() {
+            // The buffer only behind the whole queue: its bytes come after.
+            if count == queued.len() && !write_buf.is_empty() {
                 slices[count] = io::IoSlice::new(write_buf);
                 count += 1;
             }
