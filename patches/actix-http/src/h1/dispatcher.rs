@@ -1394,14 +1394,18 @@ where
         );
         // PATCH(gateway, patches/README.md #21): anything still queued goes
         // first (an upgrade answer has no body, so this is not expected).
-        let mut write_buf = BytesMut::with_capacity(*this.queued_len + this.write_buf.len());
-        for chunk in this.queued.drain(..) {
-            write_buf.extend_from_slice(&chunk);
+        if this.queued.is_empty() {
+            parts.write_buf = mem::take(this.write_buf);
+        } else {
+            let mut write_buf = BytesMut::with_capacity(*this.queued_len + this.write_buf.len());
+            for chunk in this.queued.drain(..) {
+                write_buf.extend_from_slice(&chunk);
+            }
+            *this.queued_len = 0;
+            write_buf.extend_from_slice(this.write_buf);
+            this.write_buf.clear();
+            parts.write_buf = write_buf;
         }
-        *this.queued_len = 0;
-        write_buf.extend_from_slice(this.write_buf);
-        this.write_buf.clear();
-        parts.write_buf = write_buf;
         let framed = Framed::from_parts(parts);
         this.flow.upgrade.as_ref().unwrap().call((req, framed))
     }
