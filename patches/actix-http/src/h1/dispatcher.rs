@@ -198,7 +198,6 @@ pin_project! {
         // and large body chunks, written with `write_buf` in one vectored
         // write instead of being copied into it.
         queued: VecDeque<Bytes>,
-        queued_len: usize,
 
         // Number of bytes to busy-buffer before flushing.
         h1_write_buffer_size: usize,
@@ -325,7 +324,6 @@ where
                     read_buf: BytesMut::new(),
                     write_buf: BytesMut::new(),
                     queued: VecDeque::new(),
-                    queued_len: 0,
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
                     codec: Codec::new(config),
@@ -383,7 +381,6 @@ where
             io,
             write_buf,
             queued,
-            queued_len,
             h1_write_buffer_size,
             write_buf_needs_reset,
             ..
@@ -427,7 +424,6 @@ where
                         };
                         let taken = n.min(front.len());
                         front.advance(taken);
-                        *queued_len -= taken;
                         n -= taken;
                         if front.is_empty() {
                             queued.pop_front();
@@ -745,7 +741,11 @@ where
                 StateProj::SendPayload { mut body } => {
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
-                    while this.write_buf.len() + *this.queued_len < *this.h1_write_buffer_size {
+                    // PATCH(gateway, patches/README.md #21): the queue counts towards the
+                    // limit (a few entries at most, so summed rather than tracked).
+                    while this.write_buf.len() + this.queued.iter().map(Bytes::len).sum::<usize>()
+                        < *this.h1_write_buffer_size
+                    {
                         match body.as_mut().poll_next(cx) {
                             Poll::Ready(Some(Ok(item))) => {
                                 // PATCH(gateway, patches/README.md #21): a large chunk of
@@ -755,13 +755,10 @@ where
                                     if let Some(taken) = this.codec.take_unframed_body(item.len())
                                     {
                                         if !this.write_buf.is_empty() {
-                                            let before = this.write_buf.split().freeze();
-                                            *this.queued_len += before.len();
-                                            this.queued.push_back(before);
+                                            this.queued.push_back(this.write_buf.split().freeze());
                                         }
                                         let mut item = item;
                                         item.truncate(taken);
-                                        *this.queued_len += item.len();
                                         this.queued.push_back(item);
                                         continue;
                                     }
@@ -1397,11 +1394,10 @@ where
         if this.queued.is_empty() {
             parts.write_buf = mem::take(this.write_buf);
         } else {
-            let mut write_buf = BytesMut::with_capacity(*this.queued_len + this.write_buf.len());
+            let mut write_buf = BytesMut::new();
             for chunk in this.queued.drain(..) {
                 write_buf.extend_from_slice(&chunk);
             }
-            *this.queued_len = 0;
             write_buf.extend_from_slice(this.write_buf);
             this.write_buf.clear();
             parts.write_buf = write_buf;
