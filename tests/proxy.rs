@@ -97,7 +97,7 @@ async fn a_large_head_its_body_and_a_pipelined_request_in_one_write() {
         let mut conn = RawConnection::open(port);
         let mut writer = conn.stream().try_clone().expect("clone");
         let sender = std::thread::spawn(move || std::io::Write::write_all(&mut writer, &bytes));
-        let answers = read_responses(conn.stream(), 2);
+        let answers = conn.read_responses(2);
         sender
             .join()
             .expect("sender")
@@ -141,7 +141,7 @@ async fn a_large_response_to_a_slow_reader_is_intact_and_in_order() {
         );
         // The gateway fills the socket buffers and must wait to write on.
         std::thread::sleep(Duration::from_millis(300));
-        read_responses(conn.stream(), 2)
+        conn.read_responses(2)
     })
     .await
     .unwrap();
@@ -153,36 +153,6 @@ async fn a_large_response_to_a_slow_reader_is_intact_and_in_order() {
         assert_eq!(body.len(), n);
         assert!(*body == pattern(n), "the {n}-byte body differs");
     }
-}
-
-/// Up to `n` responses (status, body) read off `stream`, framed by their
-/// `Content-Length`; fewer when the peer closes or is silent for 1.5 s.
-fn read_responses(stream: &mut std::net::TcpStream, n: usize) -> Vec<(u16, Vec<u8>)> {
-    use std::io::Read;
-    let mut data = Vec::new();
-    let mut answers = Vec::new();
-    let mut buf = [0u8; 65536];
-    while answers.len() < n {
-        let Ok(read @ 1..) = stream.read(&mut buf) else {
-            break;
-        };
-        data.extend_from_slice(&buf[..read]);
-        while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
-            let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let len = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:")?.trim().parse().ok())
-                .unwrap_or(0);
-            if data.len() < end + 4 + len {
-                break;
-            }
-            let body = data[end + 4..end + 4 + len].to_vec();
-            answers.push((status, body));
-            data.drain(..end + 4 + len);
-        }
-    }
-    answers
 }
 
 #[actix_rt::test]

@@ -668,11 +668,7 @@ impl RawConnection {
                     out.extend_from_slice(&buf[..n]);
                     let text = String::from_utf8_lossy(&out);
                     if let Some(end) = text.find("\r\n\r\n") {
-                        let len = text[..end].lines().find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                        });
+                        let len = content_length(&text[..end]);
                         if len.is_some_and(|len| out.len() >= end + 4 + len) {
                             break;
                         }
@@ -681,6 +677,33 @@ impl RawConnection {
             }
         }
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Up to `n` responses (status, body) on this connection, framed by
+    /// their `Content-Length`; fewer when the peer closes or is silent for
+    /// 1.5 s. Bodies as bytes, for pipelined and binary answers.
+    pub fn read_responses(&mut self, n: usize) -> Vec<(u16, Vec<u8>)> {
+        use std::io::Read;
+        let mut data = Vec::new();
+        let mut answers = Vec::new();
+        let mut buf = [0u8; 65536];
+        while answers.len() < n {
+            let Ok(read @ 1..) = self.stream.read(&mut buf) else {
+                break;
+            };
+            data.extend_from_slice(&buf[..read]);
+            while let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&data[..end]).into_owned();
+                let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+                let len = content_length(&head).unwrap_or(0);
+                if data.len() < end + 4 + len {
+                    break;
+                }
+                answers.push((status, data[end + 4..end + 4 + len].to_vec()));
+                data.drain(..end + 4 + len);
+            }
+        }
+        answers
     }
 
     /// What the gateway sends until it closes the connection, if it does
@@ -703,6 +726,15 @@ impl RawConnection {
         }
         None
     }
+}
+
+/// The `Content-Length` of a response head, if it has one.
+fn content_length(head: &str) -> Option<usize> {
+    head.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("content-length:")
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// An upstream that answers every request with the same raw bytes (actix
